@@ -1,0 +1,96 @@
+//! The domain event catalogue: what each event means, its stream, and how a
+//! stored event (of any schema version) is read back.
+
+mod webhook;
+
+pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::{NewEvent, RecordedEvent};
+
+/// Namespace for every UUIDv5 hookwise derives (event ids, trigger ids, command ids),
+/// so that the same cause always yields the same id.
+pub const HOOKWISE_NAMESPACE: Uuid = Uuid::from_u128(0x6f0c_1d4e_8a57_4c1b_9a35_4e0b_5d2a_71c3);
+
+/// A UUIDv5 of `parts` joined by a separator that cannot appear inside them
+/// unescaped, under the hookwise namespace.
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    let name = parts.join("\u{1f}");
+    Uuid::new_v5(&HOOKWISE_NAMESPACE, name.as_bytes())
+}
+
+/// A domain event type: its name in the log, its current schema version, and
+/// how older versions are upcast to the current one.
+pub trait DomainEvent: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    const SCHEMA_VERSION: u32;
+
+    /// Rewrites the JSON of an older schema version into the current shape.
+    /// The default accepts only the current version.
+    fn upcast(
+        schema_version: u32,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, DecodeError> {
+        if schema_version == Self::SCHEMA_VERSION {
+            Ok(data)
+        } else {
+            Err(DecodeError::UnknownSchemaVersion {
+                event_type: Self::TYPE,
+                schema_version,
+            })
+        }
+    }
+
+    fn to_new_event(
+        &self,
+        event_id: Uuid,
+        payload: Option<bytes::Bytes>,
+    ) -> Result<NewEvent, serde_json::Error> {
+        Ok(NewEvent {
+            event_id,
+            event_type: Self::TYPE.to_owned(),
+            schema_version: Self::SCHEMA_VERSION,
+            data: serde_json::to_vec(self)?,
+            payload,
+        })
+    }
+
+    /// Reads a recorded event of this type, upcasting older schema versions.
+    fn decode(event: &RecordedEvent) -> Result<Self, DecodeError> {
+        if event.event_type != Self::TYPE {
+            return Err(DecodeError::WrongType {
+                expected: Self::TYPE,
+                found: event.event_type.clone(),
+            });
+        }
+        let value: serde_json::Value = serde_json::from_slice(&event.data)?;
+        let current = Self::upcast(event.schema_version, value)?;
+        Ok(serde_json::from_value(current)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("expected an event of type {expected}, found {found}")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{event_type} has no schema version {schema_version}")]
+    UnknownSchemaVersion {
+        event_type: &'static str,
+        schema_version: u32,
+    },
+    #[error("event data is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Stream names, in one place so that every writer and reader agrees.
+pub mod streams {
+    pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
+        format!("delivery-{hook_id}-{delivery_id}")
+    }
+}

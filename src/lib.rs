@@ -1,0 +1,4 @@
+//! hookwise: verified, durable GitHub App webhook intake for AI coding agents.
+
+pub mod events;
+pub mod store;

@@ -1,0 +1,477 @@
+//! PostgreSQL: the shared engine for several hookwise instances. Appends from
+//! one instance are grouped by a single writer task; every group commits under
+//! a transaction-scoped advisory lock taken before the insert, so positions
+//! become visible in order across all instances. LISTEN/NOTIFY wakes
+//! subscribers early; they poll regardless.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use super::sqlite::now_micros;
+use super::{
+    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent,
+    Position, RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+};
+
+/// Advisory lock key that serialises appends (ASCII "hookwise" folded into an i64).
+const APPEND_LOCK: i64 = 0x686f_6f6b_7769_7365;
+const NOTIFY_CHANNEL: &str = "hookwise_events";
+
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE events (
+        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        stream TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        event_id UUID NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        payload BYTEA,
+        recorded_at BIGINT NOT NULL,
+        UNIQUE (stream, version)
+    );",
+)];
+
+type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+
+enum WriterMessage {
+    Append(AppendRequest, Reply),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    queue: mpsc::Sender<WriterMessage>,
+    head: watch::Sender<Position>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// A connection pool for `url`, shared by the store and the SQL read models.
+pub fn connect_pool(url: &str) -> Result<Pool, StoreError> {
+    let config =
+        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(16)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(unavailable)
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = connect_pool(url)?;
+        migrate(&pool).await?;
+        let client = pool.get().await.map_err(unavailable)?;
+        let last: i64 = client
+            .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        drop(client);
+        let (head, _) = watch::channel(Position(last as u64));
+        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run_writer(pool.clone(), inbox, head.clone()));
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let listener = tokio::spawn(listen_for_appends(config, head.clone()));
+        Ok(PostgresStore {
+            pool,
+            queue,
+            head,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    // Several instances may start at once: one migrates, the others wait.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(APPEND_LOCK + 1)])
+        .await
+        .map_err(unavailable)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
+    )
+    .await
+    .map_err(unavailable)?;
+    for (version, sql) in MIGRATIONS {
+        let applied = tx
+            .query_opt(
+                "SELECT version FROM schema_migrations WHERE component = 'events' AND version = $1",
+                &[version],
+            )
+            .await
+            .map_err(unavailable)?;
+        if applied.is_none() {
+            tx.batch_execute(sql).await.map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (component, version) VALUES ('events', $1)",
+                &[version],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+    }
+    tx.commit().await.map_err(unavailable)
+}
+
+async fn run_writer(
+    pool: Pool,
+    mut inbox: mpsc::Receiver<WriterMessage>,
+    head: watch::Sender<Position>,
+) {
+    let mut requests = Vec::with_capacity(MAX_GROUP);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
+    let mut closing = None;
+    while closing.is_none() {
+        let Some(first) = inbox.recv().await else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                WriterMessage::Append(request, reply) => {
+                    requests.push(request);
+                    replies.push(reply);
+                }
+                WriterMessage::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            if requests.len() < MAX_GROUP {
+                next = inbox.try_recv().ok();
+            }
+        }
+        if requests.is_empty() {
+            continue;
+        }
+        match commit_group(&pool, &requests).await {
+            Ok(results) => {
+                let last = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .filter(|r| !r.already_stored)
+                    .filter_map(|r| r.first_position)
+                    .max();
+                if let Some(last) = last {
+                    head.send_modify(|h| *h = (*h).max(last));
+                }
+                for (reply, result) in replies.drain(..).zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, appends = requests.len(), "postgres group commit failed");
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+        requests.clear();
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn commit_group(
+    pool: &Pool,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect();
+
+    let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)");
+    let versions_of = tx.prepare_cached(
+        "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
+    );
+    let find_events = tx.prepare_cached(
+        "SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)",
+    );
+    let (lock, versions_of, find_events) =
+        tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
+
+    // Pipelined: the lock is granted before the reads run on the server.
+    let (lock_params, version_params, event_params): (
+        [&(dyn ToSql + Sync); 1],
+        [&(dyn ToSql + Sync); 1],
+        [&(dyn ToSql + Sync); 1],
+    ) = ([&APPEND_LOCK], [&streams], [&ids]);
+    let (_, version_rows, event_rows) = tokio::try_join!(
+        tx.execute(&lock, &lock_params),
+        tx.query(&versions_of, &version_params),
+        tx.query(&find_events, &event_params),
+    )
+    .map_err(unavailable)?;
+
+    let mut versions: HashMap<String, Option<u64>> =
+        streams.iter().map(|s| ((*s).to_owned(), None)).collect();
+    for row in version_rows {
+        let stream: String = row.get(0);
+        let version: i64 = row.get(1);
+        versions.insert(stream, Some(version as u64));
+    }
+    let existing: HashMap<Uuid, ExistingEvent> = event_rows
+        .into_iter()
+        .map(|row| {
+            let id: Uuid = row.get(0);
+            let found = ExistingEvent {
+                stream: row.get(1),
+                version: row.get::<_, i64>(2) as u64,
+                position: Position(row.get::<_, i64>(3) as u64),
+            };
+            (id, found)
+        })
+        .collect();
+
+    let plan = plan_batch(requests, versions, &existing);
+    let mut positions = Vec::with_capacity(plan.rows.len());
+    if !plan.rows.is_empty() {
+        let now = now_micros();
+        let mut row_streams = Vec::with_capacity(plan.rows.len());
+        let mut row_versions = Vec::with_capacity(plan.rows.len());
+        let mut row_ids = Vec::with_capacity(plan.rows.len());
+        let mut row_types = Vec::with_capacity(plan.rows.len());
+        let mut row_schemas = Vec::with_capacity(plan.rows.len());
+        let mut row_data = Vec::with_capacity(plan.rows.len());
+        let mut row_payloads: Vec<Option<&[u8]>> = Vec::with_capacity(plan.rows.len());
+        for row in &plan.rows {
+            row_streams.push(row.stream);
+            row_versions.push(row.version as i64);
+            row_ids.push(row.event.event_id);
+            row_types.push(row.event.event_type.as_str());
+            row_schemas.push(row.event.schema_version as i32);
+            row_data.push(
+                std::str::from_utf8(&row.event.data)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            row_payloads.push(row.event.payload.as_deref());
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, recorded_at)
+                 SELECT s, v, i, t, sv, d, p, $8
+                 FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[])
+                      WITH ORDINALITY AS r(s, v, i, t, sv, d, p, n)
+                 ORDER BY n
+                 RETURNING event_id, position",
+            )
+            .await
+            .map_err(unavailable)?;
+        let inserted = tx
+            .query(
+                &insert,
+                &[
+                    &row_streams,
+                    &row_versions,
+                    &row_ids,
+                    &row_types,
+                    &row_schemas,
+                    &row_data,
+                    &row_payloads,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let by_id: HashMap<Uuid, i64> =
+            inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        for id in &row_ids {
+            let position = by_id.get(id).ok_or_else(|| {
+                StoreError::Corrupt(format!("insert returned no position for {id}"))
+            })?;
+            positions.push(Position(*position as u64));
+        }
+        tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
+            .await
+            .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(plan.results(&positions))
+}
+
+/// Turns NOTIFYs from any instance into wake-ups for local subscribers,
+/// reconnecting after a lost connection. Aborted when the store is dropped.
+async fn listen_for_appends(config: tokio_postgres::Config, head: watch::Sender<Position>) {
+    use futures_util::future::poll_fn;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let head = head.clone();
+                let driver = tokio::spawn(async move {
+                    while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                head.send_modify(|_| {})
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    let _ = driver.await;
+                } else {
+                    driver.abort();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "LISTEN connection failed; subscribers poll meanwhile")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn read_event(row: &tokio_postgres::Row) -> RecordedEvent {
+    RecordedEvent {
+        position: Position(row.get::<_, i64>(0) as u64),
+        stream: row.get(1),
+        version: row.get::<_, i64>(2) as u64,
+        event_id: row.get(3),
+        event_type: row.get(4),
+        schema_version: row.get::<_, i32>(5) as u32,
+        data: row.get::<_, String>(6).into_bytes(),
+        payload: row.get::<_, Option<Vec<u8>>>(7).map(Bytes::from),
+        recorded_at_micros: row.get(8),
+    }
+}
+
+const SELECT_EVENT: &str =
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at FROM events";
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        };
+        self.queue
+            .send(WriterMessage::Append(request, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "{SELECT_EVENT} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
+            ))
+            .await
+            .map_err(unavailable)?;
+        let rows = client
+            .query(&stmt, &[&stream, &(from_version as i64), &(limit as i64)])
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(read_event).collect())
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"
+            ))
+            .await
+            .map_err(unavailable)?;
+        let rows = client
+            .query(&stmt, &[&(after.0 as i64), &(limit as i64)])
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(read_event).collect())
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
+            .await
+            .map_err(unavailable)?;
+        Ok(Position(row.get::<_, i64>(0) as u64))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn head_hint(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+
+    async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(WriterMessage::Close(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The embedded default: one SQLite file in WAL mode. A single writer thread
+//! owns the write connection and commits every waiting append in one
+//! `BEGIN IMMEDIATE` transaction with `synchronous=FULL` (group commit);
+//! readers use a small pool of read-only connections.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::{
+    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent,
+    Position, RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE events (
+        position INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        event_id BLOB NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        payload BLOB,
+        recorded_at INTEGER NOT NULL,
+        UNIQUE (stream, version)
+    );",
+)];
+
+type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+
+enum WriterMessage {
+    Append(AppendRequest, Reply),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct SqliteStore {
+    queue: mpsc::Sender<WriterMessage>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    head: watch::Sender<Position>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` (created with its folder if missing),
+    /// applies migrations and starts the writer thread.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(unavailable)?
+    }
+
+    fn open_blocking(path: &str) -> Result<Self, StoreError> {
+        if path.is_empty() {
+            return Err(StoreError::InvalidUrl("sqlite:// needs a file path".into()));
+        }
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| unavailable(format!("creating {}: {e}", parent.display())))?;
+        }
+        let mut writer = Connection::open(path).map_err(unavailable)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(unavailable)?;
+        migrate(&mut writer)?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000;"));
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .build(manager)
+            .map_err(unavailable)?;
+
+        let last: i64 = writer
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(unavailable)?;
+        let (head, _) = watch::channel(Position(last as u64));
+        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
+        let head_for_writer = head.clone();
+        std::thread::Builder::new()
+            .name("hookwise-sqlite-writer".into())
+            .spawn(move || run_writer(writer, inbox, head_for_writer))
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            queue,
+            readers,
+            head,
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(unavailable)?;
+            query(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
+    )
+    .map_err(unavailable)?;
+    for (version, sql) in MIGRATIONS {
+        let applied: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE component = 'events' AND version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        if applied.is_none() {
+            tx.execute_batch(sql).map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (component, version) VALUES ('events', ?1)",
+                [version],
+            )
+            .map_err(unavailable)?;
+        }
+    }
+    tx.commit().map_err(unavailable)
+}
+
+fn run_writer(
+    mut conn: Connection,
+    mut inbox: mpsc::Receiver<WriterMessage>,
+    head: watch::Sender<Position>,
+) {
+    let mut requests = Vec::with_capacity(MAX_GROUP);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
+    let mut closing = None;
+    while closing.is_none() {
+        let Some(first) = inbox.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                WriterMessage::Append(request, reply) => {
+                    requests.push(request);
+                    replies.push(reply);
+                }
+                WriterMessage::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            if requests.len() < MAX_GROUP {
+                next = inbox.try_recv().ok();
+            }
+        }
+        if requests.is_empty() {
+            continue;
+        }
+        match commit_group(&mut conn, &requests) {
+            Ok(results) => {
+                if let Some(last) = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .filter(|r| !r.already_stored)
+                    .filter_map(|r| r.first_position)
+                    .max()
+                {
+                    head.send_modify(|h| *h = (*h).max(last));
+                }
+                for (reply, result) in replies.drain(..).zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, appends = requests.len(), "sqlite group commit failed");
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(unavailable(&e)));
+                }
+            }
+        }
+        requests.clear();
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn commit_group(
+    conn: &mut Connection,
+    requests: &[AppendRequest],
+) -> rusqlite::Result<Vec<Result<AppendResult, StoreError>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut versions: HashMap<String, Option<u64>> = HashMap::with_capacity(requests.len());
+    let mut existing: HashMap<Uuid, ExistingEvent> = HashMap::new();
+    {
+        let mut version_of =
+            tx.prepare_cached("SELECT MAX(version) FROM events WHERE stream = ?1")?;
+        let mut find_event =
+            tx.prepare_cached("SELECT stream, version, position FROM events WHERE event_id = ?1")?;
+        for request in requests {
+            if !versions.contains_key(&request.stream) {
+                let v: Option<i64> = version_of.query_row([&request.stream], |r| r.get(0))?;
+                versions.insert(request.stream.clone(), v.map(|v| v as u64));
+            }
+            for event in &request.events {
+                let found = find_event
+                    .query_row([event.event_id.as_bytes().as_slice()], |r| {
+                        Ok(ExistingEvent {
+                            stream: r.get(0)?,
+                            version: r.get::<_, i64>(1)? as u64,
+                            position: Position(r.get::<_, i64>(2)? as u64),
+                        })
+                    })
+                    .optional()?;
+                if let Some(found) = found {
+                    existing.insert(event.event_id, found);
+                }
+            }
+        }
+    }
+    let plan = plan_batch(requests, versions, &existing);
+    let now = now_micros();
+    let mut positions = Vec::with_capacity(plan.rows.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for row in &plan.rows {
+            let data = std::str::from_utf8(&row.event.data)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            insert.execute(params![
+                row.stream,
+                row.version as i64,
+                row.event.event_id.as_bytes().as_slice(),
+                row.event.event_type,
+                row.event.schema_version,
+                data,
+                row.event.payload.as_deref(),
+                now,
+            ])?;
+            positions.push(Position(tx.last_insert_rowid() as u64));
+        }
+    }
+    tx.commit()?;
+    Ok(plan.results(&positions))
+}
+
+pub(crate) fn now_micros() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+    now as i64
+}
+
+const SELECT_EVENT: &str =
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at FROM events";
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
+    let id_bytes: Vec<u8> = r.get(3)?;
+    let event_id = Uuid::from_slice(&id_bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    Ok(RecordedEvent {
+        position: Position(r.get::<_, i64>(0)? as u64),
+        stream: r.get(1)?,
+        version: r.get::<_, i64>(2)? as u64,
+        event_id,
+        event_type: r.get(4)?,
+        schema_version: r.get(5)?,
+        data: r.get_ref(6)?.as_bytes()?.to_vec(),
+        payload: r.get::<_, Option<Vec<u8>>>(7)?.map(Bytes::from),
+        recorded_at_micros: r.get(8)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        };
+        self.queue
+            .send(WriterMessage::Append(request, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{SELECT_EVENT} WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![stream, from_version as i64, limit as i64],
+                row_to_event,
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after.0 as i64, limit as i64], row_to_event)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|p| Position(p as u64))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await?;
+        if self.queue.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    fn head_hint(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+
+    async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(WriterMessage::Close(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}

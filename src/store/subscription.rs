@@ -1,0 +1,62 @@
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{EventStore, Position, RecordedEvent, StoreError};
+
+/// Events read per round trip while catching up.
+const PAGE: usize = 500;
+/// How long a live subscription sleeps without a wake-up before it polls
+/// anyway (another instance may have appended, or a hint was lost).
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Catch-up then live reader of the whole log, in position order.
+pub struct Subscription {
+    store: Arc<dyn EventStore>,
+    after: Position,
+    buffered: VecDeque<RecordedEvent>,
+    hint: watch::Receiver<Position>,
+}
+
+impl Subscription {
+    pub(super) fn new(store: Arc<dyn EventStore>, after: Position) -> Self {
+        let hint = store.head_hint();
+        Subscription {
+            store,
+            after,
+            buffered: VecDeque::new(),
+            hint,
+        }
+    }
+
+    /// The position of the last event handed out (or the start position).
+    pub fn position(&self) -> Position {
+        self.after
+    }
+
+    /// The next event, waiting for one to be appended when caught up.
+    pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                self.after = event.position;
+                return Ok(event);
+            }
+            // Mark the hint seen before reading, so an append that lands
+            // between the read and the wait still wakes us.
+            self.hint.borrow_and_update();
+            let page = self.store.read_all(self.after, PAGE).await?;
+            if page.is_empty() {
+                if let Ok(Err(_closed)) =
+                    tokio::time::timeout(POLL_INTERVAL, self.hint.changed()).await
+                {
+                    // The store stopped sending hints: fall back to polling.
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            } else {
+                self.buffered.extend(page);
+            }
+        }
+    }
+}
