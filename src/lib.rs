@@ -1,4 +1,15 @@
 //! hookwise: verified, durable GitHub App webhook intake for AI coding agents.
+//!
+//! Every verified delivery is appended to an event log before GitHub gets its
+//! answer; everything else is derived from that log.
 
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod events;
+pub mod github;
 pub mod store;
+
+pub use app::Application;

@@ -1,1 +1,162 @@
-fn main() {}
+//! The `hookwise` command line: a thin layer over the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hookwise::cli::events::print_events;
+use hookwise::cli::send::{send, SendArgs};
+use hookwise::config::{Config, ServeArgs, StoreArgs};
+use hookwise::store::{self, Position};
+use hookwise::Application;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "hookwise",
+    version,
+    about = "Verified, durable GitHub App webhook intake for AI coding agents"
+)]
+struct Cli {
+    /// Log format: `text` or `json` (one JSON object per line).
+    #[arg(
+        long,
+        env = "HOOKWISE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve(Box<ServeArgs>),
+    /// Sign a payload file and post it to a hookwise (or any GitHub webhook receiver).
+    Send(SendArgs),
+    /// Print the event log as JSON lines.
+    Events {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Start after this position (exclusive).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events as they are appended.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_from_env())));
+    match runtime.block_on(run(command)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Serve(args) => {
+            let config = Config::from_args(*args).map_err(|e| e.to_string())?;
+            let app = Application::build(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Printed on stdout so scripts (and tests) can find a port-0 address.
+            println!("hookwise listening on http://{}", app.local_addr());
+            app.run_until(hookwise::app::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(args) => {
+            let (status, body) = send(&args).await.map_err(|e| e.to_string())?;
+            println!("{status}");
+            println!("{body}");
+            Ok(if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Events {
+            store,
+            after,
+            follow,
+        } => {
+            let store = store::open(&store.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_events(store, Position(after), follow)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { store } => {
+            let store = store::open(&store.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await;
+            println!("schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+trait ParseFromEnv {
+    fn parse_from_env() -> Self;
+}
+
+impl ParseFromEnv for ServeArgs {
+    /// `hookwise` with no subcommand serves, configured from the environment.
+    fn parse_from_env() -> Self {
+        #[derive(Parser)]
+        struct ServeOnly {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        ServeOnly::parse_from(["hookwise"]).args
+    }
+}

@@ -1,0 +1,112 @@
+//! Building and running the service.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::Server;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store::{self, EventStore, StoreError};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A bound, ready-to-run hookwise server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the event store: {0}")]
+    Store(#[from] StoreError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Opens (and migrates) the store and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = store::open(&config.database_url).await?;
+        Self::build_with_store(config, store).await
+    }
+
+    pub async fn build_with_store(
+        config: Config,
+        store: Arc<dyn EventStore>,
+    ) -> Result<Self, StartError> {
+        let acceptor = TcpListener::bind(config.bind)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(config.bind);
+        let state = AppState {
+            store,
+            secrets: config.secrets,
+            webhooks_enabled: config.webhooks_enabled,
+        };
+        Ok(Application {
+            acceptor,
+            local_addr,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then
+    /// flushes the store's writer.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
+            .await;
+        store.close().await;
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

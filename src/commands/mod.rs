@@ -1,0 +1,3 @@
+//! The write side: each command validates its input and appends events.
+
+pub mod receive_webhook;

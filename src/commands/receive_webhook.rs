@@ -1,0 +1,83 @@
+//! Records one verified GitHub delivery as `WebhookReceived` in its own
+//! stream, `delivery-{hook_id}-{guid}`, appended with `NoStream` so that a
+//! redelivery is recognised and stores nothing.
+
+use bytes::Bytes;
+
+use crate::events::{derived_id, streams, DomainEvent, SecretSlot, WebhookReceived};
+use crate::github::webhook::{PayloadEnvelope, PayloadError};
+use crate::store::{EventStore, ExpectedVersion, Position, StoreError};
+
+/// Delivery headers after validation.
+pub struct DeliveryHeaders<'a> {
+    pub event: &'a str,
+    pub delivery_id: &'a str,
+    pub hook_id: &'a str,
+    pub signature: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Where the delivery is in the log.
+    pub position: Position,
+    /// It was already in the log: nothing was written.
+    pub duplicate: bool,
+    /// The payload's `action`, for the delivery's log line.
+    pub action: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Parses the verified `body` and appends it durably; returns once committed.
+pub async fn receive_webhook(
+    store: &dyn EventStore,
+    headers: &DeliveryHeaders<'_>,
+    secret: SecretSlot,
+    body: Bytes,
+) -> Result<Receipt, ReceiveError> {
+    let envelope = PayloadEnvelope::parse(&body)?;
+    let event = WebhookReceived {
+        delivery_id: headers.delivery_id.to_owned(),
+        hook_id: headers.hook_id.to_owned(),
+        event: headers.event.to_owned(),
+        action: envelope.action.as_deref().map(str::to_owned),
+        installation_id: envelope.installation.as_ref().map(|i| i.id),
+        repository: envelope.repository_ref(),
+        sender: envelope.sender_ref(),
+        signature: headers.signature.to_owned(),
+        secret,
+    };
+    let action = event.action.clone();
+    let stream = streams::delivery(headers.hook_id, headers.delivery_id);
+    let event_id = derived_id(&["delivery", headers.hook_id, headers.delivery_id]);
+    let new_event = event
+        .to_new_event(event_id, Some(body))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match store
+        .append(&stream, ExpectedVersion::NoStream, vec![new_event])
+        .await
+    {
+        Ok(result) => Ok(Receipt {
+            position: result.first_position.unwrap_or_default(),
+            duplicate: result.already_stored,
+            action,
+        }),
+        // The stream exists with another event id: still the same delivery.
+        Err(StoreError::WrongExpectedVersion { .. }) => {
+            let stored = store.read_stream(&stream, 0, 1).await?;
+            let position = stored.first().map(|e| e.position).unwrap_or_default();
+            Ok(Receipt {
+                position,
+                duplicate: true,
+                action,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
