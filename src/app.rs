@@ -8,8 +8,12 @@ use std::time::Duration;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
 
+use tokio::sync::watch;
+
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
+use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -20,12 +24,16 @@ pub struct Application {
     acceptor: TcpAcceptor,
     local_addr: SocketAddr,
     state: AppState,
+    db: SqlDb,
+    handlers: Vec<Arc<dyn EventHandler>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("opening the event store: {0}")]
     Store(#[from] StoreError),
+    #[error("preparing the database: {0}")]
+    Sql(#[from] SqlError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -80,9 +88,26 @@ impl Application {
     /// flushes the store's writer.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let (stop, stopped) = watch::channel(false);
+        let background: Vec<_> = self
+            .handlers
+            .into_iter()
+            .map(|handler| {
+                tokio::spawn(run_handler(
+                    store.clone(),
+                    self.db.clone(),
+                    handler,
+                    stopped.clone(),
+                ))
+            })
+            .collect();
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
             .await;
+        let _ = stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         store.close().await;
         result
     }

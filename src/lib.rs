@@ -10,6 +10,8 @@ pub mod commands;
 pub mod config;
 pub mod events;
 pub mod github;
+pub mod projections;
+pub mod sql;
 pub mod store;
 
 pub use app::Application;

@@ -36,6 +36,21 @@ impl Subscription {
         self.after
     }
 
+    /// Up to `max` events: whatever is already read, or else waits for at least one.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let first = self.next().await?;
+        let mut batch = Vec::with_capacity(max.min(self.buffered.len() + 1));
+        batch.push(first);
+        while batch.len() < max {
+            let Some(event) = self.buffered.pop_front() else {
+                break;
+            };
+            self.after = event.position;
+            batch.push(event);
+        }
+        Ok(batch)
+    }
+
     /// The next event, waiting for one to be appended when caught up.
     pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
         loop {

@@ -1,0 +1,182 @@
+//! The SQL side of hookwise (read models, checkpoints, the outbox), on the
+//! same database as the event log: SQLite or PostgreSQL behind one small API.
+//!
+//! Statements are written once in the common dialect of both engines with `?`
+//! placeholders (rewritten to `$n` for PostgreSQL). Conventions that keep one
+//! statement valid on both: integers are `BIGINT`, text is `TEXT`, floats are
+//! `DOUBLE PRECISION`, booleans are `BIGINT` 0/1, upserts use
+//! `INSERT … ON CONFLICT … DO UPDATE`, and aggregates that PostgreSQL would
+//! return as `NUMERIC` are cast (`CAST(SUM(x) AS BIGINT)`).
+
+mod postgres;
+mod sqlite;
+mod value;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+pub use value::{FromSqlValue, SqlRow, SqlValue};
+
+use crate::store::StoreError;
+
+/// One statement and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: Cow<'static, str>,
+    pub params: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<SqlValue>) -> Self {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// Which engine a [`SqlDb`] talks to, for the rare statement that must differ
+/// (e.g. `FOR UPDATE SKIP LOCKED`, which only PostgreSQL has or needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("column {column}: {problem}")]
+    Column { column: usize, problem: String },
+}
+
+impl From<SqlError> for StoreError {
+    fn from(e: SqlError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// A migration: `(version, statements)`, applied once per component, in order.
+pub type Migration = (i64, &'static str);
+
+#[derive(Clone)]
+pub struct SqlDb {
+    inner: Arc<Engine>,
+}
+
+enum Engine {
+    Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PostgresDb),
+}
+
+impl SqlDb {
+    /// Connects to the database `database_url` names (the same URL as the store's).
+    pub async fn connect(database_url: &str) -> Result<Self, SqlError> {
+        let engine = if let Some(path) = database_url.strip_prefix("sqlite://") {
+            Engine::Sqlite(sqlite::SqliteDb::open(path).await?)
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Engine::Postgres(postgres::PostgresDb::connect(database_url)?)
+        } else {
+            return Err(SqlError::Unavailable(
+                "expected sqlite://PATH or postgres://…".into(),
+            ));
+        };
+        Ok(SqlDb {
+            inner: Arc::new(engine),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match &*self.inner {
+            Engine::Sqlite(_) => Dialect::Sqlite,
+            Engine::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies `component`'s migrations that have not run yet, each in its own transaction.
+    pub async fn migrate(
+        &self,
+        component: &'static str,
+        migrations: &'static [Migration],
+    ) -> Result<(), SqlError> {
+        match &*self.inner {
+            Engine::Sqlite(db) => db.migrate(component, migrations).await,
+            Engine::Postgres(db) => db.migrate(component, migrations).await,
+        }
+    }
+
+    /// Runs `statements` in one transaction; returns the rows each changed.
+    pub async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, SqlError> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &*self.inner {
+            Engine::Sqlite(db) => db.write(statements).await,
+            Engine::Postgres(db) => db.write(statements).await,
+        }
+    }
+
+    /// Runs one statement that returns rows (a `SELECT`, or a write with `RETURNING`).
+    pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<SqlRow>, SqlError> {
+        match &*self.inner {
+            Engine::Sqlite(db) => db.query(sql, params).await,
+            Engine::Postgres(db) => db.query(sql, params).await,
+        }
+    }
+
+    /// Runs `statements` in one transaction, the last of which returns rows
+    /// (e.g. claiming an outbox row with `UPDATE … RETURNING`).
+    pub async fn write_returning(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<SqlRow>, SqlError> {
+        match &*self.inner {
+            Engine::Sqlite(db) => db.write_returning(statements).await,
+            Engine::Postgres(db) => db.write_returning(statements).await,
+        }
+    }
+}
+
+/// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`, leaving quoted text alone.
+pub(crate) fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (None, '?') => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_placeholders;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT ? , '?' , \"a?\" FROM t WHERE x = ? AND y = ?"),
+            "SELECT $1 , '?' , \"a?\" FROM t WHERE x = $2 AND y = $3"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+use std::sync::{Arc, Mutex};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::{Migration, SqlError, SqlRow, SqlValue, Statement};
+
+/// Read models beside the log in the same SQLite file: one write connection
+/// (SQLite has one writer at a time anyway) and a pool of readers.
+pub struct SqliteDb {
+    writer: Arc<Mutex<Connection>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+fn db_error(e: impl std::fmt::Display) -> SqlError {
+    SqlError::Database(e.to_string())
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            SqlValue::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            SqlValue::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
+            SqlValue::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            SqlValue::Blob(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+        })
+    }
+}
+
+fn read_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<SqlRow> {
+    let mut values = Vec::with_capacity(columns);
+    for i in 0..columns {
+        values.push(match row.get_ref(i)? {
+            ValueRef::Null => SqlValue::Null,
+            ValueRef::Integer(v) => SqlValue::Int(v),
+            ValueRef::Real(v) => SqlValue::Real(v),
+            ValueRef::Text(v) => SqlValue::Text(String::from_utf8_lossy(v).into_owned()),
+            ValueRef::Blob(v) => SqlValue::Blob(v.to_vec()),
+        });
+    }
+    Ok(SqlRow(values))
+}
+
+fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<Vec<SqlRow>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns = stmt.column_count();
+    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+        read_row(r, columns)
+    })?;
+    rows.collect()
+}
+
+impl SqliteDb {
+    pub async fn open(path: &str) -> Result<Self, SqlError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = std::path::Path::new(&path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(db_error)?;
+            }
+            let writer = Connection::open(&path).map_err(db_error)?;
+            writer
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+                .map_err(db_error)?;
+            let manager = SqliteConnectionManager::file(&path)
+                .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 10000;"));
+            let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(db_error)?;
+            Ok(SqliteDb { writer: Arc::new(Mutex::new(writer)), readers })
+        })
+        .await
+        .map_err(db_error)?
+    }
+
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, SqlError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| SqlError::Unavailable("writer connection poisoned".into()))?;
+            work(&mut conn).map_err(db_error)
+        })
+        .await
+        .map_err(db_error)?
+    }
+
+    pub async fn migrate(
+        &self,
+        component: &'static str,
+        migrations: &'static [Migration],
+    ) -> Result<(), SqlError> {
+        self.with_writer(move |conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
+            )?;
+            for (version, sql) in migrations {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let applied: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM schema_migrations WHERE component = ?1 AND version = ?2",
+                        rusqlite::params![component, version],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if applied.is_none() {
+                    tx.execute_batch(sql)?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2)",
+                        rusqlite::params![component, version],
+                    )?;
+                }
+                tx.commit()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, SqlError> {
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = Vec::with_capacity(statements.len());
+            for statement in &statements {
+                let mut stmt = tx.prepare_cached(&statement.sql)?;
+                changed.push(
+                    stmt.execute(rusqlite::params_from_iter(statement.params.iter()))? as u64,
+                );
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    pub async fn write_returning(
+        &self,
+        mut statements: Vec<Statement>,
+    ) -> Result<Vec<SqlRow>, SqlError> {
+        let Some(last) = statements.pop() else {
+            return Ok(Vec::new());
+        };
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for statement in &statements {
+                tx.prepare_cached(&statement.sql)?
+                    .execute(rusqlite::params_from_iter(statement.params.iter()))?;
+            }
+            let rows = run_query(&tx, &last.sql, &last.params)?;
+            tx.commit()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<SqlRow>, SqlError> {
+        let pool = self.readers.clone();
+        let sql = sql.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool
+                .get()
+                .map_err(|e| SqlError::Unavailable(e.to_string()))?;
+            run_query(&conn, &sql, &params).map_err(db_error)
+        })
+        .await
+        .map_err(db_error)?
+    }
+}
