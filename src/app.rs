@@ -35,10 +35,7 @@ pub enum StartError {
     #[error("preparing the database: {0}")]
     Sql(#[from] SqlError),
     #[error("listening on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 impl Application {
@@ -48,32 +45,14 @@ impl Application {
         Self::build_with_store(config, store).await
     }
 
-    pub async fn build_with_store(
-        config: Config,
-        store: Arc<dyn EventStore>,
-    ) -> Result<Self, StartError> {
+    pub async fn build_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Self, StartError> {
         let acceptor = TcpListener::bind(config.bind)
             .into_acceptor()
             .await
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        let local_addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .unwrap_or(config.bind);
-        let state = AppState {
-            store,
-            secrets: config.secrets,
-            webhooks_enabled: config.webhooks_enabled,
-        };
-        Ok(Application {
-            acceptor,
-            local_addr,
-            state,
-        })
+            .map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
+        let state = AppState { store, secrets: config.secrets, webhooks_enabled: config.webhooks_enabled };
+        Ok(Application { acceptor, local_addr, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -92,14 +71,7 @@ impl Application {
         let background: Vec<_> = self
             .handlers
             .into_iter()
-            .map(|handler| {
-                tokio::spawn(run_handler(
-                    store.clone(),
-                    self.db.clone(),
-                    handler,
-                    stopped.clone(),
-                ))
-            })
+            .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))

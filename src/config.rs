@@ -9,12 +9,7 @@ use crate::github::signature::{WebhookSecret, WebhookSecrets};
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Where the event log and read models live: `sqlite://PATH` or `postgres://USER@HOST/DB`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://data/hookwise.db",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/hookwise.db", hide_env_values = true)]
     pub database_url: String,
 }
 
@@ -26,11 +21,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// The previous webhook secret, also accepted while a rotation is under way.
-    #[arg(
-        long,
-        env = "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
     pub webhook_secret_previous: Option<String>,
     /// `false` makes intake answer 503 and store nothing.
     #[arg(long, env = "GITHUB_WEBHOOKS_ENABLED", default_value = "true", value_parser = BoolishValueParser::new())]
@@ -87,10 +78,7 @@ impl Config {
             .and_then(|s| WebhookSecret::parse(s).ok())
             .ok_or(ConfigError::MissingWebhookSecret)?;
         // An empty previous secret means "no rotation under way", never "accept anything".
-        let previous = args
-            .webhook_secret_previous
-            .as_deref()
-            .and_then(|s| WebhookSecret::parse(s).ok());
+        let previous = args.webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
         let api_token = args.api_token.filter(|t| !t.is_empty()).map(ApiToken);
         if api_token.is_none() && !args.bind.ip().is_loopback() {
             return Err(ConfigError::MissingApiToken(args.bind));

@@ -11,19 +11,10 @@ use hookwise::Application;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "hookwise",
-    version,
-    about = "Verified, durable GitHub App webhook intake for AI coding agents"
-)]
+#[command(name = "hookwise", version, about = "Verified, durable GitHub App webhook intake for AI coding agents")]
 struct Cli {
     /// Log format: `text` or `json` (one JSON object per line).
-    #[arg(
-        long,
-        env = "HOOKWISE_LOG_FORMAT",
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "HOOKWISE_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
@@ -62,10 +53,7 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -75,19 +63,14 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let command = cli
-        .command
-        .unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_from_env())));
+    let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_from_env())));
     match runtime.block_on(run(command)) {
         Ok(code) => code,
         Err(message) => {
@@ -101,43 +84,25 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve(args) => {
             let config = Config::from_args(*args).map_err(|e| e.to_string())?;
-            let app = Application::build(config)
-                .await
-                .map_err(|e| e.to_string())?;
+            let app = Application::build(config).await.map_err(|e| e.to_string())?;
             // Printed on stdout so scripts (and tests) can find a port-0 address.
             println!("hookwise listening on http://{}", app.local_addr());
-            app.run_until(hookwise::app::shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())?;
+            app.run_until(hookwise::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {
             let (status, body) = send(&args).await.map_err(|e| e.to_string())?;
             println!("{status}");
             println!("{body}");
-            Ok(if (200..300).contains(&status) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Events {
-            store,
-            after,
-            follow,
-        } => {
-            let store = store::open(&store.database_url)
-                .await
-                .map_err(|e| e.to_string())?;
-            print_events(store, Position(after), follow)
-                .await
-                .map_err(|e| e.to_string())?;
+        Command::Events { store, after, follow } => {
+            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { store } => {
-            let store = store::open(&store.database_url)
-                .await
-                .map_err(|e| e.to_string())?;
+            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
             store.close().await;
             println!("schema is up to date");
             Ok(ExitCode::SUCCESS)

@@ -16,12 +16,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            retry_after: None,
-            error,
-            message: message.into(),
-        }
+        ApiError { status, retry_after: None, error, message: message.into() }
     }
 
     pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
@@ -33,28 +28,20 @@ impl ApiError {
     }
 
     pub fn unavailable(error: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
-        ApiError {
-            retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, message)
-        }
+        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, message) }
     }
 }
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(bytes)
+    Response::builder().status(status).header(header::CONTENT_TYPE, "application/json").body(bytes)
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = json_response(self.status, &self);
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, seconds.into());
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
         }
         response
     }

@@ -19,8 +19,7 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
         Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::unavailable("store_unavailable", "the event store is not reachable", 5)
-                .into_response()
+            ApiError::unavailable("store_unavailable", "the event store is not reachable", 5).into_response()
         }
     }
 }

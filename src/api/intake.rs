@@ -29,29 +29,13 @@ struct Accepted<'a> {
 pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppState>) -> Response {
     let started = Instant::now();
     let headers = req.headers();
-    let delivery = headers
-        .get("x-github-delivery")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    let event = headers
-        .get("x-github-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     let result = accept(headers, body, &state).await;
     let (response, status, action) = match result {
         Ok(receipt) => {
-            let status = if receipt.duplicate {
-                "duplicate"
-            } else {
-                "accepted"
-            };
-            let body = Accepted {
-                status,
-                delivery: &delivery,
-                position: receipt.position.0,
-            };
+            let status = if receipt.duplicate { "duplicate" } else { "accepted" };
+            let body = Accepted { status, delivery: &delivery, position: receipt.position.0 };
             (json_response(StatusCode::OK, &body), status, receipt.action)
         }
         Err(e) => {
@@ -80,70 +64,38 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
         ));
     }
     check_content_type(headers)?;
-    let event = header_token(headers, "x-github-event", 64, |c| {
-        c.is_ascii_lowercase() || c == '_'
-    })?
-    .ok_or_else(|| {
-        ApiError::bad_request("missing_event", "the X-GitHub-Event header is required")
-    })?;
-    let delivery_id = header_token(headers, "x-github-delivery", 64, |c| {
-        c.is_ascii_alphanumeric() || c == '-'
-    })?
-    .ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_delivery",
-            "the X-GitHub-Delivery header is required",
-        )
-    })?;
-    let hook_id =
-        header_token(headers, "x-github-hook-id", 20, |c| c.is_ascii_digit())?.unwrap_or("0");
-    let signature = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
+    let event = header_token(headers, "x-github-event", 64, |c| c.is_ascii_lowercase() || c == '_')?
+        .ok_or_else(|| ApiError::bad_request("missing_event", "the X-GitHub-Event header is required"))?;
+    let delivery_id = header_token(headers, "x-github-delivery", 64, |c| c.is_ascii_alphanumeric() || c == '-')?
+        .ok_or_else(|| ApiError::bad_request("missing_delivery", "the X-GitHub-Delivery header is required"))?;
+    let hook_id = header_token(headers, "x-github-hook-id", 20, |c| c.is_ascii_digit())?.unwrap_or("0");
+    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
     if signature.is_none() {
         return Err(signature_error(SignatureError::Missing));
     }
 
     let body = read_limited(headers, body).await?;
-    let secret = state
-        .secrets
-        .verify(signature, &body)
-        .map_err(signature_error)?;
-    let headers = DeliveryHeaders {
-        event,
-        delivery_id,
-        hook_id,
-        signature: signature.unwrap_or_default(),
-    };
-    receive_webhook(state.store.as_ref(), &headers, secret, body)
-        .await
-        .map_err(|e| match e {
-            ReceiveError::Payload(PayloadError::NotUtf8) => {
-                ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8")
-            }
-            ReceiveError::Payload(PayloadError::NotAnObject) => {
-                ApiError::bad_request("not_an_object", "the body must be a JSON object")
-            }
-            ReceiveError::Payload(PayloadError::InvalidJson(detail)) => ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {detail}"),
-            ),
-            ReceiveError::Store(e) => {
-                tracing::error!(error = %e, "append failed");
-                ApiError::unavailable(
-                    "store_unavailable",
-                    "the event log is unavailable; the delivery was not stored",
-                    30,
-                )
-            }
-        })
+    let secret = state.secrets.verify(signature, &body).map_err(signature_error)?;
+    let headers = DeliveryHeaders { event, delivery_id, hook_id, signature: signature.unwrap_or_default() };
+    receive_webhook(state.store.as_ref(), &headers, secret, body).await.map_err(|e| match e {
+        ReceiveError::Payload(PayloadError::NotUtf8) => {
+            ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8")
+        }
+        ReceiveError::Payload(PayloadError::NotAnObject) => {
+            ApiError::bad_request("not_an_object", "the body must be a JSON object")
+        }
+        ReceiveError::Payload(PayloadError::InvalidJson(detail)) => {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {detail}"))
+        }
+        ReceiveError::Store(e) => {
+            tracing::error!(error = %e, "append failed");
+            ApiError::unavailable("store_unavailable", "the event log is unavailable; the delivery was not stored", 30)
+        }
+    })
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence.eq_ignore_ascii_case("application/json") {
         Ok(())
@@ -168,19 +120,14 @@ fn header_token<'h>(
     };
     match value.to_str() {
         Ok(v) if !v.is_empty() && v.len() <= max_len && v.chars().all(&allowed) => Ok(Some(v)),
-        _ => Err(ApiError::bad_request(
-            "invalid_header",
-            format!("the {name} header is not valid"),
-        )),
+        _ => Err(ApiError::bad_request("invalid_header", format!("the {name} header is not valid"))),
     }
 }
 
 fn signature_error(e: SignatureError) -> ApiError {
     let message = match e {
         SignatureError::Missing => "the X-Hub-Signature-256 header is required",
-        SignatureError::Malformed => {
-            "X-Hub-Signature-256 must be sha256= followed by 64 hex digits"
-        }
+        SignatureError::Malformed => "X-Hub-Signature-256 must be sha256= followed by 64 hex digits",
         SignatureError::Mismatch => "the signature does not match the body",
     };
     ApiError::forbidden("invalid_signature", message)
@@ -196,22 +143,16 @@ fn too_large() -> ApiError {
 
 /// Reads the body as a stream, refusing it as soon as it passes the limit.
 async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
     let mut chunks = body.into_bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "unreadable_body",
-                format!("the body could not be read: {e}"),
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("the body could not be read: {e}")))?;
         if buffer.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
         }

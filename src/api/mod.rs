@@ -23,10 +23,7 @@ pub struct AppState {
 
 pub fn routes(state: AppState) -> impl Endpoint {
     Route::new()
-        .at(
-            "/integration/github/events",
-            post(intake::receive_github_webhook),
-        )
+        .at("/integration/github/events", post(intake::receive_github_webhook))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .data(state)

@@ -12,10 +12,7 @@ use crate::store::{subscribe_all, EventStore, Position, RecordedEvent, StoreErro
 /// not JSON are shown as a string of their length).
 pub fn event_json(event: &RecordedEvent) -> Value {
     let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-    let recorded_at = event
-        .recorded_at()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let recorded_at = event.recorded_at().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let mut line = json!({
         "position": event.position.0,
         "stream": event.stream,
@@ -26,25 +23,18 @@ pub fn event_json(event: &RecordedEvent) -> Value {
         "data": data,
     });
     if let Some(payload) = &event.payload {
-        line["payload"] = serde_json::from_slice(payload)
-            .unwrap_or_else(|_| json!({"unparsed_bytes": payload.len()}));
+        line["payload"] = serde_json::from_slice(payload).unwrap_or_else(|_| json!({"unparsed_bytes": payload.len()}));
     }
     line
 }
 
 /// Prints events after `after`; with `follow`, keeps printing new ones.
-pub async fn print_events(
-    store: Arc<dyn EventStore>,
-    after: Position,
-    follow: bool,
-) -> Result<(), StoreError> {
+pub async fn print_events(store: Arc<dyn EventStore>, after: Position, follow: bool) -> Result<(), StoreError> {
     let stdout = std::io::stdout();
     let write = |event: &RecordedEvent| {
         let mut out = stdout.lock();
         // A closed pipe (`| head`) ends the listing quietly.
-        writeln!(out, "{}", event_json(event))
-            .and_then(|_| out.flush())
-            .is_ok()
+        writeln!(out, "{}", event_json(event)).and_then(|_| out.flush()).is_ok()
     };
     if follow {
         let mut subscription = subscribe_all(store, after);

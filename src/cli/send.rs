@@ -13,10 +13,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub file: PathBuf,
     /// The intake URL.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:8000/integration/github/events"
-    )]
+    #[arg(long, default_value = "http://127.0.0.1:8000/integration/github/events")]
     pub url: String,
     /// The secret to sign with.
     #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET", hide_env_values = true)]
@@ -32,10 +29,7 @@ pub struct SendArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("the secret must not be empty")]
     EmptySecret,
     #[error("posting to {url}: {source}")]
@@ -44,21 +38,11 @@ pub enum SendError {
 
 /// Posts the payload and returns the HTTP status and the response body.
 pub async fn send(args: &SendArgs) -> Result<(u16, String), SendError> {
-    let body = tokio::fs::read(&args.file)
-        .await
-        .map_err(|source| SendError::Read {
-            path: args.file.clone(),
-            source,
-        })?;
+    let body =
+        tokio::fs::read(&args.file).await.map_err(|source| SendError::Read { path: args.file.clone(), source })?;
     let secret = WebhookSecret::parse(&args.secret).map_err(|_| SendError::EmptySecret)?;
-    let delivery = args
-        .delivery
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let http = |source| SendError::Http {
-        url: args.url.clone(),
-        source,
-    };
+    let delivery = args.delivery.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let http = |source| SendError::Http { url: args.url.clone(), source };
     let response = reqwest::Client::new()
         .post(&args.url)
         .header("content-type", "application/json")

@@ -56,13 +56,8 @@ pub async fn receive_webhook(
     let action = event.action.clone();
     let stream = streams::delivery(headers.hook_id, headers.delivery_id);
     let event_id = derived_id(&["delivery", headers.hook_id, headers.delivery_id]);
-    let new_event = event
-        .to_new_event(event_id, Some(body))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    match store
-        .append(&stream, ExpectedVersion::NoStream, vec![new_event])
-        .await
-    {
+    let new_event = event.to_new_event(event_id, Some(body)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match store.append(&stream, ExpectedVersion::NoStream, vec![new_event]).await {
         Ok(result) => Ok(Receipt {
             position: result.first_position.unwrap_or_default(),
             duplicate: result.already_stored,
@@ -72,11 +67,7 @@ pub async fn receive_webhook(
         Err(StoreError::WrongExpectedVersion { .. }) => {
             let stored = store.read_stream(&stream, 0, 1).await?;
             let position = stored.first().map(|e| e.position).unwrap_or_default();
-            Ok(Receipt {
-                position,
-                duplicate: true,
-                action,
-            })
+            Ok(Receipt { position, duplicate: true, action })
         }
         Err(e) => Err(e.into()),
     }

@@ -30,25 +30,15 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
 
     /// Rewrites the JSON of an older schema version into the current shape.
     /// The default accepts only the current version.
-    fn upcast(
-        schema_version: u32,
-        data: serde_json::Value,
-    ) -> Result<serde_json::Value, DecodeError> {
+    fn upcast(schema_version: u32, data: serde_json::Value) -> Result<serde_json::Value, DecodeError> {
         if schema_version == Self::SCHEMA_VERSION {
             Ok(data)
         } else {
-            Err(DecodeError::UnknownSchemaVersion {
-                event_type: Self::TYPE,
-                schema_version,
-            })
+            Err(DecodeError::UnknownSchemaVersion { event_type: Self::TYPE, schema_version })
         }
     }
 
-    fn to_new_event(
-        &self,
-        event_id: Uuid,
-        payload: Option<bytes::Bytes>,
-    ) -> Result<NewEvent, serde_json::Error> {
+    fn to_new_event(&self, event_id: Uuid, payload: Option<bytes::Bytes>) -> Result<NewEvent, serde_json::Error> {
         Ok(NewEvent {
             event_id,
             event_type: Self::TYPE.to_owned(),
@@ -61,10 +51,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
     /// Reads a recorded event of this type, upcasting older schema versions.
     fn decode(event: &RecordedEvent) -> Result<Self, DecodeError> {
         if event.event_type != Self::TYPE {
-            return Err(DecodeError::WrongType {
-                expected: Self::TYPE,
-                found: event.event_type.clone(),
-            });
+            return Err(DecodeError::WrongType { expected: Self::TYPE, found: event.event_type.clone() });
         }
         let value: serde_json::Value = serde_json::from_slice(&event.data)?;
         let current = Self::upcast(event.schema_version, value)?;
@@ -75,15 +62,9 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("expected an event of type {expected}, found {found}")]
-    WrongType {
-        expected: &'static str,
-        found: String,
-    },
+    WrongType { expected: &'static str, found: String },
     #[error("{event_type} has no schema version {schema_version}")]
-    UnknownSchemaVersion {
-        event_type: &'static str,
-        schema_version: u32,
-    },
+    UnknownSchemaVersion { event_type: &'static str, schema_version: u32 },
     #[error("event data is not valid: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -26,8 +26,7 @@ impl WebhookSecret {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length; this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
     /// `sha256=<hex>` for `body`, as GitHub sends it.
@@ -64,10 +63,7 @@ pub enum SignatureError {
 
 /// The 32-byte digest of an `X-Hub-Signature-256` header value.
 pub fn parse_header(header: &str) -> Result<[u8; 32], SignatureError> {
-    let hex_digest = header
-        .trim()
-        .strip_prefix("sha256=")
-        .ok_or(SignatureError::Malformed)?;
+    let hex_digest = header.trim().strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
     let mut digest = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| SignatureError::Malformed)?;
     Ok(digest)
@@ -94,8 +90,7 @@ impl WebhookSecrets {
 mod tests {
     use super::*;
 
-    const GITHUB_VECTOR: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const GITHUB_VECTOR: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn secrets(current: &str, previous: Option<&str>) -> WebhookSecrets {
         WebhookSecrets {
@@ -108,41 +103,23 @@ mod tests {
     fn githubs_published_vector_verifies() {
         let s = secrets("It's a Secret to Everybody", None);
         assert_eq!(s.current.sign(b"Hello, World!"), GITHUB_VECTOR);
-        assert_eq!(
-            s.verify(Some(GITHUB_VECTOR), b"Hello, World!"),
-            Ok(SecretSlot::Current)
-        );
-        assert_eq!(
-            s.verify(Some(GITHUB_VECTOR), b"Hello, World?"),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(s.verify(Some(GITHUB_VECTOR), b"Hello, World!"), Ok(SecretSlot::Current));
+        assert_eq!(s.verify(Some(GITHUB_VECTOR), b"Hello, World?"), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn the_previous_secret_is_accepted_and_named() {
         let s = secrets("new", Some("It's a Secret to Everybody"));
-        assert_eq!(
-            s.verify(Some(GITHUB_VECTOR), b"Hello, World!"),
-            Ok(SecretSlot::Previous)
-        );
+        assert_eq!(s.verify(Some(GITHUB_VECTOR), b"Hello, World!"), Ok(SecretSlot::Previous));
     }
 
     #[test]
     fn malformed_headers_are_told_apart_from_mismatches() {
         let s = secrets("x", None);
         assert_eq!(s.verify(None, b""), Err(SignatureError::Missing));
-        assert_eq!(
-            s.verify(Some("sha1=abcd"), b""),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            s.verify(Some("sha256=zz"), b""),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            s.verify(Some(&format!("sha256={}", "0".repeat(64))), b""),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(s.verify(Some("sha1=abcd"), b""), Err(SignatureError::Malformed));
+        assert_eq!(s.verify(Some("sha256=zz"), b""), Err(SignatureError::Malformed));
+        assert_eq!(s.verify(Some(&format!("sha256={}", "0".repeat(64))), b""), Err(SignatureError::Mismatch));
     }
 
     #[test]

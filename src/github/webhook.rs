@@ -74,8 +74,7 @@ impl<'a> PayloadEnvelope<'a> {
         if !text.trim_start().starts_with('{') {
             return Err(PayloadError::NotAnObject);
         }
-        let raw: RawEnvelope<'a> =
-            serde_json::from_str(text).map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
+        let raw: RawEnvelope<'a> = serde_json::from_str(text).map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
         Ok(PayloadEnvelope {
             action: lenient(raw.action),
             installation: lenient(raw.installation),
@@ -85,10 +84,7 @@ impl<'a> PayloadEnvelope<'a> {
     }
 
     pub fn repository_ref(&self) -> Option<RepositoryRef> {
-        self.repository.as_ref().map(|r| RepositoryRef {
-            id: r.id,
-            full_name: r.full_name.clone().into_owned(),
-        })
+        self.repository.as_ref().map(|r| RepositoryRef { id: r.id, full_name: r.full_name.clone().into_owned() })
     }
 
     pub fn sender_ref(&self) -> Option<SenderRef> {
@@ -112,46 +108,23 @@ mod tests {
         let envelope = PayloadEnvelope::parse(body).expect("valid payload");
         assert_eq!(envelope.action.as_deref(), Some("created"));
         assert_eq!(envelope.installation.map(|i| i.id), Some(9));
-        assert_eq!(
-            envelope.repository_ref().map(|r| r.full_name),
-            Some("o/r".to_owned())
-        );
-        assert_eq!(
-            envelope.sender_ref().map(|s| s.login),
-            Some("octocat".to_owned())
-        );
+        assert_eq!(envelope.repository_ref().map(|r| r.full_name), Some("o/r".to_owned()));
+        assert_eq!(envelope.sender_ref().map(|s| s.login), Some("octocat".to_owned()));
     }
 
     #[test]
     fn rejects_what_is_not_a_json_object() {
-        assert!(matches!(
-            PayloadEnvelope::parse(b"[1]"),
-            Err(PayloadError::NotAnObject)
-        ));
-        assert!(matches!(
-            PayloadEnvelope::parse(b"\"x\""),
-            Err(PayloadError::NotAnObject)
-        ));
-        assert!(matches!(
-            PayloadEnvelope::parse(b"{\"a\":"),
-            Err(PayloadError::InvalidJson(_))
-        ));
-        assert!(matches!(
-            PayloadEnvelope::parse(b"{\"a\":\"\xff\"}"),
-            Err(PayloadError::NotUtf8)
-        ));
-        assert!(matches!(
-            PayloadEnvelope::parse(b"{} x"),
-            Err(PayloadError::InvalidJson(_))
-        ));
+        assert!(matches!(PayloadEnvelope::parse(b"[1]"), Err(PayloadError::NotAnObject)));
+        assert!(matches!(PayloadEnvelope::parse(b"\"x\""), Err(PayloadError::NotAnObject)));
+        assert!(matches!(PayloadEnvelope::parse(b"{\"a\":"), Err(PayloadError::InvalidJson(_))));
+        assert!(matches!(PayloadEnvelope::parse(b"{\"a\":\"\xff\"}"), Err(PayloadError::NotUtf8)));
+        assert!(matches!(PayloadEnvelope::parse(b"{} x"), Err(PayloadError::InvalidJson(_))));
     }
 
     #[test]
     fn an_odd_shape_in_a_recorded_field_is_ignored_not_rejected() {
-        let envelope = PayloadEnvelope::parse(
-            br#"{"action":3,"sender":{"login":"x"},"installation":{"id":5}}"#,
-        )
-        .expect("a JSON object is accepted");
+        let envelope = PayloadEnvelope::parse(br#"{"action":3,"sender":{"login":"x"},"installation":{"id":5}}"#)
+            .expect("a JSON object is accepted");
         assert!(envelope.action.is_none());
         assert!(envelope.sender.is_none());
         assert_eq!(envelope.installation.map(|i| i.id), Some(5));

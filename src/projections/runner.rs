@@ -53,12 +53,7 @@ pub trait EventHandler: Send + Sync + 'static {
 
 /// The handler's checkpoint (`Position::START` when it has none).
 pub async fn checkpoint_of(db: &SqlDb, name: &str) -> Result<Position, SqlError> {
-    let rows = db
-        .query(
-            "SELECT position FROM checkpoints WHERE name = ?",
-            sql_params![name],
-        )
-        .await?;
+    let rows = db.query("SELECT position FROM checkpoints WHERE name = ?", sql_params![name]).await?;
     match rows.first() {
         Some(row) => Ok(Position(row.get::<u64>(0)?)),
         None => Ok(Position::START),
@@ -98,11 +93,7 @@ pub async fn run_handler(
     }
 }
 
-async fn follow(
-    store: &Arc<dyn EventStore>,
-    db: &SqlDb,
-    handler: &dyn EventHandler,
-) -> Result<(), HandlerError> {
+async fn follow(store: &Arc<dyn EventStore>, db: &SqlDb, handler: &dyn EventHandler) -> Result<(), HandlerError> {
     let start = checkpoint_of(db, handler.name()).await?;
     let mut subscription = subscribe_all(store.clone(), start);
     loop {
@@ -112,11 +103,7 @@ async fn follow(
 }
 
 /// Applies `events` (in order) and moves the checkpoint past the last, in one transaction.
-pub async fn apply_batch(
-    db: &SqlDb,
-    handler: &dyn EventHandler,
-    events: &[RecordedEvent],
-) -> Result<(), HandlerError> {
+pub async fn apply_batch(db: &SqlDb, handler: &dyn EventHandler, events: &[RecordedEvent]) -> Result<(), HandlerError> {
     let Some(last) = events.last() else {
         return Ok(());
     };

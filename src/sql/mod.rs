@@ -28,10 +28,7 @@ pub struct Statement {
 
 impl Statement {
     pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<SqlValue>) -> Self {
-        Statement {
-            sql: sql.into(),
-            params,
-        }
+        Statement { sql: sql.into(), params }
     }
 }
 
@@ -77,18 +74,12 @@ impl SqlDb {
     pub async fn connect(database_url: &str) -> Result<Self, SqlError> {
         let engine = if let Some(path) = database_url.strip_prefix("sqlite://") {
             Engine::Sqlite(sqlite::SqliteDb::open(path).await?)
-        } else if database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://")
-        {
+        } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             Engine::Postgres(postgres::PostgresDb::connect(database_url)?)
         } else {
-            return Err(SqlError::Unavailable(
-                "expected sqlite://PATH or postgres://…".into(),
-            ));
+            return Err(SqlError::Unavailable("expected sqlite://PATH or postgres://…".into()));
         };
-        Ok(SqlDb {
-            inner: Arc::new(engine),
-        })
+        Ok(SqlDb { inner: Arc::new(engine) })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -99,11 +90,7 @@ impl SqlDb {
     }
 
     /// Applies `component`'s migrations that have not run yet, each in its own transaction.
-    pub async fn migrate(
-        &self,
-        component: &'static str,
-        migrations: &'static [Migration],
-    ) -> Result<(), SqlError> {
+    pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
         match &*self.inner {
             Engine::Sqlite(db) => db.migrate(component, migrations).await,
             Engine::Postgres(db) => db.migrate(component, migrations).await,
@@ -131,10 +118,7 @@ impl SqlDb {
 
     /// Runs `statements` in one transaction, the last of which returns rows
     /// (e.g. claiming an outbox row with `UPDATE … RETURNING`).
-    pub async fn write_returning(
-        &self,
-        statements: Vec<Statement>,
-    ) -> Result<Vec<SqlRow>, SqlError> {
+    pub async fn write_returning(&self, statements: Vec<Statement>) -> Result<Vec<SqlRow>, SqlError> {
         match &*self.inner {
             Engine::Sqlite(db) => db.write_returning(statements).await,
             Engine::Postgres(db) => db.write_returning(statements).await,

@@ -22,47 +22,19 @@ fn params_of(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 fn read_row(row: &tokio_postgres::Row) -> Result<SqlRow, SqlError> {
     let mut values = Vec::with_capacity(row.len());
     for (i, column) in row.columns().iter().enumerate() {
-        let problem = |e: tokio_postgres::Error| SqlError::Column {
-            column: i,
-            problem: e.to_string(),
-        };
+        let problem = |e: tokio_postgres::Error| SqlError::Column { column: i, problem: e.to_string() };
         let value = match *column.type_() {
-            Type::INT8 => row
-                .try_get::<_, Option<i64>>(i)
-                .map_err(problem)?
-                .map(SqlValue::Int),
-            Type::INT4 => row
-                .try_get::<_, Option<i32>>(i)
-                .map_err(problem)?
-                .map(|v| SqlValue::Int(v.into())),
-            Type::INT2 => row
-                .try_get::<_, Option<i16>>(i)
-                .map_err(problem)?
-                .map(|v| SqlValue::Int(v.into())),
-            Type::BOOL => row
-                .try_get::<_, Option<bool>>(i)
-                .map_err(problem)?
-                .map(|v| SqlValue::Int(v.into())),
-            Type::FLOAT8 => row
-                .try_get::<_, Option<f64>>(i)
-                .map_err(problem)?
-                .map(SqlValue::Real),
-            Type::FLOAT4 => row
-                .try_get::<_, Option<f32>>(i)
-                .map_err(problem)?
-                .map(|v| SqlValue::Real(v.into())),
-            Type::BYTEA => row
-                .try_get::<_, Option<Vec<u8>>>(i)
-                .map_err(problem)?
-                .map(SqlValue::Blob),
-            Type::UUID => row
-                .try_get::<_, Option<uuid::Uuid>>(i)
-                .map_err(problem)?
-                .map(|v| SqlValue::Text(v.to_string())),
-            _ => row
-                .try_get::<_, Option<String>>(i)
-                .map_err(problem)?
-                .map(SqlValue::Text),
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(problem)?.map(SqlValue::Int),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(problem)?.map(|v| SqlValue::Int(v.into())),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(problem)?.map(|v| SqlValue::Int(v.into())),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(problem)?.map(|v| SqlValue::Int(v.into())),
+            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(problem)?.map(SqlValue::Real),
+            Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(problem)?.map(|v| SqlValue::Real(v.into())),
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(problem)?.map(SqlValue::Blob),
+            Type::UUID => {
+                row.try_get::<_, Option<uuid::Uuid>>(i).map_err(problem)?.map(|v| SqlValue::Text(v.to_string()))
+            }
+            _ => row.try_get::<_, Option<String>>(i).map_err(problem)?.map(SqlValue::Text),
         };
         values.push(value.unwrap_or(SqlValue::Null));
     }
@@ -76,32 +48,23 @@ impl PostgresDb {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SqlError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| SqlError::Unavailable(e.to_string()))
+        self.pool.get().await.map_err(|e| SqlError::Unavailable(e.to_string()))
     }
 
-    pub async fn migrate(
-        &self,
-        component: &'static str,
-        migrations: &'static [Migration],
-    ) -> Result<(), SqlError> {
+    pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
         let mut client = self.client().await?;
         for (version, sql) in migrations {
             let tx = client.transaction().await.map_err(db_error)?;
             // Instances starting together migrate one at a time.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&component])
-                .await
-                .map_err(db_error)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&component]).await.map_err(db_error)?;
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                     component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
             )
             .await
             .map_err(db_error)?;
-            let version32 = i32::try_from(*version)
-                .map_err(|_| SqlError::Database("migration version too large".into()))?;
+            let version32 =
+                i32::try_from(*version).map_err(|_| SqlError::Database("migration version too large".into()))?;
             let applied = tx
                 .query_opt(
                     "SELECT version FROM schema_migrations WHERE component = $1 AND version = $2",
@@ -128,46 +91,25 @@ impl PostgresDb {
         let tx = client.transaction().await.map_err(db_error)?;
         let mut changed = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let prepared = tx
-                .prepare_cached(&numbered_placeholders(&statement.sql))
-                .await
-                .map_err(db_error)?;
-            changed.push(
-                tx.execute(&prepared, &params_of(&statement.params))
-                    .await
-                    .map_err(db_error)?,
-            );
+            let prepared = tx.prepare_cached(&numbered_placeholders(&statement.sql)).await.map_err(db_error)?;
+            changed.push(tx.execute(&prepared, &params_of(&statement.params)).await.map_err(db_error)?);
         }
         tx.commit().await.map_err(db_error)?;
         Ok(changed)
     }
 
-    pub async fn write_returning(
-        &self,
-        mut statements: Vec<Statement>,
-    ) -> Result<Vec<SqlRow>, SqlError> {
+    pub async fn write_returning(&self, mut statements: Vec<Statement>) -> Result<Vec<SqlRow>, SqlError> {
         let Some(last) = statements.pop() else {
             return Ok(Vec::new());
         };
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         for statement in &statements {
-            let prepared = tx
-                .prepare_cached(&numbered_placeholders(&statement.sql))
-                .await
-                .map_err(db_error)?;
-            tx.execute(&prepared, &params_of(&statement.params))
-                .await
-                .map_err(db_error)?;
+            let prepared = tx.prepare_cached(&numbered_placeholders(&statement.sql)).await.map_err(db_error)?;
+            tx.execute(&prepared, &params_of(&statement.params)).await.map_err(db_error)?;
         }
-        let prepared = tx
-            .prepare_cached(&numbered_placeholders(&last.sql))
-            .await
-            .map_err(db_error)?;
-        let rows = tx
-            .query(&prepared, &params_of(&last.params))
-            .await
-            .map_err(db_error)?;
+        let prepared = tx.prepare_cached(&numbered_placeholders(&last.sql)).await.map_err(db_error)?;
+        let rows = tx.query(&prepared, &params_of(&last.params)).await.map_err(db_error)?;
         let rows = rows.iter().map(read_row).collect::<Result<Vec<_>, _>>()?;
         tx.commit().await.map_err(db_error)?;
         Ok(rows)
@@ -175,14 +117,8 @@ impl PostgresDb {
 
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<SqlRow>, SqlError> {
         let client = self.client().await?;
-        let prepared = client
-            .prepare_cached(&numbered_placeholders(sql))
-            .await
-            .map_err(db_error)?;
-        let rows = client
-            .query(&prepared, &params_of(&params))
-            .await
-            .map_err(db_error)?;
+        let prepared = client.prepare_cached(&numbered_placeholders(sql)).await.map_err(db_error)?;
+        let rows = client.query(&prepared, &params_of(&params)).await.map_err(db_error)?;
         rows.iter().map(read_row).collect()
     }
 }

@@ -46,9 +46,7 @@ fn read_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<SqlRow>
 fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<Vec<SqlRow>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let columns = stmt.column_count();
-    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
-        read_row(r, columns)
-    })?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| read_row(r, columns))?;
     rows.collect()
 }
 
@@ -79,20 +77,14 @@ impl SqliteDb {
     ) -> Result<T, SqlError> {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .map_err(|_| SqlError::Unavailable("writer connection poisoned".into()))?;
+            let mut conn = writer.lock().map_err(|_| SqlError::Unavailable("writer connection poisoned".into()))?;
             work(&mut conn).map_err(db_error)
         })
         .await
         .map_err(db_error)?
     }
 
-    pub async fn migrate(
-        &self,
-        component: &'static str,
-        migrations: &'static [Migration],
-    ) -> Result<(), SqlError> {
+    pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
         self.with_writer(move |conn| {
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -127,9 +119,7 @@ impl SqliteDb {
             let mut changed = Vec::with_capacity(statements.len());
             for statement in &statements {
                 let mut stmt = tx.prepare_cached(&statement.sql)?;
-                changed.push(
-                    stmt.execute(rusqlite::params_from_iter(statement.params.iter()))? as u64,
-                );
+                changed.push(stmt.execute(rusqlite::params_from_iter(statement.params.iter()))? as u64);
             }
             tx.commit()?;
             Ok(changed)
@@ -137,18 +127,14 @@ impl SqliteDb {
         .await
     }
 
-    pub async fn write_returning(
-        &self,
-        mut statements: Vec<Statement>,
-    ) -> Result<Vec<SqlRow>, SqlError> {
+    pub async fn write_returning(&self, mut statements: Vec<Statement>) -> Result<Vec<SqlRow>, SqlError> {
         let Some(last) = statements.pop() else {
             return Ok(Vec::new());
         };
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for statement in &statements {
-                tx.prepare_cached(&statement.sql)?
-                    .execute(rusqlite::params_from_iter(statement.params.iter()))?;
+                tx.prepare_cached(&statement.sql)?.execute(rusqlite::params_from_iter(statement.params.iter()))?;
             }
             let rows = run_query(&tx, &last.sql, &last.params)?;
             tx.commit()?;
@@ -161,9 +147,7 @@ impl SqliteDb {
         let pool = self.readers.clone();
         let sql = sql.to_owned();
         tokio::task::spawn_blocking(move || {
-            let conn = pool
-                .get()
-                .map_err(|e| SqlError::Unavailable(e.to_string()))?;
+            let conn = pool.get().map_err(|e| SqlError::Unavailable(e.to_string()))?;
             run_query(&conn, &sql, &params).map_err(db_error)
         })
         .await

@@ -79,14 +79,8 @@ pub struct SqlRow(pub Vec<SqlValue>);
 impl SqlRow {
     /// Column `index` converted to `T`.
     pub fn get<T: FromSqlValue>(&self, index: usize) -> Result<T, SqlError> {
-        let value = self.0.get(index).ok_or(SqlError::Column {
-            column: index,
-            problem: "no such column".into(),
-        })?;
-        T::from_sql_value(value).map_err(|problem| SqlError::Column {
-            column: index,
-            problem,
-        })
+        let value = self.0.get(index).ok_or(SqlError::Column { column: index, problem: "no such column".into() })?;
+        T::from_sql_value(value).map_err(|problem| SqlError::Column { column: index, problem })
     }
 }
 
@@ -151,11 +145,7 @@ impl<T: FromSqlValue> FromSqlValue for Option<T> {
 /// Binds to whatever PostgreSQL type the statement expects, so one value
 /// type serves every column (and `NULL` binds anywhere).
 impl ToSql for SqlValue {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             SqlValue::Null => Ok(IsNull::Yes),
             SqlValue::Int(v) => match *ty {

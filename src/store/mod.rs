@@ -23,19 +23,7 @@ pub use subscription::Subscription;
 
 /// A global log position. `Position(0)` is before the first event; the first
 /// event is at position 1.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 
@@ -122,11 +110,7 @@ pub struct AppendResult {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream}: expected {expected}, but its version is {actual:?}")]
-    WrongExpectedVersion {
-        stream: String,
-        expected: ExpectedVersion,
-        actual: Option<u64>,
-    },
+    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<u64> },
     #[error("event {event_id} is already stored in another stream or another append")]
     DuplicateEventId { event_id: Uuid },
     #[error("the event store is unavailable: {0}")]
@@ -168,11 +152,7 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Events with a position strictly after `after`, in position order.
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, StoreError>;
@@ -203,9 +183,7 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn EventStore>, StoreError>
         let store = postgres::PostgresStore::open(database_url).await?;
         Ok(Arc::new(store))
     } else {
-        Err(StoreError::InvalidUrl(
-            "expected sqlite://PATH or postgres://USER@HOST/DB".to_owned(),
-        ))
+        Err(StoreError::InvalidUrl("expected sqlite://PATH or postgres://USER@HOST/DB".to_owned()))
     }
 }
 

@@ -62,19 +62,12 @@ impl BatchPlan<'_> {
         self.outcomes
             .into_iter()
             .map(|outcome| match outcome {
-                PlannedOutcome::Insert {
-                    first_row,
-                    count,
-                    stream_version,
-                } => Ok(AppendResult {
+                PlannedOutcome::Insert { first_row, count, stream_version } => Ok(AppendResult {
                     first_position: (count > 0).then(|| row_positions[first_row]),
                     stream_version,
                     already_stored: false,
                 }),
-                PlannedOutcome::AlreadyStored {
-                    first,
-                    stream_version,
-                } => Ok(AppendResult {
+                PlannedOutcome::AlreadyStored { first, stream_version } => Ok(AppendResult {
                     first_position: Some(match first {
                         AlreadyAt::Committed(p) => p,
                         AlreadyAt::Row(i) => row_positions[i],
@@ -113,25 +106,18 @@ pub fn plan_batch<'a>(
                 if let Some(e) = existing.get(&event.event_id) {
                     Some((e.stream == stream, AlreadyAt::Committed(e.position)))
                 } else {
-                    planned
-                        .get(&event.event_id)
-                        .map(|(s, row)| (*s == stream, AlreadyAt::Row(*row)))
+                    planned.get(&event.event_id).map(|(s, row)| (*s == stream, AlreadyAt::Row(*row)))
                 }
             })
             .collect();
         if !found.is_empty() && found.iter().all(|f| matches!(f, Some((true, _)))) {
             if let Some(Some((_, first))) = found.into_iter().next() {
-                outcomes.push(PlannedOutcome::AlreadyStored {
-                    first,
-                    stream_version: current,
-                });
+                outcomes.push(PlannedOutcome::AlreadyStored { first, stream_version: current });
                 continue;
             }
         } else if let Some(i) = found.iter().position(Option::is_some) {
             let event_id = request.events[i].event_id;
-            outcomes.push(PlannedOutcome::Rejected(StoreError::DuplicateEventId {
-                event_id,
-            }));
+            outcomes.push(PlannedOutcome::Rejected(StoreError::DuplicateEventId { event_id }));
             continue;
         }
 
@@ -154,25 +140,13 @@ pub fn plan_batch<'a>(
         let mut version = current.map_or(0, |v| v + 1);
         for event in &request.events {
             planned.insert(event.event_id, (stream, rows.len()));
-            rows.push(PlannedRow {
-                stream,
-                version,
-                event,
-            });
+            rows.push(PlannedRow { stream, version, event });
             version += 1;
         }
         let count = request.events.len();
-        let stream_version = if count > 0 {
-            Some(version - 1)
-        } else {
-            current
-        };
+        let stream_version = if count > 0 { Some(version - 1) } else { current };
         versions.insert(request.stream.clone(), stream_version);
-        outcomes.push(PlannedOutcome::Insert {
-            first_row,
-            count,
-            stream_version,
-        });
+        outcomes.push(PlannedOutcome::Insert { first_row, count, stream_version });
     }
     BatchPlan { rows, outcomes }
 }
@@ -192,19 +166,13 @@ mod tests {
     }
 
     fn request(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> AppendRequest {
-        AppendRequest {
-            stream: stream.into(),
-            expected,
-            events: ids.iter().map(|&i| event(i)).collect(),
-        }
+        AppendRequest { stream: stream.into(), expected, events: ids.iter().map(|&i| event(i)).collect() }
     }
 
     #[test]
     fn the_same_append_twice_in_one_group_is_stored_once() {
-        let requests = vec![
-            request("s", ExpectedVersion::NoStream, &[1]),
-            request("s", ExpectedVersion::NoStream, &[1]),
-        ];
+        let requests =
+            vec![request("s", ExpectedVersion::NoStream, &[1]), request("s", ExpectedVersion::NoStream, &[1])];
         let plan = plan_batch(&requests, HashMap::new(), &HashMap::new());
         assert_eq!(plan.rows.len(), 1);
         let results = plan.results(&[Position(7)]);
@@ -227,13 +195,7 @@ mod tests {
         assert_eq!(versions, vec![0, 1, 2]);
         let results = plan.results(&[Position(1), Position(2), Position(3)]);
         assert!(results[1].is_ok());
-        assert!(matches!(
-            results[2],
-            Err(StoreError::WrongExpectedVersion {
-                actual: Some(2),
-                ..
-            })
-        ));
+        assert!(matches!(results[2], Err(StoreError::WrongExpectedVersion { actual: Some(2), .. })));
     }
 
     #[test]
@@ -241,17 +203,10 @@ mod tests {
         let requests = vec![request("b", ExpectedVersion::Any, &[1])];
         let existing = HashMap::from([(
             Uuid::from_u128(1),
-            ExistingEvent {
-                stream: "a".into(),
-                version: 0,
-                position: Position(1),
-            },
+            ExistingEvent { stream: "a".into(), version: 0, position: Position(1) },
         )]);
         let plan = plan_batch(&requests, HashMap::new(), &existing);
         assert!(plan.rows.is_empty());
-        assert!(matches!(
-            plan.results(&[])[0],
-            Err(StoreError::DuplicateEventId { .. })
-        ));
+        assert!(matches!(plan.results(&[])[0], Err(StoreError::DuplicateEventId { .. })));
     }
 }

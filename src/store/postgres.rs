@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::sqlite::now_micros;
 use super::{
-    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent,
-    Position, RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
 };
 
 /// Advisory lock key that serialises appends (ASCII "hookwise" folded into an i64).
@@ -62,15 +62,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 /// A connection pool for `url`, shared by the store and the SQL read models.
 pub fn connect_pool(url: &str) -> Result<Pool, StoreError> {
-    let config =
-        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(16)
         .runtime(Runtime::Tokio1)
@@ -86,24 +79,15 @@ impl PostgresStore {
         let pool = connect_pool(url)?;
         migrate(&pool).await?;
         let client = pool.get().await.map_err(unavailable)?;
-        let last: i64 = client
-            .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
-            .await
-            .map_err(unavailable)?
-            .get(0);
+        let last: i64 =
+            client.query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[]).await.map_err(unavailable)?.get(0);
         drop(client);
         let (head, _) = watch::channel(Position(last as u64));
         let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run_writer(pool.clone(), inbox, head.clone()));
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let listener = tokio::spawn(listen_for_appends(config, head.clone()));
-        Ok(PostgresStore {
-            pool,
-            queue,
-            head,
-            listener,
-        })
+        Ok(PostgresStore { pool, queue, head, listener })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -115,9 +99,7 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(unavailable)?;
     let tx = client.transaction().await.map_err(unavailable)?;
     // Several instances may start at once: one migrates, the others wait.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(APPEND_LOCK + 1)])
-        .await
-        .map_err(unavailable)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(APPEND_LOCK + 1)]).await.map_err(unavailable)?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
@@ -126,30 +108,20 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     .map_err(unavailable)?;
     for (version, sql) in MIGRATIONS {
         let applied = tx
-            .query_opt(
-                "SELECT version FROM schema_migrations WHERE component = 'events' AND version = $1",
-                &[version],
-            )
+            .query_opt("SELECT version FROM schema_migrations WHERE component = 'events' AND version = $1", &[version])
             .await
             .map_err(unavailable)?;
         if applied.is_none() {
             tx.batch_execute(sql).await.map_err(unavailable)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (component, version) VALUES ('events', $1)",
-                &[version],
-            )
-            .await
-            .map_err(unavailable)?;
+            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', $1)", &[version])
+                .await
+                .map_err(unavailable)?;
         }
     }
     tx.commit().await.map_err(unavailable)
 }
 
-async fn run_writer(
-    pool: Pool,
-    mut inbox: mpsc::Receiver<WriterMessage>,
-    head: watch::Sender<Position>,
-) {
+async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
     let mut requests = Vec::with_capacity(MAX_GROUP);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     let mut closing = None;
@@ -212,20 +184,14 @@ async fn commit_group(
     let mut client = pool.get().await.map_err(unavailable)?;
     let tx = client.transaction().await.map_err(unavailable)?;
     let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
-    let ids: Vec<Uuid> = requests
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id))
-        .collect();
+    let ids: Vec<Uuid> = requests.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
 
     let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)");
-    let versions_of = tx.prepare_cached(
-        "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
-    );
-    let find_events = tx.prepare_cached(
-        "SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)",
-    );
-    let (lock, versions_of, find_events) =
-        tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
+    let versions_of =
+        tx.prepare_cached("SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream");
+    let find_events =
+        tx.prepare_cached("SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)");
+    let (lock, versions_of, find_events) = tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
 
     // Pipelined: the lock is granted before the reads run on the server.
     let (lock_params, version_params, event_params): (
@@ -240,8 +206,7 @@ async fn commit_group(
     )
     .map_err(unavailable)?;
 
-    let mut versions: HashMap<String, Option<u64>> =
-        streams.iter().map(|s| ((*s).to_owned(), None)).collect();
+    let mut versions: HashMap<String, Option<u64>> = streams.iter().map(|s| ((*s).to_owned(), None)).collect();
     for row in version_rows {
         let stream: String = row.get(0);
         let version: i64 = row.get(1);
@@ -277,10 +242,7 @@ async fn commit_group(
             row_ids.push(row.event.event_id);
             row_types.push(row.event.event_type.as_str());
             row_schemas.push(row.event.schema_version as i32);
-            row_data.push(
-                std::str::from_utf8(&row.event.data)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
+            row_data.push(std::str::from_utf8(&row.event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             row_payloads.push(row.event.payload.as_deref());
         }
         let insert = tx
@@ -297,30 +259,17 @@ async fn commit_group(
         let inserted = tx
             .query(
                 &insert,
-                &[
-                    &row_streams,
-                    &row_versions,
-                    &row_ids,
-                    &row_types,
-                    &row_schemas,
-                    &row_data,
-                    &row_payloads,
-                    &now,
-                ],
+                &[&row_streams, &row_versions, &row_ids, &row_types, &row_schemas, &row_data, &row_payloads, &now],
             )
             .await
             .map_err(unavailable)?;
-        let by_id: HashMap<Uuid, i64> =
-            inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        let by_id: HashMap<Uuid, i64> = inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         for id in &row_ids {
-            let position = by_id.get(id).ok_or_else(|| {
-                StoreError::Corrupt(format!("insert returned no position for {id}"))
-            })?;
+            let position =
+                by_id.get(id).ok_or_else(|| StoreError::Corrupt(format!("insert returned no position for {id}")))?;
             positions.push(Position(*position as u64));
         }
-        tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL])
-            .await
-            .map_err(unavailable)?;
+        tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL]).await.map_err(unavailable)?;
     }
     tx.commit().await.map_err(unavailable)?;
     Ok(plan.results(&positions))
@@ -337,19 +286,13 @@ async fn listen_for_appends(config: tokio_postgres::Config, head: watch::Sender<
                 let driver = tokio::spawn(async move {
                     while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
                         match message {
-                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                                head.send_modify(|_| {})
-                            }
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => head.send_modify(|_| {}),
                             Ok(_) => {}
                             Err(_) => break,
                         }
                     }
                 });
-                if client
-                    .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-                    .await
-                    .is_ok()
-                {
+                if client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await.is_ok() {
                     let _ = driver.await;
                 } else {
                     driver.abort();
@@ -395,15 +338,8 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-        };
-        self.queue
-            .send(WriterMessage::Append(request, reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -415,52 +351,33 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!(
-                "{SELECT_EVENT} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
-            ))
+            .prepare_cached(&format!("{SELECT_EVENT} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"))
             .await
             .map_err(unavailable)?;
-        let rows = client
-            .query(&stmt, &[&stream, &(from_version as i64), &(limit as i64)])
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            client.query(&stmt, &[&stream, &(from_version as i64), &(limit as i64)]).await.map_err(unavailable)?;
         Ok(rows.iter().map(read_event).collect())
     }
 
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!(
-                "{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"
-            ))
+            .prepare_cached(&format!("{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"))
             .await
             .map_err(unavailable)?;
-        let rows = client
-            .query(&stmt, &[&(after.0 as i64), &(limit as i64)])
-            .await
-            .map_err(unavailable)?;
+        let rows = client.query(&stmt, &[&(after.0 as i64), &(limit as i64)]).await.map_err(unavailable)?;
         Ok(rows.iter().map(read_event).collect())
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
-            .await
-            .map_err(unavailable)?;
+        let row = client.query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[]).await.map_err(unavailable)?;
         Ok(Position(row.get::<_, i64>(0) as u64))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .query_one("SELECT 1", &[])
-            .await
-            .map_err(unavailable)?;
+        client.query_one("SELECT 1", &[]).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{
-    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent,
-    Position, RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+    plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -56,21 +56,15 @@ impl SqliteStore {
     /// applies migrations and starts the writer thread.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
-            .await
-            .map_err(unavailable)?
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path)).await.map_err(unavailable)?
     }
 
     fn open_blocking(path: &str) -> Result<Self, StoreError> {
         if path.is_empty() {
             return Err(StoreError::InvalidUrl("sqlite:// needs a file path".into()));
         }
-        if let Some(parent) = Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| unavailable(format!("creating {}: {e}", parent.display())))?;
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| unavailable(format!("creating {}: {e}", parent.display())))?;
         }
         let mut writer = Connection::open(path).map_err(unavailable)?;
         writer
@@ -84,22 +78,12 @@ impl SqliteStore {
         migrate(&mut writer)?;
 
         let manager = SqliteConnectionManager::file(path)
-            .with_flags(
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
+            .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000;"));
-        let readers = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .build(manager)
-            .map_err(unavailable)?;
+        let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(unavailable)?;
 
-        let last: i64 = writer
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)?;
+        let last: i64 =
+            writer.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0)).map_err(unavailable)?;
         let (head, _) = watch::channel(Position(last as u64));
         let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
         let head_for_writer = head.clone();
@@ -107,11 +91,7 @@ impl SqliteStore {
             .name("hookwise-sqlite-writer".into())
             .spawn(move || run_writer(writer, inbox, head_for_writer))
             .map_err(unavailable)?;
-        Ok(SqliteStore {
-            queue,
-            readers,
-            head,
-        })
+        Ok(SqliteStore { queue, readers, head })
     }
 
     async fn read<T: Send + 'static>(
@@ -129,9 +109,7 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
@@ -148,21 +126,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .map_err(unavailable)?;
         if applied.is_none() {
             tx.execute_batch(sql).map_err(unavailable)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (component, version) VALUES ('events', ?1)",
-                [version],
-            )
-            .map_err(unavailable)?;
+            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', ?1)", [version])
+                .map_err(unavailable)?;
         }
     }
     tx.commit().map_err(unavailable)
 }
 
-fn run_writer(
-    mut conn: Connection,
-    mut inbox: mpsc::Receiver<WriterMessage>,
-    head: watch::Sender<Position>,
-) {
+fn run_writer(mut conn: Connection, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
     let mut requests = Vec::with_capacity(MAX_GROUP);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     let mut closing = None;
@@ -226,10 +197,8 @@ fn commit_group(
     let mut versions: HashMap<String, Option<u64>> = HashMap::with_capacity(requests.len());
     let mut existing: HashMap<Uuid, ExistingEvent> = HashMap::new();
     {
-        let mut version_of =
-            tx.prepare_cached("SELECT MAX(version) FROM events WHERE stream = ?1")?;
-        let mut find_event =
-            tx.prepare_cached("SELECT stream, version, position FROM events WHERE event_id = ?1")?;
+        let mut version_of = tx.prepare_cached("SELECT MAX(version) FROM events WHERE stream = ?1")?;
+        let mut find_event = tx.prepare_cached("SELECT stream, version, position FROM events WHERE event_id = ?1")?;
         for request in requests {
             if !versions.contains_key(&request.stream) {
                 let v: Option<i64> = version_of.query_row([&request.stream], |r| r.get(0))?;
@@ -289,9 +258,8 @@ const SELECT_EVENT: &str =
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id_bytes: Vec<u8> = r.get(3)?;
-    let event_id = Uuid::from_slice(&id_bytes).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Blob, Box::new(e))
-    })?;
+    let event_id = Uuid::from_slice(&id_bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Blob, Box::new(e)))?;
     Ok(RecordedEvent {
         position: Position(r.get::<_, i64>(0)? as u64),
         stream: r.get(1)?,
@@ -314,15 +282,8 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-        };
-        self.queue
-            .send(WriterMessage::Append(request, reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -337,24 +298,16 @@ impl EventStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "{SELECT_EVENT} WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(
-                params![stream, from_version as i64, limit as i64],
-                row_to_event,
-            )?;
+            let rows = stmt.query_map(params![stream, from_version as i64, limit as i64], row_to_event)?;
             rows.collect()
         })
         .await
     }
 
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"
-            ))?;
+            let mut stmt =
+                c.prepare_cached(&format!("{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
             let rows = stmt.query_map(params![after.0 as i64, limit as i64], row_to_event)?;
             rows.collect()
         })
@@ -362,18 +315,13 @@ impl EventStore for SqliteStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        self.read(|c| {
-            c.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        })
-        .await
-        .map(|p| Position(p as u64))
+        self.read(|c| c.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|p| Position(p as u64))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .await?;
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?;
         if self.queue.is_closed() {
             return Err(StoreError::Closed);
         }

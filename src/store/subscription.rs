@@ -23,12 +23,7 @@ pub struct Subscription {
 impl Subscription {
     pub(super) fn new(store: Arc<dyn EventStore>, after: Position) -> Self {
         let hint = store.head_hint();
-        Subscription {
-            store,
-            after,
-            buffered: VecDeque::new(),
-            hint,
-        }
+        Subscription { store, after, buffered: VecDeque::new(), hint }
     }
 
     /// The position of the last event handed out (or the start position).
@@ -63,9 +58,7 @@ impl Subscription {
             self.hint.borrow_and_update();
             let page = self.store.read_all(self.after, PAGE).await?;
             if page.is_empty() {
-                if let Ok(Err(_closed)) =
-                    tokio::time::timeout(POLL_INTERVAL, self.hint.changed()).await
-                {
+                if let Ok(Err(_closed)) = tokio::time::timeout(POLL_INTERVAL, self.hint.changed()).await {
                     // The store stopped sending hints: fall back to polling.
                     tokio::time::sleep(POLL_INTERVAL).await;
                 }
