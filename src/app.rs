@@ -42,17 +42,26 @@ impl Application {
     /// Opens (and migrates) the store and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let store = store::open(&config.database_url).await?;
-        Self::build_with_store(config, store).await
+        let db = SqlDb::connect(&config.database_url).await?;
+        Self::build_with(config, store, db).await
     }
 
-    pub async fn build_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Self, StartError> {
+    /// Builds on an already opened store and SQL database (the KurrentDB
+    /// backend pairs a remote log with a SQL database).
+    pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
+        db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
+        // Read models and the process manager: each follows the log from its checkpoint.
+        let handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        for handler in &handlers {
+            db.migrate(handler.name(), handler.migrations()).await?;
+        }
         let acceptor = TcpListener::bind(config.bind)
             .into_acceptor()
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;
         let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
         let state = AppState { store, secrets: config.secrets, webhooks_enabled: config.webhooks_enabled };
-        Ok(Application { acceptor, local_addr, state })
+        Ok(Application { acceptor, local_addr, state, db, handlers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
