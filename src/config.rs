@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
+use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -32,6 +33,13 @@ pub struct ServeArgs {
     /// Bearer token for `/api`; required when listening beyond loopback.
     #[arg(long, env = "HOOKWISE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A sink to forward the log to, `name=URL` (repeatable; comma-separated in the environment).
+    /// `HOOKWISE_FORWARD_EVENTS_<NAME>` restricts a sink to some event types.
+    #[arg(long = "forward", env = "HOOKWISE_FORWARD", value_delimiter = ',', hide_env_values = true)]
+    pub forward: Vec<String>,
+    /// Signs every forwarded batch (`X-Hookwise-Signature-256`); required with sinks.
+    #[arg(long, env = "HOOKWISE_FORWARD_SECRET", hide_env_values = true)]
+    pub forward_secret: Option<String>,
 }
 
 /// Validated configuration of `hookwise serve`.
@@ -42,6 +50,7 @@ pub struct Config {
     pub webhooks_enabled: bool,
     pub bind: SocketAddr,
     pub api_token: Option<ApiToken>,
+    pub forward: ForwardSettings,
 }
 
 /// The API's bearer token. Never printed.
@@ -68,6 +77,8 @@ pub enum ConfigError {
     MissingWebhookSecret,
     #[error("HOOKWISE_API_TOKEN is required when HOOKWISE_BIND ({0}) is not a loopback address")]
     MissingApiToken(SocketAddr),
+    #[error(transparent)]
+    Forward(#[from] ForwardConfigError),
 }
 
 impl Config {
@@ -83,12 +94,15 @@ impl Config {
         if api_token.is_none() && !args.bind.ip().is_loopback() {
             return Err(ConfigError::MissingApiToken(args.bind));
         }
+        let forward =
+            ForwardSettings::parse(&args.forward, args.forward_secret.as_deref(), |key| std::env::var(key).ok())?;
         Ok(Config {
             database_url: args.store.database_url,
             secrets: WebhookSecrets { current, previous },
             webhooks_enabled: args.webhooks_enabled,
             bind: args.bind,
             api_token,
+            forward,
         })
     }
 }
