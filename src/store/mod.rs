@@ -187,6 +187,13 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn EventStore>, StoreError>
     }
 }
 
+/// A position, version or limit as an SQL integer. Saturates: no stored
+/// value exceeds `i64::MAX`, so "after u64::MAX" still means "nothing" and
+/// `usize::MAX` still means "no limit" (a plain `as` cast would wrap to -1).
+pub(crate) fn sql_int<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// Largest number of appends committed in one transaction.
 pub(crate) const MAX_GROUP: usize = 512;
 /// Appends waiting for the writer before callers are made to wait for room.

@@ -2,7 +2,7 @@
 //! which rows to insert. Pure, so both SQL backends share one implementation
 //! of the expected-version and idempotency rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -97,6 +97,21 @@ pub fn plan_batch<'a>(
     for request in requests {
         let stream = request.stream.as_str();
         let current = versions.get(stream).copied().flatten();
+
+        // Refused here rather than by the database, which would fail the
+        // whole group (every other append committed with this one).
+        if let Some(event) = request.events.iter().find(|e| std::str::from_utf8(&e.data).is_err()) {
+            outcomes.push(PlannedOutcome::Rejected(StoreError::Corrupt(format!(
+                "event {}: data is not UTF-8",
+                event.event_id
+            ))));
+            continue;
+        }
+        let mut seen = HashSet::with_capacity(request.events.len());
+        if let Some(event) = request.events.iter().find(|e| !seen.insert(e.event_id)) {
+            outcomes.push(PlannedOutcome::Rejected(StoreError::DuplicateEventId { event_id: event.event_id }));
+            continue;
+        }
 
         // Where each event id is already stored: (in this stream?, where).
         let found: Vec<Option<(bool, AlreadyAt)>> = request
@@ -196,6 +211,29 @@ mod tests {
         let results = plan.results(&[Position(1), Position(2), Position(3)]);
         assert!(results[1].is_ok());
         assert!(matches!(results[2], Err(StoreError::WrongExpectedVersion { actual: Some(2), .. })));
+    }
+
+    #[test]
+    fn a_bad_append_is_rejected_alone() {
+        let mut not_utf8 = request("c", ExpectedVersion::Any, &[5]);
+        not_utf8.events[0].data = vec![0xff];
+        let requests = vec![
+            request("a", ExpectedVersion::Any, &[1]),
+            request("b", ExpectedVersion::Any, &[2, 3, 2]),
+            not_utf8,
+            request("d", ExpectedVersion::Any, &[4]),
+        ];
+        let plan = plan_batch(&requests, HashMap::new(), &HashMap::new());
+        let streams: Vec<&str> = plan.rows.iter().map(|r| r.stream).collect();
+        assert_eq!(streams, vec!["a", "d"]);
+        let results = plan.results(&[Position(1), Position(2)]);
+        assert!(results[0].is_ok());
+        assert!(matches!(
+            results[1],
+            Err(StoreError::DuplicateEventId { event_id }) if event_id == Uuid::from_u128(2)
+        ));
+        assert!(matches!(results[2], Err(StoreError::Corrupt(_))));
+        assert!(results[3].is_ok());
     }
 
     #[test]

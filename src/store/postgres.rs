@@ -16,6 +16,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use super::sql_int;
 use super::sqlite::now_micros;
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
@@ -41,6 +42,8 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         UNIQUE (stream, version)
     );",
 )];
+
+type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
 
 type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
@@ -202,11 +205,9 @@ async fn commit_group(
     let (lock, versions_of, find_events) = tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
 
     // Pipelined: the lock is granted before the reads run on the server.
-    let (lock_params, version_params, event_params): (
-        [&(dyn ToSql + Sync); 1],
-        [&(dyn ToSql + Sync); 1],
-        [&(dyn ToSql + Sync); 1],
-    ) = ([&APPEND_LOCK], [&streams], [&ids]);
+    let lock_params: OneParam = [&APPEND_LOCK];
+    let version_params: OneParam = [&streams];
+    let event_params: OneParam = [&ids];
     let (_, version_rows, event_rows) = tokio::try_join!(
         tx.execute(&lock, &lock_params),
         tx.query(&versions_of, &version_params),
@@ -363,7 +364,7 @@ impl EventStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         let rows =
-            client.query(&stmt, &[&stream, &(from_version as i64), &(limit as i64)]).await.map_err(unavailable)?;
+            client.query(&stmt, &[&stream, &sql_int(from_version), &sql_int(limit)]).await.map_err(unavailable)?;
         Ok(rows.iter().map(read_event).collect())
     }
 
@@ -373,7 +374,7 @@ impl EventStore for PostgresStore {
             .prepare_cached(&format!("{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"))
             .await
             .map_err(unavailable)?;
-        let rows = client.query(&stmt, &[&(after.0 as i64), &(limit as i64)]).await.map_err(unavailable)?;
+        let rows = client.query(&stmt, &[&sql_int(after.0), &sql_int(limit)]).await.map_err(unavailable)?;
         Ok(rows.iter().map(read_event).collect())
     }
 

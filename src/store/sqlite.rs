@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::sql_int;
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
@@ -306,7 +307,7 @@ impl EventStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "{SELECT_EVENT} WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(params![stream, from_version as i64, limit as i64], row_to_event)?;
+            let rows = stmt.query_map(params![stream, sql_int(from_version), sql_int(limit)], row_to_event)?;
             rows.collect()
         })
         .await
@@ -316,7 +317,7 @@ impl EventStore for SqliteStore {
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached(&format!("{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
-            let rows = stmt.query_map(params![after.0 as i64, limit as i64], row_to_event)?;
+            let rows = stmt.query_map(params![sql_int(after.0), sql_int(limit)], row_to_event)?;
             rows.collect()
         })
         .await
