@@ -6,3 +6,5 @@ mod crash;
 mod helpers;
 mod intake;
 mod store_conformance;
+mod forward;
+mod test_sink;
