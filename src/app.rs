@@ -10,8 +10,8 @@ use poem::{get, EndpointExt, Route, Server};
 
 use tokio::sync::watch;
 
-use crate::api::{self, AppState};
 use crate::api::metrics::{render_metrics, MetricsState};
+use crate::api::{self, AppState};
 use crate::config::{ApiToken, Config};
 use crate::forward::api::{list_sinks, SinksApi};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
@@ -109,8 +109,9 @@ impl Application {
             .at("/metrics", get(render_metrics).data(metrics_state))
             .at("/api/v1/sinks", get(list_sinks).data(sinks_api))
             .nest("/", api::routes(self.state));
-        let result =
-            Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE)).await;
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
+            .await;
         let _ = stop.send(true);
         for task in background.into_iter().chain(forwarders) {
             let _ = task.await;

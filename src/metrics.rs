@@ -17,8 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 // ---- intake ----------------------------------------------------------------
 
 /// Counter. Deliveries answered by intake. Labels: `event` (a known GitHub
-/// event name, or `other`; `-` when rejected before the event was trusted),
-/// `outcome` (`accepted`, `duplicate`, `rejected`), `reason` (the error code
+/// event name, else `other`), `outcome` (`accepted`, `duplicate`, `rejected`), `reason` (the error code
 /// for `rejected`, else `-`).
 pub const DELIVERIES: &str = "hookwise_deliveries_total";
 /// Histogram, seconds. Time from request start to answer at intake (verification and durable append included).
@@ -61,8 +60,7 @@ pub const RECONCILE_MISSING: &str = "hookwise_reconcile_missing_total";
 pub const RECONCILE_REDELIVERIES: &str = "hookwise_reconcile_redeliveries_total";
 
 /// Seconds: from 0.5 ms (an in-memory answer) to 10 s (GitHub's deadline).
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Appends per group commit, up to `store::MAX_GROUP`.
 const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 

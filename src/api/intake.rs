@@ -43,8 +43,9 @@ pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppS
         }
         Err(e) => {
             let code = e.error;
-            // The event header is not trusted before verification: no event label.
-            metrics::counter!(names::DELIVERIES, "event" => "-", "outcome" => "rejected", "reason" => code).increment(1);
+            // `known_event` bounds the label even though the header may be unverified.
+            metrics::counter!(names::DELIVERIES, "event" => names::known_event(&event), "outcome" => "rejected", "reason" => code)
+                .increment(1);
             (e.into_response(), code, None)
         }
     };

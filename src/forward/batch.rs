@@ -10,8 +10,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::ForwardSecret;
-use crate::events::{derived_id, WebhookReceived};
 use crate::events::DomainEvent;
+use crate::events::{derived_id, WebhookReceived};
 use crate::store::{Position, RecordedEvent};
 
 #[derive(Serialize)]

@@ -123,8 +123,7 @@ impl ForwardSettings {
     ) -> Result<Self, ForwardConfigError> {
         let mut sinks: Vec<SinkConfig> = Vec::new();
         for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let (name, url) =
-                spec.split_once('=').ok_or_else(|| ForwardConfigError::NotNameEqualsUrl(redact(spec)))?;
+            let (name, url) = spec.split_once('=').ok_or_else(|| ForwardConfigError::NotNameEqualsUrl(redact(spec)))?;
             let name = name.trim();
             let valid_name = (1..=64).contains(&name.len())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -112,8 +112,8 @@ impl SinkStatus {
         };
         SinkView {
             name: self.config.name.clone(),
-            url: format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")) +
-                &url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            url: format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""))
+                + &url.port().map(|p| format!(":{p}")).unwrap_or_default(),
             event_types: self.config.event_types.clone(),
             state: progress.state,
             position: progress.position.0,

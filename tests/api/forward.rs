@@ -16,8 +16,11 @@ const MAX_BATCH_AGE: Duration = Duration::from_millis(400);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn issue_comment(n: usize, padding: usize) -> Vec<u8> {
-    format!(r#"{{"action":"created","installation":{{"id":9}},"comment":{{"id":{n},"body":"{}"}}}}"#, "x".repeat(padding))
-        .into_bytes()
+    format!(
+        r#"{{"action":"created","installation":{{"id":9}},"comment":{{"id":{n},"body":"{}"}}}}"#,
+        "x".repeat(padding)
+    )
+    .into_bytes()
 }
 
 async fn sinks(app: &TestApp) -> serde_json::Value {
@@ -210,10 +213,8 @@ async fn forwarder_resumes_after_sigkill_and_flushes_on_sigterm(backend: Backend
     // Restarted after the sink recovered: resumes from the checkpoint (5).
     sink.set_mode(Mode::Accept);
     let (mut child, base) = start_server(&db.url, &sink.url());
-    eventually(Duration::from_secs(15), "the rest after the restart", || async {
-        sink.taken_positions().len() == 10
-    })
-    .await;
+    eventually(Duration::from_secs(15), "the rest after the restart", || async { sink.taken_positions().len() == 10 })
+        .await;
     assert_eq!(sink.taken_positions(), (1..=10).collect::<Vec<u64>>());
     let starts_at_one = sink.received().iter().filter(|r| r.body.starts_with(br#"[{"position":1,"#)).count();
     assert_eq!(starts_at_one, 1, "the restart resumed from the checkpoint instead of the start");

@@ -3,8 +3,9 @@
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
 mod crash;
+mod forward;
 mod helpers;
 mod intake;
+mod metrics;
 mod store_conformance;
-mod forward;
 mod test_sink;
