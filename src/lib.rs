@@ -13,6 +13,7 @@ pub mod forward;
 pub mod github;
 pub mod metrics;
 pub mod projections;
+pub mod reconcile;
 pub mod sql;
 pub mod store;
 

@@ -1,8 +1,10 @@
 //! The domain event catalogue: what each event means, its stream, and how a
 //! stored event (of any schema version) is read back.
 
+mod reconcile;
 mod webhook;
 
+pub use reconcile::ReconciliationCompleted;
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
 
 use serde::de::DeserializeOwned;
@@ -74,4 +76,7 @@ pub mod streams {
     pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
         format!("delivery-{hook_id}-{delivery_id}")
     }
+
+    /// Runs of the missed-delivery reconciliation.
+    pub const RECONCILE: &str = "reconcile";
 }
