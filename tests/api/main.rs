@@ -9,3 +9,4 @@ mod intake;
 mod metrics;
 mod store_conformance;
 mod test_sink;
+mod reconcile;
