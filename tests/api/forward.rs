@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 use crate::helpers::{backend_tests, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
 use crate::test_sink::{Mode, TestSink};
 
-backend_tests!(forwarding_survives_outages_in_order, forwarder_resumes_after_sigkill_and_flushes_on_sigterm);
+backend_tests!(
+    forwarding_survives_outages_in_order,
+    forwarder_resumes_after_sigkill_and_flushes_on_sigterm,
+    the_sinks_api_requires_the_bearer_token
+);
 
 const FORWARD_SECRET: &str = "test-forward-secret";
 const MAX_BATCH_BYTES: usize = 8 * 1024;
@@ -42,7 +46,12 @@ async fn forwarding_survives_outages_in_order(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else { return };
     let mut sink = TestSink::start(FORWARD_SECRET).await;
     let forward = format!("lake={}", sink.url());
-    let app = TestApp::spawn_with(db, &["--forward", &forward, "--forward-secret", FORWARD_SECRET], |config| {
+    // A second sink whose filter keeps none of these events: nothing is sent, its checkpoint still moves.
+    let mut filtered_sink = TestSink::start(FORWARD_SECRET).await;
+    let filtered = format!("filtered={}", filtered_sink.url());
+    let args = ["--forward", &forward, "--forward", &filtered, "--forward-secret", FORWARD_SECRET];
+    let app = TestApp::spawn_with(db, &args, |config| {
+        config.forward.sinks[1].event_types = Some(vec!["SomeOtherEvent".to_owned()]);
         config.forward.max_batch_bytes = MAX_BATCH_BYTES;
         config.forward.max_batch_age = MAX_BATCH_AGE;
         config.forward.request_timeout = REQUEST_TIMEOUT;
@@ -147,6 +156,13 @@ async fn forwarding_survives_outages_in_order(backend: Backend) {
     assert_eq!(events[0]["payload"]["comment"]["id"], 1);
     assert!(events[0]["recorded_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
+    let status = sinks(&app).await;
+    let filtered = &status["sinks"][1];
+    assert_eq!(filtered["name"], "filtered");
+    assert_eq!((filtered["position"].as_u64(), filtered["lag"].as_u64()), (Some(sent as u64), Some(0)));
+    assert!(filtered_sink.received().is_empty(), "the filter kept every event from the filtered sink");
+    filtered_sink.stop().await;
+
     app.stop().await;
     sink.stop().await;
 }
@@ -229,4 +245,24 @@ async fn forwarder_resumes_after_sigkill_and_flushes_on_sigterm(backend: Backend
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
     assert!(exit.success(), "graceful exit, got {exit:?}");
     assert_eq!(sink.taken_positions(), (1..=13).collect::<Vec<u64>>(), "the shutdown flushed the last events");
+}
+
+async fn the_sinks_api_requires_the_bearer_token(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &["--api-token", "the-token"]).await;
+    for presented in [None, Some("Bearer wrong"), Some("the-token")] {
+        let mut request = app.http.get(app.url("/api/v1/sinks"));
+        if let Some(value) = presented {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("answers");
+        assert_eq!(response.status(), 401, "{presented:?}");
+        let body: serde_json::Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let response = app.http.get(app.url("/api/v1/sinks")).bearer_auth("the-token").send().await.expect("answers");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["sinks"], serde_json::json!([]));
+    app.stop().await;
 }

@@ -7,6 +7,6 @@ mod forward;
 mod helpers;
 mod intake;
 mod metrics;
+mod reconcile;
 mod store_conformance;
 mod test_sink;
-mod reconcile;

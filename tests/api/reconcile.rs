@@ -56,8 +56,8 @@ async fn reconcile_redelivers_what_never_arrived(backend: Backend) {
 
     // Page 1 (newest first): several attempts per GUID.
     let page1 = json!([
-        attempt(15, "guid-retried", 100, 502),      // newest failed attempt of guid-retried
-        attempt(14, "guid-ok-later", 200, 200),     // guid-ok-later succeeded on its second attempt
+        attempt(15, "guid-retried", 100, 502),  // newest failed attempt of guid-retried
+        attempt(14, "guid-ok-later", 200, 200), // guid-ok-later succeeded on its second attempt
         attempt(13, "guid-present", 300, 0),
         attempt(12, "guid-retried", 400, 500),
     ]);
@@ -132,11 +132,8 @@ async fn reconcile_redelivers_what_never_arrived(backend: Backend) {
             .await;
     }
 
-    let client = DeliveriesClient::new(
-        reqwest::Client::new(),
-        github.uri().parse().expect("mock URL"),
-        Arc::new(FixedJwt),
-    );
+    let client =
+        DeliveriesClient::new(reqwest::Client::new(), github.uri().parse().expect("mock URL"), Arc::new(FixedJwt));
     let options = ReconcileOptions { redelivery_spacing: Duration::from_millis(50), ..ReconcileOptions::default() };
     let started = Instant::now();
     let report = reconcile(store.as_ref(), &client, &options).await.expect("the run succeeds");
