@@ -5,6 +5,7 @@
 //! writer that commits whatever is waiting in one transaction (group commit),
 //! while [`plan`] checks every append against its own expected version.
 
+pub mod codec;
 mod plan;
 pub mod postgres;
 pub mod sqlite;

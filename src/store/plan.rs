@@ -11,7 +11,29 @@ use super::{AppendResult, ExpectedVersion, NewEvent, Position, StoreError};
 pub struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedVersion,
+    /// Payloads already encoded for storage (see `codec`).
     pub events: Vec<NewEvent>,
+    /// The codec of each event's payload, by index; missing means raw.
+    pub codecs: Vec<i64>,
+}
+
+impl AppendRequest {
+    /// Encodes the payloads for storage here, on the caller's task, so the
+    /// single writer only writes.
+    pub fn encoded(stream: &str, expected: ExpectedVersion, mut events: Vec<NewEvent>) -> Self {
+        let codecs = events
+            .iter_mut()
+            .map(|event| match event.payload.take() {
+                Some(payload) => {
+                    let (stored, codec) = super::codec::encode(&payload);
+                    event.payload = Some(stored);
+                    codec
+                }
+                None => super::codec::RAW,
+            })
+            .collect();
+        AppendRequest { stream: stream.to_owned(), expected, events, codecs }
+    }
 }
 
 /// An event id already in the log.
@@ -27,6 +49,7 @@ pub struct PlannedRow<'a> {
     pub stream: &'a str,
     pub version: u64,
     pub event: &'a NewEvent,
+    pub payload_codec: i64,
 }
 
 /// How each request of a group resolves once its rows are inserted.
@@ -153,9 +176,10 @@ pub fn plan_batch<'a>(
 
         let first_row = rows.len();
         let mut version = current.map_or(0, |v| v + 1);
-        for event in &request.events {
+        for (i, event) in request.events.iter().enumerate() {
             planned.insert(event.event_id, (stream, rows.len()));
-            rows.push(PlannedRow { stream, version, event });
+            let payload_codec = request.codecs.get(i).copied().unwrap_or(super::codec::RAW);
+            rows.push(PlannedRow { stream, version, event, payload_codec });
             version += 1;
         }
         let count = request.events.len();
@@ -181,7 +205,12 @@ mod tests {
     }
 
     fn request(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> AppendRequest {
-        AppendRequest { stream: stream.into(), expected, events: ids.iter().map(|&i| event(i)).collect() }
+        AppendRequest {
+            stream: stream.into(),
+            expected,
+            events: ids.iter().map(|&i| event(i)).collect(),
+            codecs: vec![],
+        }
     }
 
     #[test]

@@ -9,15 +9,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use super::sql_int;
 use super::sqlite::now_micros;
+use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
@@ -38,9 +37,12 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         schema_version INTEGER NOT NULL,
         data TEXT NOT NULL,
         payload BYTEA,
+        payload_codec BIGINT NOT NULL DEFAULT 0,
         recorded_at BIGINT NOT NULL,
         UNIQUE (stream, version)
-    );",
+    );
+    -- Payloads arrive compressed (src/store/codec.rs): no second compression by TOAST.
+    ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;",
 )];
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
@@ -192,34 +194,65 @@ async fn commit_group(
     pool: &Pool,
     requests: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-    let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
+    let client = pool.get().await.map_err(unavailable)?;
+    let result = commit_group_on(&client, requests).await;
+    if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
+        // The connection is in an unknown state: never hand it out again.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+/// Two pipelined round trips per group: (BEGIN, lock, read the streams'
+/// versions and any known event ids), then (insert, notify, COMMIT).
+async fn commit_group_on(
+    client: &deadpool_postgres::Object,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
     let ids: Vec<Uuid> = requests.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
 
-    let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)");
-    let versions_of =
-        tx.prepare_cached("SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream");
-    let find_events =
-        tx.prepare_cached("SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)");
-    let (lock, versions_of, find_events) = tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
+    let (lock, versions_of, find_events, insert, notify) = tokio::try_join!(
+        client.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+        client.prepare_cached(
+            "SELECT s.stream, (SELECT MAX(e.version) FROM events e WHERE e.stream = s.stream)
+             FROM unnest($1::text[]) AS s(stream)",
+        ),
+        client.prepare_cached(
+            "SELECT e.event_id, e.stream, e.version, e.position
+             FROM unnest($1::uuid[]) AS i(id) JOIN events e ON e.event_id = i.id",
+        ),
+        client.prepare_cached(
+            "INSERT INTO events
+                 (stream, version, event_id, event_type, schema_version, data, payload, payload_codec, recorded_at)
+             SELECT s, v, i, t, sv, d, p, c, $9
+             FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[],
+                         $8::int8[])
+                  WITH ORDINALITY AS r(s, v, i, t, sv, d, p, c, n)
+             ORDER BY n
+             RETURNING event_id, position",
+        ),
+        client.prepare_cached("SELECT pg_notify($1, '')"),
+    )
+    .map_err(unavailable)?;
 
-    // Pipelined: the lock is granted before the reads run on the server.
+    // The lock is granted before the reads run: they see every earlier group.
     let lock_params: OneParam = [&APPEND_LOCK];
     let version_params: OneParam = [&streams];
     let event_params: OneParam = [&ids];
-    let (_, version_rows, event_rows) = tokio::try_join!(
-        tx.execute(&lock, &lock_params),
-        tx.query(&versions_of, &version_params),
-        tx.query(&find_events, &event_params),
+    let (_, _, version_rows, event_rows) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock, &lock_params),
+        client.query(&versions_of, &version_params),
+        client.query(&find_events, &event_params),
     )
     .map_err(unavailable)?;
 
     let mut versions: HashMap<String, Option<u64>> = streams.iter().map(|s| ((*s).to_owned(), None)).collect();
     for row in version_rows {
         let stream: String = row.get(0);
-        let version: i64 = row.get(1);
-        versions.insert(stream, Some(version as u64));
+        let version: Option<i64> = row.get(1);
+        versions.insert(stream, version.map(|v| v as u64));
     }
     let existing: HashMap<Uuid, ExistingEvent> = event_rows
         .into_iter()
@@ -245,6 +278,7 @@ async fn commit_group(
         let mut row_schemas = Vec::with_capacity(plan.rows.len());
         let mut row_data = Vec::with_capacity(plan.rows.len());
         let mut row_payloads: Vec<Option<&[u8]>> = Vec::with_capacity(plan.rows.len());
+        let mut row_codecs = Vec::with_capacity(plan.rows.len());
         for row in &plan.rows {
             row_streams.push(row.stream);
             row_versions.push(row.version as i64);
@@ -253,34 +287,35 @@ async fn commit_group(
             row_schemas.push(row.event.schema_version as i32);
             row_data.push(std::str::from_utf8(&row.event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             row_payloads.push(row.event.payload.as_deref());
+            row_codecs.push(row.payload_codec);
         }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, recorded_at)
-                 SELECT s, v, i, t, sv, d, p, $8
-                 FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[])
-                      WITH ORDINALITY AS r(s, v, i, t, sv, d, p, n)
-                 ORDER BY n
-                 RETURNING event_id, position",
-            )
-            .await
-            .map_err(unavailable)?;
-        let inserted = tx
-            .query(
-                &insert,
-                &[&row_streams, &row_versions, &row_ids, &row_types, &row_schemas, &row_data, &row_payloads, &now],
-            )
-            .await
-            .map_err(unavailable)?;
+        let insert_params: [&(dyn ToSql + Sync); 9] = [
+            &row_streams,
+            &row_versions,
+            &row_ids,
+            &row_types,
+            &row_schemas,
+            &row_data,
+            &row_payloads,
+            &row_codecs,
+            &now,
+        ];
+        let notify_params: OneParam = [&NOTIFY_CHANNEL];
+        let (inserted, _, _) = tokio::try_join!(
+            client.query(&insert, &insert_params),
+            client.execute(&notify, &notify_params),
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(unavailable)?;
         let by_id: HashMap<Uuid, i64> = inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         for id in &row_ids {
             let position =
                 by_id.get(id).ok_or_else(|| StoreError::Corrupt(format!("insert returned no position for {id}")))?;
             positions.push(Position(*position as u64));
         }
-        tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL]).await.map_err(unavailable)?;
+    } else {
+        client.batch_execute("COMMIT").await.map_err(unavailable)?;
     }
-    tx.commit().await.map_err(unavailable)?;
     Ok(plan.results(&positions))
 }
 
@@ -321,8 +356,12 @@ impl Drop for PostgresStore {
     }
 }
 
-fn read_event(row: &tokio_postgres::Row) -> RecordedEvent {
-    RecordedEvent {
+fn read_event(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let payload = match row.get::<_, Option<Vec<u8>>>(7) {
+        Some(stored) => Some(codec::decode(stored, row.get(9))?),
+        None => None,
+    };
+    Ok(RecordedEvent {
         position: Position(row.get::<_, i64>(0) as u64),
         stream: row.get(1),
         version: row.get::<_, i64>(2) as u64,
@@ -330,13 +369,13 @@ fn read_event(row: &tokio_postgres::Row) -> RecordedEvent {
         event_type: row.get(4),
         schema_version: row.get::<_, i32>(5) as u32,
         data: row.get::<_, String>(6).into_bytes(),
-        payload: row.get::<_, Option<Vec<u8>>>(7).map(Bytes::from),
+        payload,
         recorded_at_micros: row.get(8),
-    }
+    })
 }
 
 const SELECT_EVENT: &str =
-    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at FROM events";
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at, payload_codec FROM events";
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -347,7 +386,7 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        let request = AppendRequest::encoded(stream, expected, events);
         self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -365,7 +404,7 @@ impl EventStore for PostgresStore {
             .map_err(unavailable)?;
         let rows =
             client.query(&stmt, &[&stream, &sql_int(from_version), &sql_int(limit)]).await.map_err(unavailable)?;
-        Ok(rows.iter().map(read_event).collect())
+        rows.iter().map(read_event).collect()
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -375,7 +414,7 @@ impl EventStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         let rows = client.query(&stmt, &[&sql_int(after.0), &sql_int(limit)]).await.map_err(unavailable)?;
-        Ok(rows.iter().map(read_event).collect())
+        rows.iter().map(read_event).collect()
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
