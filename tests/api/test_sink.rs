@@ -28,6 +28,7 @@ pub struct Received {
     pub batch_id: String,
     pub body: Bytes,
     pub at: Instant,
+    pub wall: time::OffsetDateTime,
     /// The sink took the batch (it would keep it even if its answer is lost).
     pub taken: bool,
     pub signature_valid: bool,
@@ -151,6 +152,7 @@ async fn receive(req: &Request, body: Bytes, state: Data<&Arc<SinkState>>) -> Re
         signature_valid: header("x-hookwise-signature-256") == expected,
         body,
         at: Instant::now(),
+        wall: time::OffsetDateTime::now_utc(),
         taken: mode != Mode::Fail,
     };
     state.received.lock().expect("lock").push(received);
