@@ -65,6 +65,9 @@ const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// `[accepted, duplicate]` counters per known event (and `other`, last),
+/// registered once so that counting a delivery is one atomic add.
+static DELIVERY_COUNTERS: OnceLock<Vec<[metrics::Counter; 2]>> = OnceLock::new();
 
 /// The process-wide Prometheus recorder, installed on first use. When another
 /// recorder was installed first (an embedding program's), hookwise's metrics
@@ -84,8 +87,34 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
         describe();
+        let counters = EVENTS
+            .iter()
+            .copied()
+            .chain(["other"])
+            .map(|event| {
+                [
+                    metrics::counter!(DELIVERIES, "event" => event, "outcome" => "accepted", "reason" => "-"),
+                    metrics::counter!(DELIVERIES, "event" => event, "outcome" => "duplicate", "reason" => "-"),
+                ]
+            })
+            .collect();
+        let _ = DELIVERY_COUNTERS.set(counters);
         handle
     })
+}
+
+/// Counts a stored delivery (`duplicate`: it was already in the log).
+pub fn count_delivery_stored(event: &str, duplicate: bool) {
+    let index = EVENTS.binary_search(&event).unwrap_or(EVENTS.len());
+    match DELIVERY_COUNTERS.get().and_then(|counters| counters.get(index)) {
+        Some(pair) => pair[usize::from(duplicate)].increment(1),
+        // No recorder installed through `handle` (a library user): go through the facade.
+        None => {
+            let outcome = if duplicate { "duplicate" } else { "accepted" };
+            metrics::counter!(DELIVERIES, "event" => known_event(event), "outcome" => outcome, "reason" => "-")
+                .increment(1)
+        }
+    }
 }
 
 fn describe() {
@@ -110,77 +139,79 @@ fn describe() {
 /// label), anything else as `other` (so a stranger's header cannot create
 /// new series).
 pub fn known_event(event: &str) -> &'static str {
-    const EVENTS: &[&str] = &[
-        "branch_protection_rule",
-        "check_run",
-        "check_suite",
-        "code_scanning_alert",
-        "commit_comment",
-        "create",
-        "delete",
-        "dependabot_alert",
-        "deploy_key",
-        "deployment",
-        "deployment_review",
-        "deployment_status",
-        "discussion",
-        "discussion_comment",
-        "fork",
-        "github_app_authorization",
-        "gollum",
-        "installation",
-        "installation_repositories",
-        "installation_target",
-        "issue_comment",
-        "issues",
-        "label",
-        "marketplace_purchase",
-        "member",
-        "membership",
-        "merge_group",
-        "meta",
-        "milestone",
-        "org_block",
-        "organization",
-        "package",
-        "page_build",
-        "ping",
-        "project",
-        "project_card",
-        "project_column",
-        "projects_v2",
-        "projects_v2_item",
-        "public",
-        "pull_request",
-        "pull_request_review",
-        "pull_request_review_comment",
-        "pull_request_review_thread",
-        "push",
-        "registry_package",
-        "release",
-        "repository",
-        "repository_dispatch",
-        "repository_import",
-        "repository_ruleset",
-        "repository_vulnerability_alert",
-        "secret_scanning_alert",
-        "security_advisory",
-        "sponsorship",
-        "star",
-        "status",
-        "sub_issues",
-        "team",
-        "team_add",
-        "watch",
-        "workflow_dispatch",
-        "workflow_job",
-        "workflow_run",
-    ];
     match EVENTS.binary_search(&event) {
         Ok(index) => EVENTS[index],
         Err(_) => "other",
     }
 }
+
+/// GitHub's webhook event names, sorted (binary search).
+const EVENTS: &[&str] = &[
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "code_scanning_alert",
+    "commit_comment",
+    "create",
+    "delete",
+    "dependabot_alert",
+    "deploy_key",
+    "deployment",
+    "deployment_review",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "github_app_authorization",
+    "gollum",
+    "installation",
+    "installation_repositories",
+    "installation_target",
+    "issue_comment",
+    "issues",
+    "label",
+    "marketplace_purchase",
+    "member",
+    "membership",
+    "merge_group",
+    "meta",
+    "milestone",
+    "org_block",
+    "organization",
+    "package",
+    "page_build",
+    "ping",
+    "project",
+    "project_card",
+    "project_column",
+    "projects_v2",
+    "projects_v2_item",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "registry_package",
+    "release",
+    "repository",
+    "repository_dispatch",
+    "repository_import",
+    "repository_ruleset",
+    "repository_vulnerability_alert",
+    "secret_scanning_alert",
+    "security_advisory",
+    "sponsorship",
+    "star",
+    "status",
+    "sub_issues",
+    "team",
+    "team_add",
+    "watch",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
 
 /// Renders every metric in the Prometheus text format.
 pub fn render() -> String {
@@ -199,5 +230,6 @@ mod tests {
         assert_eq!(known_event("workflow_run"), "workflow_run");
         assert_eq!(known_event("made_up_event"), "other");
         assert_eq!(known_event(""), "other");
+        assert!(EVENTS.windows(2).all(|w| w[0] < w[1]), "EVENTS is sorted for binary search");
     }
 }

@@ -36,8 +36,7 @@ pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppS
     let (response, status, action) = match result {
         Ok(receipt) => {
             let status = if receipt.duplicate { "duplicate" } else { "accepted" };
-            metrics::counter!(names::DELIVERIES, "event" => names::known_event(&event), "outcome" => status, "reason" => "-")
-                .increment(1);
+            names::count_delivery_stored(&event, receipt.duplicate);
             let body = Accepted { status, delivery: &delivery, position: receipt.position.0 };
             (json_response(StatusCode::OK, &body), status, receipt.action)
         }
