@@ -13,7 +13,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{backend_tests, read_whole_log, Backend, TestDatabase};
 
-backend_tests!(reconcile_redelivers_what_never_arrived);
+backend_tests!(reconcile_redelivers_what_never_arrived, a_failed_listing_is_recorded_with_its_error);
 
 struct FixedJwt;
 
@@ -155,5 +155,26 @@ async fn reconcile_redelivers_what_never_arrived(backend: Backend) {
     let rendered = hookwise::metrics::render();
     assert!(rendered.contains("hookwise_reconcile_runs_total{outcome=\"completed\"}"), "{rendered}");
     github.verify().await;
+    store.close().await;
+}
+
+async fn a_failed_listing_is_recorded_with_its_error(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let store = db.open_store().await;
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/app/hook/deliveries"))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(1)
+        .mount(&github)
+        .await;
+    let client =
+        DeliveriesClient::new(reqwest::Client::new(), github.uri().parse().expect("mock URL"), Arc::new(FixedJwt));
+    let error = reconcile(store.as_ref(), &client, &ReconcileOptions::default()).await.expect_err("the run fails");
+    assert_eq!(error.to_string(), "GitHub answered 502 to GET /app/hook/deliveries");
+    let log = read_whole_log(store.as_ref()).await;
+    let recorded = ReconciliationCompleted::decode(&log[0]).expect("the failed run is recorded");
+    assert_eq!(recorded.error.as_deref(), Some("GitHub answered 502 to GET /app/hook/deliveries"));
+    assert_eq!((recorded.deliveries, recorded.redelivered), (0, 0));
     store.close().await;
 }
