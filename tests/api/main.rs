@@ -5,6 +5,10 @@
 mod classify;
 mod cli;
 mod crash;
+mod forward;
 mod helpers;
 mod intake;
+mod metrics;
+mod reconcile;
 mod store_conformance;
+mod test_sink;
