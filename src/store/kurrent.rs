@@ -180,8 +180,8 @@ impl KurrentStore {
                 "EVENTSTORE_URL must look like esdb://HOST:2113?tls=false or esdb+discover://HOSTS{detail}"
             ))
         })?;
-        let client =
-            Client::new(settings).map_err(|e| StoreError::Unavailable(format!("creating the KurrentDB client: {e}")))?;
+        let client = Client::new(settings)
+            .map_err(|e| StoreError::Unavailable(format!("creating the KurrentDB client: {e}")))?;
         let (hint_tx, hint) = watch::channel(Position::START);
         let (stop_live, stopped) = watch::channel(false);
         let store = KurrentStore { client, scope: scope.to_owned(), closed: AtomicBool::new(false), hint, stop_live };
@@ -241,7 +241,11 @@ impl KurrentStore {
     }
 
     /// Opens a forward read of this log's `$all` events from `from` (inclusive).
-    async fn read_all_from(&self, from: Option<LogPosition>, count: usize) -> Result<kurrentdb::ReadStream, StoreError> {
+    async fn read_all_from(
+        &self,
+        from: Option<LogPosition>,
+        count: usize,
+    ) -> Result<kurrentdb::ReadStream, StoreError> {
         let position = match from {
             None => StreamPosition::Start,
             Some(p) => StreamPosition::Position(kurrentdb::Position { commit: p.commit, prepare: p.prepare }),
@@ -376,16 +380,17 @@ impl EventStore for KurrentStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         self.check_open()?;
+        // The same up-front refusals as the SQL planner.
+        if let Some(event) = events.iter().find(|e| std::str::from_utf8(&e.data).is_err()) {
+            return Err(StoreError::Corrupt(format!("event {}: data is not UTF-8", event.event_id)));
+        }
         let mut seen = std::collections::HashSet::with_capacity(events.len());
         if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
             return Err(StoreError::DuplicateEventId { event_id: twice.event_id });
         }
         let name = self.stream_name(stream);
-        let wrong = |actual: Option<u64>| StoreError::WrongExpectedVersion {
-            stream: stream.to_owned(),
-            expected,
-            actual,
-        };
+        let wrong =
+            |actual: Option<u64>| StoreError::WrongExpectedVersion { stream: stream.to_owned(), expected, actual };
         for _attempt in 0..MAX_APPEND_ATTEMPTS {
             let (by_id, current) = self.scan_stream(&name).await?;
             if let Some(result) = self.decide_by_ids(&events, &by_id, current).await? {
@@ -511,7 +516,8 @@ impl EventStore for KurrentStore {
                 _ => 0,
             };
             group = Some((at.commit, rank));
-            if skip_through.is_some_and(|(commit, through)| at.commit < commit || (at.commit == commit && rank <= through))
+            if skip_through
+                .is_some_and(|(commit, through)| at.commit < commit || (at.commit == commit && rank <= through))
             {
                 continue;
             }
@@ -618,7 +624,8 @@ mod tests {
 
     #[test]
     fn positions_keep_the_order_of_commit_then_rank() {
-        let pairs = [(0, 0), (0, 1), (1, 0), (127, 0), (127, 5), (128, 0), (1 << 40, 0), (1 << 40, MAX_RANK), (MAX_COMMIT, 0)];
+        let pairs =
+            [(0, 0), (0, 1), (1, 0), (127, 0), (127, 5), (128, 0), (1 << 40, 0), (1 << 40, MAX_RANK), (MAX_COMMIT, 0)];
         let encoded: Vec<Position> = pairs.iter().map(|&(c, r)| encode_position(c, r).expect("fits")).collect();
         assert!(encoded.windows(2).all(|w| w[0] < w[1]), "{encoded:?}");
         assert!(encoded.iter().all(|p| *p > Position::START));

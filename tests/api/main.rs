@@ -5,4 +5,5 @@
 mod crash;
 mod helpers;
 mod intake;
+mod kurrent;
 mod store_conformance;
