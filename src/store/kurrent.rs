@@ -333,16 +333,16 @@ impl KurrentStore {
         }
     }
 
-    /// The position of the event at `version` of `stream`, just written.
-    async fn position_at_version(&self, stream: &str, version: u64) -> Result<Position, StoreError> {
+    /// The position of event `event_id`, just written at `version` of `stream`.
+    async fn position_at_version(&self, stream: &str, version: u64, event_id: Uuid) -> Result<Position, StoreError> {
         let options = ReadStreamOptions::default().position(StreamPosition::Position(version)).max_count(1);
         let mut read = self.client.read_stream(stream, &options).await.map_err(store_error)?;
-        match read.next().await.map_err(store_error)? {
-            Some(resolved) => match resolved.event.as_ref() {
-                Some(event) => self.position_of(event).await,
-                None => Err(StoreError::Corrupt(format!("{stream}@{version}: no event"))),
-            },
-            None => Err(StoreError::Corrupt(format!("{stream}@{version}: just written, but not found"))),
+        let resolved = read.next().await.map_err(store_error)?;
+        match resolved.as_ref().and_then(|r| r.event.as_ref()) {
+            Some(event) if event.id == event_id => self.position_of(event).await,
+            _ => {
+                Err(StoreError::Corrupt(format!("event {event_id}: written at version {version}, but not found there")))
+            }
         }
     }
 }
@@ -422,14 +422,9 @@ impl EventStore for KurrentStore {
                 Ok(written) => {
                     let last = written.next_expected_version;
                     let first_version = last + 1 - events.len() as u64;
-                    let at = LogPosition::from(written.position);
-                    // A one-event write's reported position is that event's;
-                    // otherwise (or if the server sent none) read it back.
-                    let first_position = if events.len() == 1 && at.commit == at.prepare && at.commit > 0 {
-                        encode_position(at.commit, 0)?
-                    } else {
-                        self.position_at_version(&name, first_version).await?
-                    };
+                    // The reported position is the write's, not necessarily
+                    // its first event's: read that event back.
+                    let first_position = self.position_at_version(&name, first_version, events[0].event_id).await?;
                     return Ok(AppendResult {
                         first_position: Some(first_position),
                         stream_version: Some(last),

@@ -148,6 +148,7 @@ impl TestDatabase {
     }
 
     /// The stream-name prefix of a KurrentDB test's log.
+    #[cfg(feature = "kurrentdb")]
     pub fn kurrent_scope(&self) -> Option<&str> {
         self.kurrent_scope.as_deref()
     }
