@@ -5,9 +5,11 @@
 //!
 //! **Positions.** A `$all` position is a pair (commit, prepare) of log byte
 //! offsets, ordered by commit then prepare. Events written by a current server
-//! (implicitly committed) have commit = prepare, each its own; events of a
-//! legacy explicit transaction share the commit position of their commit record
-//! and differ by prepare position. The trait's single `u64` is
+//! are self-committed: commit = prepare = the event's own log position, also
+//! within a multi-event append (older servers report the append's first
+//! position as every event's prepare). Events of a legacy explicit transaction
+//! share the commit position of their commit record and differ by prepare
+//! position. The trait's single `u64` is
 //! `commit * 2^16 + rank + 1`, where `rank` is the event's index among the
 //! (filtered) events sharing its commit position, so:
 //! - order is kept exactly: commit first, then the order within the group;
@@ -283,6 +285,15 @@ impl KurrentStore {
 
     async fn position_of(&self, event: &kurrentdb::RecordedEvent) -> Result<Position, StoreError> {
         let at = LogPosition::from(event.position);
+        if at.commit == u64::MAX {
+            // The server's "no position": a stream read of an event from a
+            // legacy explicit transaction, whose commit it does not know.
+            return Err(StoreError::Corrupt(format!(
+                "event {} of {} has no known $all position (legacy explicit transaction)",
+                event.id,
+                event.stream_id()
+            )));
+        }
         encode_position(at.commit, self.rank_of(at).await?)
     }
 
