@@ -9,11 +9,12 @@ mod server {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use hookwise::events::{DomainEvent, WebhookReceived};
     use hookwise::store::{subscribe_all, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent};
     use uuid::Uuid;
 
     use crate::helpers::kurrent::open_scoped;
-    use crate::helpers::{run_kurrent_test, Backend, TestDatabase};
+    use crate::helpers::{run_kurrent_test, Backend, TestApp, TestDatabase};
 
     async fn open() -> Option<(TestDatabase, Arc<dyn EventStore>)> {
         let db = TestDatabase::create(Backend::KurrentDb).await?;
@@ -54,6 +55,37 @@ mod server {
             appended.push((stream.to_owned(), batch.iter().map(|e| e.event_id).collect(), first));
         }
         appended
+    }
+
+    /// The whole service on KurrentDB (read models in SQLite): a delivery is
+    /// stored once, byte for byte, and a redelivery is answered as a duplicate.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_service_keeps_deliveries_in_kurrentdb() {
+        run_kurrent_test(async {
+            let Some(server) = TestDatabase::create(Backend::KurrentDb).await else {
+                return;
+            };
+            let Some(sql) = TestDatabase::create(Backend::Sqlite).await else {
+                return;
+            };
+            let app = TestApp::spawn_on(sql, &["--eventstore-url", &server.url]).await;
+            let delivery = Uuid::new_v4().to_string();
+            let body = br#"{"zen":"Keep it logically awesome.","hook_id":42}"#;
+            for expected in ["accepted", "duplicate"] {
+                let response = app.deliver("ping", &delivery, body).await;
+                assert_eq!(response.status(), 200);
+                let answer: serde_json::Value = response.json().await.expect("a JSON answer");
+                assert_eq!(answer["status"], expected, "{answer}");
+            }
+            let stream = hookwise::events::streams::delivery("42", &delivery);
+            let stored = app.store.read_stream(&stream, 0, 10).await.expect("read the delivery stream");
+            assert_eq!(stored.len(), 1, "stored once");
+            assert_eq!(stored[0].payload.as_deref(), Some(body.as_slice()), "payload kept byte for byte");
+            let received = WebhookReceived::decode(&stored[0]).expect("a WebhookReceived");
+            assert_eq!(received.event, "ping");
+            app.stop().await;
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
