@@ -363,6 +363,11 @@ fn store_error(e: kurrentdb::Error) -> StoreError {
     match e {
         kurrentdb::Error::ResourceDeleted => StoreError::Corrupt("the stream was deleted in KurrentDB".to_owned()),
         kurrentdb::Error::InternalParsingError(m) => StoreError::Corrupt(format!("KurrentDB sent {m}")),
+        // gRPC INVALID_ARGUMENT (3): the request itself is refused, typically an
+        // append over the server's `MaxAppendSize`. Retrying cannot help.
+        kurrentdb::Error::Grpc { code, message } if i32::from(code) == 3 => StoreError::Corrupt(format!(
+            "KurrentDB refused the request: {message} (appends larger than the server's MaxAppendSize are refused)"
+        )),
         kurrentdb::Error::AccessDenied => {
             StoreError::Unavailable("KurrentDB denied access: check the credentials in EVENTSTORE_URL".to_owned())
         }
