@@ -1,8 +1,16 @@
 //! The domain event catalogue: what each event means, its stream, and how a
 //! stored event (of any schema version) is read back.
 
+mod agent;
+mod trigger;
 mod webhook;
 
+pub use agent::{AgentEventsReceived, AgentOperation};
+pub use trigger::{
+    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,
+    ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind, TriggerRejected,
+    TriggerRetried,
+};
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
 
 use serde::de::DeserializeOwned;
@@ -71,7 +79,27 @@ pub enum DecodeError {
 
 /// Stream names, in one place so that every writer and reader agrees.
 pub mod streams {
+    use uuid::Uuid;
+
     pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
         format!("delivery-{hook_id}-{delivery_id}")
     }
+
+    pub fn trigger(trigger_id: Uuid) -> String {
+        format!("trigger-{trigger_id}")
+    }
+
+    pub fn conversation(conversation_id: &str) -> String {
+        format!("conversation-{conversation_id}")
+    }
+
+    pub fn pull_request(repository_id: u64, number: u64) -> String {
+        format!("pr-{repository_id}-{number}")
+    }
+
+    pub fn installation(installation_id: u64) -> String {
+        format!("installation-{installation_id}")
+    }
+
+    pub const ADMIN: &str = "admin";
 }

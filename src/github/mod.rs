@@ -1,4 +1,5 @@
 //! GitHub: webhook signatures and the parts of payloads hookwise reads.
 
+pub mod client;
 pub mod signature;
 pub mod webhook;

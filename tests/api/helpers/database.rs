@@ -153,6 +153,26 @@ impl TestDatabase {
         self.kurrent_scope.as_deref()
     }
 
+    /// PostgreSQL only: refuses (and cuts) every connection to this database,
+    /// or allows them again, as if the database server went away and came back.
+    pub async fn set_reachable(&self, reachable: bool) {
+        let db = self.postgres.as_ref().expect("only a PostgreSQL database can be made unreachable");
+        let client = admin_connect(&db.admin_url).await.expect("admin connection");
+        client
+            .batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {reachable}", db.name))
+            .await
+            .expect("changing ALLOW_CONNECTIONS");
+        if !reachable {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&db.name],
+                )
+                .await
+                .expect("terminating connections");
+        }
+    }
+
     /// Opens (and migrates) the event store on this database.
     pub async fn open_store(&self) -> Arc<dyn EventStore> {
         if let Some(scope) = &self.kurrent_scope {
