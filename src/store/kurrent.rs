@@ -437,7 +437,9 @@ impl EventStore for KurrentStore {
             match self.client.append_to_stream(name.as_str(), &options, data).await {
                 Ok(written) => {
                     let last = written.next_expected_version;
-                    let first_version = last + 1 - events.len() as u64;
+                    let first_version = (last + 1).checked_sub(events.len() as u64).ok_or_else(|| {
+                        StoreError::Corrupt(format!("{stream}: {} events written up to version {last}", events.len()))
+                    })?;
                     // The reported position is the write's, not necessarily
                     // its first event's: read that event back.
                     let first_position = self.position_at_version(&name, first_version, events[0].event_id).await?;
