@@ -694,6 +694,37 @@ mod tests {
     }
 
     #[test]
+    fn exact_json_is_sent_as_json_and_anything_else_as_binary() {
+        let with_data = |data: &str| NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "T".to_owned(),
+            schema_version: 1,
+            data: data.as_bytes().to_vec(),
+            payload: None,
+        };
+        // The client's EventData has no public accessors; its Debug output shows the content type.
+        let content_type = |data: &str| {
+            let debug = format!("{:?}", event_data(&with_data(data)));
+            if debug.contains("application/json") {
+                "json"
+            } else if debug.contains("application/octet-stream") {
+                "binary"
+            } else {
+                panic!("no content type in {debug}")
+            }
+        };
+        assert_eq!(content_type(r#"{"a": [1, 2.50]}"#), "json");
+        assert_eq!(content_type("null"), "json");
+        // Whitespace around the value would be lost as JSON: kept as bytes.
+        assert_eq!(content_type("  [ ]  "), "binary");
+        assert_eq!(content_type("not json"), "binary");
+        // Sent as JSON, the data is still the caller's bytes, unchanged.
+        let data = "{ \"emoji\": \"🦀\",\n \"n\": [1, 2.50, -3e2], \"e\": \"a\\u0000b\" }";
+        let debug = format!("{:?}", event_data(&with_data(data)));
+        assert!(debug.contains(&format!("{:?}", Bytes::from(data.as_bytes().to_vec()))), "{debug}");
+    }
+
+    #[test]
     fn created_ticks_become_microseconds() {
         let metadata = HashMap::from([("created".to_owned(), "17642100001234567".to_owned())]);
         assert_eq!(created_micros(&metadata), 1_764_210_000_123_456);
