@@ -47,7 +47,7 @@ pub enum StartError {
 impl Application {
     /// Opens (and migrates) the store and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = store::open(&config.database_url).await?;
+        let store = store::open_log(&config.database_url, config.eventstore_url.as_deref()).await?;
         let db = SqlDb::connect(&config.database_url).await?;
         Self::build_with(config, store, db).await
     }

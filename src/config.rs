@@ -12,6 +12,17 @@ pub struct StoreArgs {
     /// Where the event log and read models live: `sqlite://PATH` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/hookwise.db", hide_env_values = true)]
     pub database_url: String,
+    /// KurrentDB/EventStoreDB for the event log (`esdb://HOST:2113?tls=false`); read models,
+    /// checkpoints and the outbox stay in DATABASE_URL. Needs the cargo feature `kurrentdb`.
+    #[arg(long, env = "EVENTSTORE_URL", hide_env_values = true)]
+    pub eventstore_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// `EVENTSTORE_URL` when set and not empty.
+    pub fn eventstore_url(&self) -> Option<&str> {
+        self.eventstore_url.as_deref().filter(|url| !url.trim().is_empty())
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -55,6 +66,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// The KurrentDB holding the event log, when not the SQL database.
+    pub eventstore_url: Option<String>,
     pub secrets: WebhookSecrets,
     pub webhooks_enabled: bool,
     pub bind: SocketAddr,
@@ -92,6 +105,8 @@ pub enum ConfigError {
     Forward(#[from] ForwardConfigError),
     #[error("HOOKWISE_RECONCILE_INTERVAL: `{0}` is not a duration such as 15m or 1h (at least 1m), nor `off`")]
     ReconcileInterval(String),
+    #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
+    KurrentDbNotBuilt,
 }
 
 impl Config {
@@ -110,8 +125,13 @@ impl Config {
         let forward =
             ForwardSettings::parse(&args.forward, args.forward_secret.as_deref(), |key| std::env::var(key).ok())?;
         let reconcile_interval = parse_reconcile_interval(args.reconcile_interval.as_deref())?;
+        let eventstore_url = args.store.eventstore_url().map(str::to_owned);
+        if eventstore_url.is_some() && !cfg!(feature = "kurrentdb") {
+            return Err(ConfigError::KurrentDbNotBuilt);
+        }
         Ok(Config {
             database_url: args.store.database_url,
+            eventstore_url,
             secrets: WebhookSecrets { current, previous },
             webhooks_enabled: args.webhooks_enabled,
             bind: args.bind,

@@ -97,12 +97,14 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Events { store, after, follow } => {
-            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { store } => {
-            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             store.close().await;
             println!("schema is up to date");
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ mod crash;
 mod forward;
 mod helpers;
 mod intake;
+mod kurrent;
 mod metrics;
 mod reconcile;
 mod store_conformance;

@@ -57,6 +57,7 @@ async fn metrics_count_what_happened(backend: Backend) {
     let event = match backend {
         Backend::Sqlite => "repository_ruleset",
         Backend::Postgres => "sub_issues",
+        Backend::KurrentDb => "security_advisory",
     };
     let sink_name = format!("metrics-{backend}");
     let handler = format!("metrics-test-{backend}");

@@ -57,6 +57,10 @@ impl TestApp {
             "--webhook-secret".to_owned(),
             TEST_SECRET.to_owned(),
         ];
+        if !extra_args.contains(&"--eventstore-url") {
+            // The log lives in `db`, whatever EVENTSTORE_URL the shell has.
+            argv.extend(["--eventstore-url".to_owned(), String::new()]);
+        }
         argv.extend(extra_args.iter().map(|a| (*a).to_owned()));
         let args = ServeCommand::try_parse_from(argv).expect("valid test flags").args;
         let mut config = Config::from_args(args).expect("valid test configuration");
