@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
+use poem::{get, EndpointExt, Route, Server};
 
 use tokio::sync::watch;
 
+use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{ApiToken, Config};
+use crate::forward::api::{list_sinks, SinksApi};
+use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
@@ -26,6 +29,9 @@ pub struct Application {
     state: AppState,
     db: SqlDb,
     handlers: Vec<Arc<dyn EventHandler>>,
+    forward: Arc<ForwardSettings>,
+    sinks: Arc<[Arc<SinkStatus>]>,
+    api_token: Option<ApiToken>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +66,13 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;
         let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
+        crate::metrics::handle();
+        let sinks: Arc<[Arc<SinkStatus>]> =
+            config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
+        let forward = Arc::new(config.forward);
+        let api_token = config.api_token;
         let state = AppState { store, secrets: config.secrets, webhooks_enabled: config.webhooks_enabled };
-        Ok(Application { acceptor, local_addr, state, db, handlers })
+        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -82,11 +93,27 @@ impl Application {
             .into_iter()
             .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
+        // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
+        let http = reqwest::Client::new();
+        let forwarders: Vec<_> = self
+            .sinks
+            .iter()
+            .map(|sink| {
+                let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
+                tokio::spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
+            })
+            .collect();
+        let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
+        let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
+        let routes = Route::new()
+            .at("/metrics", get(render_metrics).data(metrics_state))
+            .at("/api/v1/sinks", get(list_sinks).data(sinks_api))
+            .nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
+            .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
-        for task in background {
+        for task in background.into_iter().chain(forwarders) {
             let _ = task.await;
         }
         store.close().await;

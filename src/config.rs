@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
+use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -49,6 +50,16 @@ pub struct ServeArgs {
     /// Bearer token for `/api`; required when listening beyond loopback.
     #[arg(long, env = "HOOKWISE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A sink to forward the log to, `name=URL` (repeatable; comma-separated in the environment).
+    /// `HOOKWISE_FORWARD_EVENTS_<NAME>` restricts a sink to some event types.
+    #[arg(long = "forward", env = "HOOKWISE_FORWARD", value_delimiter = ',', hide_env_values = true)]
+    pub forward: Vec<String>,
+    /// Signs every forwarded batch (`X-Hookwise-Signature-256`); required with sinks.
+    #[arg(long, env = "HOOKWISE_FORWARD_SECRET", hide_env_values = true)]
+    pub forward_secret: Option<String>,
+    /// Look for missed deliveries this often (e.g. `15m`); unset or `off`: never.
+    #[arg(long, env = "HOOKWISE_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<String>,
 }
 
 /// Validated configuration of `hookwise serve`.
@@ -61,6 +72,9 @@ pub struct Config {
     pub webhooks_enabled: bool,
     pub bind: SocketAddr,
     pub api_token: Option<ApiToken>,
+    pub forward: ForwardSettings,
+    /// How often to reconcile missed deliveries; `None`: never.
+    pub reconcile_interval: Option<std::time::Duration>,
 }
 
 /// The API's bearer token. Never printed.
@@ -87,6 +101,10 @@ pub enum ConfigError {
     MissingWebhookSecret,
     #[error("HOOKWISE_API_TOKEN is required when HOOKWISE_BIND ({0}) is not a loopback address")]
     MissingApiToken(SocketAddr),
+    #[error(transparent)]
+    Forward(#[from] ForwardConfigError),
+    #[error("HOOKWISE_RECONCILE_INTERVAL: `{0}` is not a duration such as 15m or 1h (at least 1m), nor `off`")]
+    ReconcileInterval(String),
     #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
     KurrentDbNotBuilt,
 }
@@ -104,6 +122,9 @@ impl Config {
         if api_token.is_none() && !args.bind.ip().is_loopback() {
             return Err(ConfigError::MissingApiToken(args.bind));
         }
+        let forward =
+            ForwardSettings::parse(&args.forward, args.forward_secret.as_deref(), |key| std::env::var(key).ok())?;
+        let reconcile_interval = parse_reconcile_interval(args.reconcile_interval.as_deref())?;
         let eventstore_url = args.store.eventstore_url().map(str::to_owned);
         if eventstore_url.is_some() && !cfg!(feature = "kurrentdb") {
             return Err(ConfigError::KurrentDbNotBuilt);
@@ -115,6 +136,35 @@ impl Config {
             webhooks_enabled: args.webhooks_enabled,
             bind: args.bind,
             api_token,
+            forward,
+            reconcile_interval,
         })
+    }
+}
+
+fn parse_reconcile_interval(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("") | Some("off") => Ok(None),
+        Some(text) => match humantime::parse_duration(text) {
+            // More often than once a minute would spend GitHub's rate limit for nothing.
+            Ok(interval) if interval >= std::time::Duration::from_secs(60) => Ok(Some(interval)),
+            _ => Err(ConfigError::ReconcileInterval(text.chars().take(40).collect())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod reconcile_interval_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_durations_and_off() {
+        assert_eq!(parse_reconcile_interval(None), Ok(None));
+        assert_eq!(parse_reconcile_interval(Some("off")), Ok(None));
+        assert_eq!(parse_reconcile_interval(Some("15m")), Ok(Some(Duration::from_secs(900))));
+        assert_eq!(parse_reconcile_interval(Some("1h 30m")), Ok(Some(Duration::from_secs(5400))));
+        assert!(parse_reconcile_interval(Some("10s")).is_err(), "too often");
+        assert!(parse_reconcile_interval(Some("soon")).is_err());
     }
 }

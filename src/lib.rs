@@ -9,8 +9,11 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod forward;
 pub mod github;
+pub mod metrics;
 pub mod projections;
+pub mod reconcile;
 pub mod sql;
 pub mod store;
 

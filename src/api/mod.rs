@@ -3,6 +3,7 @@
 pub mod error;
 mod health;
 mod intake;
+pub mod metrics;
 
 use std::sync::Arc;
 

@@ -2,10 +2,12 @@
 //! stored event (of any schema version) is read back.
 
 mod agent;
+mod reconcile;
 mod trigger;
 mod webhook;
 
 pub use agent::{AgentEventsReceived, AgentOperation};
+pub use reconcile::ReconciliationCompleted;
 pub use trigger::{
     AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,
     ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind, TriggerRejected,
@@ -102,4 +104,7 @@ pub mod streams {
     }
 
     pub const ADMIN: &str = "admin";
+
+    /// Runs of the missed-delivery reconciliation.
+    pub const RECONCILE: &str = "reconcile";
 }

@@ -1,5 +1,6 @@
 //! GitHub: webhook signatures and the parts of payloads hookwise reads.
 
+pub mod classify;
 pub mod client;
 pub mod signature;
 pub mod webhook;

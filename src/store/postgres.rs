@@ -153,7 +153,10 @@ async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: 
         if requests.is_empty() {
             continue;
         }
-        match commit_group(&pool, &requests).await {
+        let started = std::time::Instant::now();
+        let result = commit_group(&pool, &requests).await;
+        record_group_commit("postgres", started, requests.len());
+        match result {
             Ok(results) => {
                 let last = results
                     .iter()
@@ -180,6 +183,11 @@ async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: 
     if let Some(done) = closing {
         let _ = done.send(());
     }
+}
+
+fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
+    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
 }
 
 async fn commit_group(

@@ -2,9 +2,14 @@
 //! needs a real database runs against both backends; see `helpers`.
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
+mod classify;
 mod cli;
 mod crash;
+mod forward;
 mod helpers;
 mod intake;
 mod kurrent;
+mod metrics;
+mod reconcile;
 mod store_conformance;
+mod test_sink;
