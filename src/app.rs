@@ -12,9 +12,11 @@ use tokio::sync::watch;
 
 use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
-use crate::config::{ApiToken, Config};
+use crate::config::{ApiToken, Config, ProcessSettings};
 use crate::forward::api::{list_sinks, SinksApi};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
+use crate::process::executor::Executor;
+use crate::process::ProcessManager;
 use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
@@ -29,6 +31,7 @@ pub struct Application {
     state: AppState,
     db: SqlDb,
     handlers: Vec<Arc<dyn EventHandler>>,
+    process: ProcessSettings,
     forward: Arc<ForwardSettings>,
     sinks: Arc<[Arc<SinkStatus>]>,
     api_token: Option<ApiToken>,
@@ -57,7 +60,8 @@ impl Application {
     pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
         // Read models and the process manager: each follows the log from its checkpoint.
-        let handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
+        let handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(process_manager)];
         for handler in &handlers {
             db.migrate(handler.name(), handler.migrations()).await?;
         }
@@ -71,8 +75,15 @@ impl Application {
             config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
         let forward = Arc::new(config.forward);
         let api_token = config.api_token;
-        let state = AppState { store, secrets: config.secrets, webhooks_enabled: config.webhooks_enabled };
-        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token })
+        let state = AppState {
+            store,
+            secrets: config.secrets,
+            webhooks_enabled: config.webhooks_enabled,
+            db: db.clone(),
+            callback_secret: config.process.callback_secret.clone(),
+        };
+        let process = config.process;
+        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, process })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -93,6 +104,8 @@ impl Application {
             .into_iter()
             .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
+        let executor = Executor::new(store.clone(), self.db.clone(), self.process);
+        let executor = tokio::spawn(executor.run(stopped.clone()));
         // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
         let http = reqwest::Client::new();
         let forwarders: Vec<_> = self
@@ -116,6 +129,7 @@ impl Application {
         for task in background.into_iter().chain(forwarders) {
             let _ = task.await;
         }
+        let _ = executor.await;
         store.close().await;
         result
     }

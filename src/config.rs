@@ -1,10 +1,13 @@
 //! Configuration from the environment or flags, validated once at start.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 
 use crate::forward::{ForwardConfigError, ForwardSettings};
+use crate::github::classify::TriggerRules;
+use crate::github::client::AppCredentials;
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -60,6 +63,8 @@ pub struct ServeArgs {
     /// Look for missed deliveries this often (e.g. `15m`); unset or `off`: never.
     #[arg(long, env = "HOOKWISE_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 /// Validated configuration of `hookwise serve`.
@@ -75,6 +80,125 @@ pub struct Config {
     pub forward: ForwardSettings,
     /// How often to reconcile missed deliveries; `None`: never.
     pub reconcile_interval: Option<std::time::Duration>,
+    pub process: ProcessSettings,
+}
+
+/// The GitHub App, the agent runtime and the trigger words.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProcessArgs {
+    /// The GitHub App's id (for its JWT).
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<String>,
+    /// The GitHub App's private key (PEM).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<String>,
+    /// A file holding the GitHub App's private key (PEM).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_PATH")]
+    pub github_app_private_key_path: Option<PathBuf>,
+    /// The GitHub REST API root (GitHub Enterprise Server: `https://HOST/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+    /// The issue label that asks for the agent.
+    #[arg(long, env = "HOOKWISE_TRIGGER_LABEL", default_value = "openhands")]
+    pub trigger_label: String,
+    /// The handle whose mention asks for the agent.
+    #[arg(long, env = "HOOKWISE_MENTION", default_value = "@openhands")]
+    pub mention: String,
+    /// Suggest help on pull requests whose workflow runs failed.
+    #[arg(
+        long,
+        env = "ENABLE_PROACTIVE_CONVERSATION_STARTERS",
+        default_value = "false",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub proactive: bool,
+    /// The agent runtime (OpenHands-compatible); unset: triggers stop at `agent_not_configured`.
+    #[arg(long, env = "AGENT_API_URL")]
+    pub agent_api_url: Option<String>,
+    #[arg(long, env = "AGENT_API_KEY", hide_env_values = true)]
+    pub agent_api_key: Option<String>,
+    /// Link to a conversation; `{conversation_id}` is replaced.
+    #[arg(long, env = "AGENT_CONVERSATION_URL")]
+    pub agent_conversation_url: Option<String>,
+    /// Required in `X-Session-API-Key` on `/event-webhook/batch`.
+    #[arg(long, env = "AGENT_CALLBACK_SECRET", hide_env_values = true)]
+    pub agent_callback_secret: Option<String>,
+    /// First retry delay of a failed step, in milliseconds (doubling, with jitter).
+    #[arg(long, env = "HOOKWISE_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Attempts of a step before its trigger is abandoned.
+    #[arg(long, env = "HOOKWISE_RETRY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub retry_max_attempts: u32,
+}
+
+/// The agent runtime's address and key.
+#[derive(Clone)]
+pub struct AgentRuntime {
+    pub api_url: String,
+    pub api_key: Option<String>,
+    /// `{conversation_id}` is replaced.
+    pub conversation_url: String,
+}
+
+impl std::fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRuntime").field("api_url", &self.api_url).finish_non_exhaustive()
+    }
+}
+
+/// Validated [`ProcessArgs`].
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    pub github: Option<AppCredentials>,
+    pub github_api_url: String,
+    pub rules: TriggerRules,
+    pub agent: Option<AgentRuntime>,
+    pub callback_secret: Option<ApiToken>,
+    pub retry_base: std::time::Duration,
+    pub retry_max_attempts: u32,
+}
+
+impl ProcessSettings {
+    pub fn from_args(args: ProcessArgs) -> Result<Self, ConfigError> {
+        let key =
+            match (args.github_app_private_key.filter(|k| !k.trim().is_empty()), &args.github_app_private_key_path) {
+                (Some(key), _) => Some(key),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| ConfigError::GitHubApp(format!("reading {}: {e}", path.display())))?,
+                ),
+                (None, None) => None,
+            };
+        let github = match (args.github_app_id.filter(|id| !id.trim().is_empty()), key) {
+            (Some(id), Some(key)) => Some(AppCredentials::parse(&id, &key).map_err(ConfigError::GitHubApp)?),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::GitHubApp("GITHUB_APP_PRIVATE_KEY (or _PATH) is not set".into()))
+            }
+            (None, Some(_)) => return Err(ConfigError::GitHubApp("GITHUB_APP_ID is not set".into())),
+        };
+        let agent = args.agent_api_url.filter(|u| !u.trim().is_empty()).map(|url| {
+            let api_url = url.trim_end_matches('/').to_owned();
+            let conversation_url = args
+                .agent_conversation_url
+                .clone()
+                .unwrap_or_else(|| format!("{api_url}/conversations/{{conversation_id}}"));
+            AgentRuntime { api_url, api_key: args.agent_api_key.clone().filter(|k| !k.is_empty()), conversation_url }
+        });
+        if args.mention.trim().is_empty() || args.trigger_label.trim().is_empty() {
+            return Err(ConfigError::GitHubApp("HOOKWISE_MENTION and HOOKWISE_TRIGGER_LABEL must not be empty".into()));
+        }
+        Ok(ProcessSettings {
+            github,
+            github_api_url: args.github_api_url,
+            rules: TriggerRules { label: args.trigger_label, mention: args.mention, proactive: args.proactive },
+            agent,
+            callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(ApiToken),
+            retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
+            retry_max_attempts: args.retry_max_attempts.max(1),
+        })
+    }
 }
 
 /// The API's bearer token. Never printed.
@@ -107,6 +231,8 @@ pub enum ConfigError {
     ReconcileInterval(String),
     #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
     KurrentDbNotBuilt,
+    #[error("GitHub App configuration: {0}")]
+    GitHubApp(String),
 }
 
 impl Config {
@@ -129,7 +255,9 @@ impl Config {
         if eventstore_url.is_some() && !cfg!(feature = "kurrentdb") {
             return Err(ConfigError::KurrentDbNotBuilt);
         }
+        let process = ProcessSettings::from_args(args.process)?;
         Ok(Config {
+            process,
             database_url: args.store.database_url,
             eventstore_url,
             secrets: WebhookSecrets { current, previous },

@@ -1,5 +1,6 @@
 //! HTTP: intake, health, and (later) the query API, on poem.
 
+mod agent_callbacks;
 pub mod error;
 mod health;
 mod intake;
@@ -20,11 +21,15 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub secrets: WebhookSecrets,
     pub webhooks_enabled: bool,
+    pub db: crate::sql::SqlDb,
+    /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
+    pub callback_secret: Option<crate::config::ApiToken>,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/integration/github/events", post(intake::receive_github_webhook))
+        .at("/event-webhook/batch", post(agent_callbacks::receive_agent_callbacks))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .data(state)

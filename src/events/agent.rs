@@ -22,6 +22,8 @@ pub struct AgentOperation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentEventsReceived {
     pub conversation_id: String,
+    /// The trigger that started the conversation (resolved when the batch arrived).
+    pub trigger_id: uuid::Uuid,
     pub operations: Vec<AgentOperation>,
 }
 

@@ -2,5 +2,6 @@
 
 pub mod classify;
 pub mod client;
+pub mod rest;
 pub mod signature;
 pub mod webhook;

@@ -64,7 +64,7 @@ pub fn save_checkpoint(name: &str, position: Position) -> Statement {
     Statement::new(
         "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-        sql_params![name, position.0, crate::store::sqlite::now_micros()],
+        sql_params![name, position.0, crate::store::now_micros()],
     )
 }
 

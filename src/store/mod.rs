@@ -213,6 +213,11 @@ pub async fn open_log(database_url: &str, eventstore_url: Option<&str>) -> Resul
 pub const KURRENTDB_NOT_BUILT: &str = "EVENTSTORE_URL is set, but this hookwise was built without the `kurrentdb` \
      cargo feature: rebuild with `cargo build --release --features kurrentdb`, or unset EVENTSTORE_URL";
 
+/// Microseconds since the Unix epoch: the log's and the SQL side's clock.
+pub fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
 /// Largest number of appends committed in one transaction.
 pub(crate) const MAX_GROUP: usize = 512;
 /// Appends waiting for the writer before callers are made to wait for room.

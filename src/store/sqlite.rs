@@ -255,7 +255,7 @@ fn commit_group(
         }
     }
     let plan = plan_batch(requests, versions, &existing);
-    let now = now_micros();
+    let now = super::now_micros();
     let mut positions = Vec::with_capacity(plan.rows.len());
     {
         let mut insert = tx.prepare_cached(
@@ -281,11 +281,6 @@ fn commit_group(
     }
     tx.commit()?;
     Ok(plan.results(&positions))
-}
-
-pub(crate) fn now_micros() -> i64 {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-    now as i64
 }
 
 const SELECT_EVENT: &str =
