@@ -15,9 +15,11 @@ use crate::api::{self, AppState};
 use crate::config::{ApiToken, Config, ProcessSettings};
 use crate::forward::api::{list_sinks, SinksApi};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
+use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
 use crate::process::ProcessManager;
 use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
+use crate::reconcile::{run_periodically, DeliveriesClient};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -35,6 +37,8 @@ pub struct Application {
     forward: Arc<ForwardSettings>,
     sinks: Arc<[Arc<SinkStatus>]>,
     api_token: Option<ApiToken>,
+    /// The periodic missed-delivery reconciliation, when configured.
+    reconcile: Option<(DeliveriesClient, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,13 @@ impl Application {
             config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
         let forward = Arc::new(config.forward);
         let api_token = config.api_token;
+        let reconcile = match (config.reconcile_interval, config.github_credentials) {
+            (Some(interval), Some(credentials)) => {
+                let github = Arc::new(GitHubClient::new(&config.github_api_url, Some(credentials)));
+                Some((DeliveriesClient::new(github), interval))
+            }
+            _ => None,
+        };
         let state = AppState {
             store,
             secrets: config.secrets,
@@ -83,7 +94,7 @@ impl Application {
             callback_secret: config.process.callback_secret.clone(),
         };
         let process = config.process;
-        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, process })
+        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, reconcile, process })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -116,6 +127,9 @@ impl Application {
                 tokio::spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
             })
             .collect();
+        let reconciler = self.reconcile.map(|(deliveries, interval)| {
+            tokio::spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
+        });
         let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
         let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
         let routes = Route::new()
@@ -126,7 +140,7 @@ impl Application {
             .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
-        for task in background.into_iter().chain(forwarders) {
+        for task in background.into_iter().chain(forwarders).chain(reconciler) {
             let _ = task.await;
         }
         let _ = executor.await;

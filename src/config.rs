@@ -1,13 +1,12 @@
 //! Configuration from the environment or flags, validated once at start.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 
 use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::classify::TriggerRules;
-use crate::github::client::AppCredentials;
+use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -28,8 +27,56 @@ impl StoreArgs {
     }
 }
 
+/// The GitHub App's REST API credentials.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GitHubAppArgs {
+    /// The GitHub App's id.
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<String>,
+    /// The App's private key (PEM).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<String>,
+    /// A file holding the App's private key (PEM), instead of GITHUB_APP_PRIVATE_KEY.
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_PATH")]
+    pub github_app_private_key_path: Option<std::path::PathBuf>,
+    /// The REST API root: GitHub, a GitHub Enterprise Server, or a test double.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+}
+
+impl GitHubAppArgs {
+    /// The App's credentials; `None` when no App id is configured.
+    pub fn credentials(&self) -> Result<Option<AppCredentials>, ConfigError> {
+        let Some(app_id) = self.github_app_id.as_deref().filter(|id| !id.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let pem = match (&self.github_app_private_key, &self.github_app_private_key_path) {
+            (Some(pem), _) if !pem.trim().is_empty() => pem.clone(),
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::GitHubApp(format!("reading GITHUB_APP_PRIVATE_KEY_PATH {}: {e}", path.display()))
+            })?,
+            _ => {
+                return Err(ConfigError::GitHubApp(
+                    "GITHUB_APP_ID is set but neither GITHUB_APP_PRIVATE_KEY nor GITHUB_APP_PRIVATE_KEY_PATH".into(),
+                ))
+            }
+        };
+        AppCredentials::parse(app_id, &pem).map(Some).map_err(ConfigError::GitHubApp)
+    }
+
+    /// A client for the App; fails when the App is not configured.
+    pub fn client(&self) -> Result<GitHubClient, ConfigError> {
+        let credentials = self.credentials()?.ok_or_else(|| {
+            ConfigError::GitHubApp("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or _PATH) are required".into())
+        })?;
+        Ok(GitHubClient::new(&self.github_api_url, Some(credentials)))
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub github: GitHubAppArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// The GitHub App's webhook secret (required, non-empty).
@@ -81,23 +128,14 @@ pub struct Config {
     /// How often to reconcile missed deliveries; `None`: never.
     pub reconcile_interval: Option<std::time::Duration>,
     pub process: ProcessSettings,
+    pub github_api_url: String,
+    /// `None`: the App's REST API is not configured.
+    pub github_credentials: Option<AppCredentials>,
 }
 
 /// The GitHub App, the agent runtime and the trigger words.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProcessArgs {
-    /// The GitHub App's id (for its JWT).
-    #[arg(long, env = "GITHUB_APP_ID")]
-    pub github_app_id: Option<String>,
-    /// The GitHub App's private key (PEM).
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
-    pub github_app_private_key: Option<String>,
-    /// A file holding the GitHub App's private key (PEM).
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_PATH")]
-    pub github_app_private_key_path: Option<PathBuf>,
-    /// The GitHub REST API root (GitHub Enterprise Server: `https://HOST/api/v3`).
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
-    pub github_api_url: String,
     /// The issue label that asks for the agent.
     #[arg(long, env = "HOOKWISE_TRIGGER_LABEL", default_value = "openhands")]
     pub trigger_label: String,
@@ -160,24 +198,12 @@ pub struct ProcessSettings {
 }
 
 impl ProcessSettings {
-    pub fn from_args(args: ProcessArgs) -> Result<Self, ConfigError> {
-        let key =
-            match (args.github_app_private_key.filter(|k| !k.trim().is_empty()), &args.github_app_private_key_path) {
-                (Some(key), _) => Some(key),
-                (None, Some(path)) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| ConfigError::GitHubApp(format!("reading {}: {e}", path.display())))?,
-                ),
-                (None, None) => None,
-            };
-        let github = match (args.github_app_id.filter(|id| !id.trim().is_empty()), key) {
-            (Some(id), Some(key)) => Some(AppCredentials::parse(&id, &key).map_err(ConfigError::GitHubApp)?),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::GitHubApp("GITHUB_APP_PRIVATE_KEY (or _PATH) is not set".into()))
-            }
-            (None, Some(_)) => return Err(ConfigError::GitHubApp("GITHUB_APP_ID is not set".into())),
-        };
+    /// `github` and `github_api_url` come from [`GitHubAppArgs`], shared with reconciliation.
+    pub fn from_args(
+        args: ProcessArgs,
+        github: Option<AppCredentials>,
+        github_api_url: String,
+    ) -> Result<Self, ConfigError> {
         let agent = args.agent_api_url.filter(|u| !u.trim().is_empty()).map(|url| {
             let api_url = url.trim_end_matches('/').to_owned();
             let conversation_url = args
@@ -187,11 +213,11 @@ impl ProcessSettings {
             AgentRuntime { api_url, api_key: args.agent_api_key.clone().filter(|k| !k.is_empty()), conversation_url }
         });
         if args.mention.trim().is_empty() || args.trigger_label.trim().is_empty() {
-            return Err(ConfigError::GitHubApp("HOOKWISE_MENTION and HOOKWISE_TRIGGER_LABEL must not be empty".into()));
+            return Err(ConfigError::EmptyTriggerWords);
         }
         Ok(ProcessSettings {
             github,
-            github_api_url: args.github_api_url,
+            github_api_url,
             rules: TriggerRules { label: args.trigger_label, mention: args.mention, proactive: args.proactive },
             agent,
             callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(ApiToken),
@@ -229,10 +255,16 @@ pub enum ConfigError {
     Forward(#[from] ForwardConfigError),
     #[error("HOOKWISE_RECONCILE_INTERVAL: `{0}` is not a duration such as 15m or 1h (at least 1m), nor `off`")]
     ReconcileInterval(String),
+    #[error(
+        "HOOKWISE_RECONCILE_INTERVAL needs the GitHub App: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or _PATH)"
+    )]
+    ReconcileNeedsApp,
+    #[error("GitHub App: {0}")]
+    GitHubApp(String),
+    #[error("HOOKWISE_MENTION and HOOKWISE_TRIGGER_LABEL must not be empty")]
+    EmptyTriggerWords,
     #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
     KurrentDbNotBuilt,
-    #[error("GitHub App configuration: {0}")]
-    GitHubApp(String),
 }
 
 impl Config {
@@ -251,11 +283,16 @@ impl Config {
         let forward =
             ForwardSettings::parse(&args.forward, args.forward_secret.as_deref(), |key| std::env::var(key).ok())?;
         let reconcile_interval = parse_reconcile_interval(args.reconcile_interval.as_deref())?;
+        let github_credentials = args.github.credentials()?;
+        if reconcile_interval.is_some() && github_credentials.is_none() {
+            return Err(ConfigError::ReconcileNeedsApp);
+        }
         let eventstore_url = args.store.eventstore_url().map(str::to_owned);
         if eventstore_url.is_some() && !cfg!(feature = "kurrentdb") {
             return Err(ConfigError::KurrentDbNotBuilt);
         }
-        let process = ProcessSettings::from_args(args.process)?;
+        let process =
+            ProcessSettings::from_args(args.process, github_credentials.clone(), args.github.github_api_url.clone())?;
         Ok(Config {
             process,
             database_url: args.store.database_url,
@@ -266,6 +303,8 @@ impl Config {
             api_token,
             forward,
             reconcile_interval,
+            github_api_url: args.github.github_api_url,
+            github_credentials,
         })
     }
 }
@@ -294,5 +333,26 @@ mod reconcile_interval_tests {
         assert_eq!(parse_reconcile_interval(Some("1h 30m")), Ok(Some(Duration::from_secs(5400))));
         assert!(parse_reconcile_interval(Some("10s")).is_err(), "too often");
         assert!(parse_reconcile_interval(Some("soon")).is_err());
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let argv = ["hookwise", "--webhook-secret", "s"].iter().chain(extra);
+        Serve::try_parse_from(argv).expect("valid flags").args
+    }
+
+    #[test]
+    fn periodic_reconciliation_needs_the_app() {
+        let error = Config::from_args(serve_args(&["--reconcile-interval", "15m"])).expect_err("no App configured");
+        assert_eq!(error, ConfigError::ReconcileNeedsApp);
+        let error = Config::from_args(serve_args(&["--github-app-id", "1"])).expect_err("no key");
+        assert!(matches!(error, ConfigError::GitHubApp(_)));
+        let config = Config::from_args(serve_args(&[])).expect("valid");
+        assert_eq!((config.reconcile_interval, config.github_credentials.is_none()), (None, true));
     }
 }

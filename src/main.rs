@@ -1,11 +1,13 @@
 //! The `hookwise` command line: a thin layer over the library.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
-use hookwise::config::{Config, ServeArgs, StoreArgs};
+use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
+use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
 use hookwise::store::{self, Position};
 use hookwise::Application;
 use tracing_subscriber::EnvFilter;
@@ -42,6 +44,17 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+    /// Ask GitHub to redeliver what never arrived: lists the App's recent deliveries and
+    /// redelivers every one that never succeeded and is not in the log. Prints the run's report.
+    Reconcile {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        github: GitHubAppArgs,
+        /// How far back to look (at most GitHub's 3 days), e.g. `6h`.
+        #[arg(long, default_value = "3d")]
+        since: humantime::Duration,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -100,6 +113,17 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let store =
                 store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { store, github, since } => {
+            let deliveries = DeliveriesClient::new(Arc::new(github.client().map_err(|e| e.to_string())?));
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let options = ReconcileOptions { since: since.into(), ..ReconcileOptions::default() };
+            let outcome = reconcile(store.as_ref(), &deliveries, &options).await;
+            store.close().await;
+            let report = outcome.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { store } => {

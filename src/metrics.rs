@@ -68,6 +68,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// `[accepted, duplicate]` counters per known event (and `other`, last),
 /// registered once so that counting a delivery is one atomic add.
 static DELIVERY_COUNTERS: OnceLock<Vec<[metrics::Counter; 2]>> = OnceLock::new();
+static INTAKE_HISTOGRAM: OnceLock<metrics::Histogram> = OnceLock::new();
 
 /// The process-wide Prometheus recorder, installed on first use. When another
 /// recorder was installed first (an embedding program's), hookwise's metrics
@@ -99,8 +100,17 @@ pub fn handle() -> &'static PrometheusHandle {
             })
             .collect();
         let _ = DELIVERY_COUNTERS.set(counters);
+        let _ = INTAKE_HISTOGRAM.set(metrics::histogram!(INTAKE_DURATION));
         handle
     })
+}
+
+/// Records one intake request's duration.
+pub fn record_intake_duration(seconds: f64) {
+    match INTAKE_HISTOGRAM.get() {
+        Some(histogram) => histogram.record(seconds),
+        None => metrics::histogram!(INTAKE_DURATION).record(seconds),
+    }
 }
 
 /// Counts a stored delivery (`duplicate`: it was already in the log).

@@ -48,7 +48,7 @@ pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppS
             (e.into_response(), code, None)
         }
     };
-    metrics::histogram!(names::INTAKE_DURATION).record(started.elapsed().as_secs_f64());
+    names::record_intake_duration(started.elapsed().as_secs_f64());
     tracing::info!(
         delivery = %delivery,
         event = %event,

@@ -364,6 +364,14 @@ impl Follower {
             .ok();
         self.db.write(vec![save_checkpoint(&self.sink().checkpoint_name(), batch.through)]).await?;
         self.status.record_success(&batch);
+        tracing::debug!(
+            sink = %self.sink().name,
+            batch = %batch.id,
+            events = batch.events,
+            bytes = batch.body.len(),
+            through = batch.through.0,
+            "batch delivered"
+        );
         Ok(())
     }
 

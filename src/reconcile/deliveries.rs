@@ -1,19 +1,15 @@
-//! The App's webhook deliveries API: list (cursor pagination) and redeliver.
+//! The App's webhook deliveries API (list with cursor pagination, read one,
+//! redeliver), through the shared [`GitHubClient`] (App JWT, error
+//! classification, `Retry-After`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderMap, ACCEPT, LINK, RETRY_AFTER, USER_AGENT};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::header::{HeaderMap, LINK};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-/// Something that signs a GitHub App JWT (the App's own identity, needed by
-/// `/app/hook/...`).
-#[async_trait]
-pub trait AppJwtSource: Send + Sync {
-    async fn app_jwt(&self) -> Result<String, String>;
-}
+use crate::github::client::{GitHubClient, GitHubError};
 
 /// One delivery attempt as GitHub lists it.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,27 +53,15 @@ struct DetailRequest {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    #[error("signing the App JWT: {0}")]
-    Jwt(String),
-    #[error("GitHub could not be reached: {0}")]
-    Unreachable(String),
-    #[error("GitHub answered {status} to {route}")]
-    Status { route: &'static str, status: u16 },
-    #[error("GitHub's rate limit: retry after {0:?}, longer than this run waits")]
-    RateLimited(Duration),
-    #[error("GitHub's answer to {route} could not be read: {detail}")]
-    BadAnswer { route: &'static str, detail: String },
-}
-
-/// A client for `/app/hook/deliveries`, authenticated as the App.
-#[derive(Clone)]
-pub struct DeliveriesClient {
-    http: reqwest::Client,
-    api_url: Url,
-    jwt: Arc<dyn AppJwtSource>,
-    /// The longest rate-limit wait honoured inside one run.
-    pub max_rate_limit_wait: Duration,
+pub enum DeliveriesError {
+    #[error("{route}: {source}")]
+    GitHub {
+        route: &'static str,
+        #[source]
+        source: GitHubError,
+    },
+    #[error("{route}: GitHub's rate limit asks to wait {wait:?}, longer than a run waits")]
+    RateLimited { route: &'static str, wait: Duration },
 }
 
 /// Attempts per listing page (GitHub's maximum).
@@ -85,45 +69,46 @@ const PER_PAGE: &str = "100";
 /// Rate-limited answers retried per request before giving up.
 const RATE_LIMIT_RETRIES: u32 = 3;
 
-impl DeliveriesClient {
-    pub fn new(http: reqwest::Client, api_url: Url, jwt: Arc<dyn AppJwtSource>) -> Self {
-        DeliveriesClient { http, api_url, jwt, max_rate_limit_wait: Duration::from_secs(120) }
-    }
+/// `/app/hook/deliveries`, authenticated as the App.
+#[derive(Clone)]
+pub struct DeliveriesClient {
+    github: Arc<GitHubClient>,
+    /// The longest rate-limit wait honoured inside one run.
+    pub max_rate_limit_wait: Duration,
+}
 
-    fn url(&self, path: &str) -> Url {
-        let mut url = self.api_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}{path}"));
-        url
+impl DeliveriesClient {
+    pub fn new(github: Arc<GitHubClient>) -> Self {
+        DeliveriesClient { github, max_rate_limit_wait: Duration::from_secs(120) }
     }
 
     /// One page of attempts, newest first, and the cursor of the next page.
-    pub async fn list_page(&self, cursor: Option<&str>) -> Result<(Vec<DeliveryAttempt>, Option<String>), GitHubError> {
+    pub async fn list_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<DeliveryAttempt>, Option<String>), DeliveriesError> {
         let route = "GET /app/hook/deliveries";
-        let mut url = self.url("/app/hook/deliveries");
-        url.query_pairs_mut().append_pair("per_page", PER_PAGE);
-        if let Some(cursor) = cursor {
-            url.query_pairs_mut().append_pair("cursor", cursor);
-        }
-        let response = self.send(Method::GET, url, route).await?;
+        let response = self
+            .send(route, || {
+                let request = self.github.app_request(Method::GET, "/app/hook/deliveries")?;
+                let request = request.query(&[("per_page", PER_PAGE)]);
+                Ok(match cursor {
+                    Some(cursor) => request.query(&[("cursor", cursor)]),
+                    None => request,
+                })
+            })
+            .await?;
         let next = next_cursor(response.headers());
-        let attempts = response
-            .json::<Vec<DeliveryAttempt>>()
-            .await
-            .map_err(|e| GitHubError::BadAnswer { route, detail: e.without_url().to_string() })?;
+        let attempts = response.json::<Vec<DeliveryAttempt>>().await.map_err(|e| unreadable(route, e))?;
         Ok((attempts, next))
     }
 
     /// The hook id from one attempt's recorded request headers.
-    pub async fn hook_id_of(&self, attempt_id: u64) -> Result<Option<String>, GitHubError> {
+    pub async fn hook_id_of(&self, attempt_id: u64) -> Result<Option<String>, DeliveriesError> {
         let route = "GET /app/hook/deliveries/{id}";
-        let url = self.url(&format!("/app/hook/deliveries/{attempt_id}"));
-        let detail = self
-            .send(Method::GET, url, route)
-            .await?
-            .json::<DeliveryDetail>()
-            .await
-            .map_err(|e| GitHubError::BadAnswer { route, detail: e.without_url().to_string() })?;
+        let path = format!("/app/hook/deliveries/{attempt_id}");
+        let response = self.send(route, || self.github.app_request(Method::GET, &path)).await?;
+        let detail = response.json::<DeliveryDetail>().await.map_err(|e| unreadable(route, e))?;
         let headers = detail.request.map(|r| r.headers).unwrap_or_default();
         Ok(headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("x-github-hook-id")).and_then(|(_, v)| match v {
             serde_json::Value::String(s) => Some(s.clone()),
@@ -133,64 +118,45 @@ impl DeliveriesClient {
     }
 
     /// Asks GitHub to deliver attempt `attempt_id` again.
-    pub async fn redeliver(&self, attempt_id: u64) -> Result<(), GitHubError> {
-        let url = self.url(&format!("/app/hook/deliveries/{attempt_id}/attempts"));
-        self.send(Method::POST, url, "POST /app/hook/deliveries/{id}/attempts").await.map(drop)
+    pub async fn redeliver(&self, attempt_id: u64) -> Result<(), DeliveriesError> {
+        let route = "POST /app/hook/deliveries/{id}/attempts";
+        let path = format!("/app/hook/deliveries/{attempt_id}/attempts");
+        self.send(route, || self.github.app_request(Method::POST, &path)).await.map(drop)
     }
 
-    /// Sends with the App JWT; waits out rate limits (`Retry-After`, or
-    /// `x-ratelimit-reset` with no requests remaining) up to `max_rate_limit_wait`.
-    async fn send(&self, method: Method, url: Url, route: &'static str) -> Result<reqwest::Response, GitHubError> {
+    /// Sends (a fresh request, so a fresh JWT, each time) and waits out rate
+    /// limits — 429, or 403 with `Retry-After` or the limit spent — up to
+    /// [`RATE_LIMIT_RETRIES`] times and `max_rate_limit_wait` each.
+    async fn send(
+        &self,
+        route: &'static str,
+        build: impl Fn() -> Result<reqwest::RequestBuilder, GitHubError>,
+    ) -> Result<reqwest::Response, DeliveriesError> {
         let mut retries = 0;
         loop {
-            let jwt = self.jwt.app_jwt().await.map_err(GitHubError::Jwt)?;
-            let response = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(jwt)
-                .header(ACCEPT, "application/vnd.github+json")
-                .header("x-github-api-version", "2022-11-28")
-                .header(USER_AGENT, "hookwise")
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .map_err(|e| GitHubError::Unreachable(e.without_url().to_string()))?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(response);
-            }
-            match rate_limit_wait(status, response.headers()) {
-                Some(wait) if wait > self.max_rate_limit_wait => return Err(GitHubError::RateLimited(wait)),
-                Some(wait) if retries < RATE_LIMIT_RETRIES => {
+            let request = build().map_err(|source| DeliveriesError::GitHub { route, source })?;
+            let error = match self.github.send(request).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let rate_limited = matches!(error.status(), Some(429) | Some(403));
+            match error.retry_after().filter(|_| rate_limited) {
+                Some(wait) if wait > self.max_rate_limit_wait || retries >= RATE_LIMIT_RETRIES => {
+                    return Err(DeliveriesError::RateLimited { route, wait });
+                }
+                Some(wait) => {
                     retries += 1;
                     tracing::info!(route, wait_ms = wait.as_millis() as u64, "GitHub rate limit; waiting");
                     tokio::time::sleep(wait).await;
                 }
-                Some(wait) => return Err(GitHubError::RateLimited(wait)),
-                None => return Err(GitHubError::Status { route, status: status.as_u16() }),
+                None => return Err(DeliveriesError::GitHub { route, source: error }),
             }
         }
     }
 }
 
-/// How long a rate-limited answer asks us to wait, if it is one.
-fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let retry_after = header(RETRY_AFTER).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
-    let exhausted = header(reqwest::header::HeaderName::from_static("x-ratelimit-remaining")) == Some("0");
-    let reset = header(reqwest::header::HeaderName::from_static("x-ratelimit-reset"))
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .map(|reset| {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            Duration::from_secs(reset.saturating_sub(now).max(1) as u64)
-        });
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60))),
-        // A secondary limit carries Retry-After; a primary one has no requests remaining.
-        StatusCode::FORBIDDEN if retry_after.is_some() => retry_after,
-        StatusCode::FORBIDDEN if exhausted => reset.or(Some(Duration::from_secs(60))),
-        _ => None,
-    }
+fn unreadable(route: &'static str, e: reqwest::Error) -> DeliveriesError {
+    DeliveriesError::GitHub { route, source: GitHubError::Transport(format!("unreadable answer: {}", e.without_url())) }
 }
 
 /// The `cursor` of the `rel="next"` link. Only the cursor is taken: the
@@ -228,16 +194,5 @@ mod tests {
         headers.insert(LINK, HeaderValue::from_static("<https://x/y?cursor=a>; rel=\"prev\""));
         assert_eq!(next_cursor(&headers), None);
         assert_eq!(next_cursor(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn recognises_rate_limits() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &headers), Some(Duration::from_secs(60)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &headers), Some(Duration::from_secs(3)));
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers), Some(Duration::from_secs(3)));
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &HeaderMap::new()), None);
-        assert_eq!(rate_limit_wait(StatusCode::INTERNAL_SERVER_ERROR, &headers), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use deliveries::{AppJwtSource, DeliveriesClient, DeliveryAttempt, GitHubError};
+pub use deliveries::{DeliveriesClient, DeliveriesError, DeliveryAttempt};
 
 use crate::events::{streams, DomainEvent, ReconciliationCompleted};
 use crate::metrics as names;
@@ -45,7 +45,7 @@ impl Default for ReconcileOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
-    GitHub(#[from] GitHubError),
+    GitHub(#[from] DeliveriesError),
     #[error("recording the run: {0}")]
     Store(#[from] StoreError),
 }
@@ -167,10 +167,10 @@ async fn run(
         last_request = Some(tokio::time::Instant::now());
         match github.redeliver(latest.id).await {
             Ok(()) => report.redelivered += 1,
-            Err(GitHubError::RateLimited(wait)) => {
+            Err(e @ DeliveriesError::RateLimited { .. }) => {
                 // Everything left waits for the next run.
                 report.failed += 1;
-                return Err(GitHubError::RateLimited(wait).into());
+                return Err(e.into());
             }
             Err(e) => {
                 tracing::warn!(guid = %guid, attempt = latest.id, error = %e, "redelivery request failed");

@@ -3,24 +3,48 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use hookwise::events::{DomainEvent, ReconciliationCompleted};
-use hookwise::reconcile::{reconcile, AppJwtSource, DeliveriesClient, ReconcileOptions};
+use hookwise::github::client::{AppCredentials, GitHubClient};
+use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
 use hookwise::store::{ExpectedVersion, NewEvent};
 use serde_json::json;
-use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{backend_tests, read_whole_log, Backend, TestDatabase};
+use crate::helpers::{backend_tests, read_whole_log, Backend, TestApp, TestDatabase};
 
-backend_tests!(reconcile_redelivers_what_never_arrived, a_failed_listing_is_recorded_with_its_error);
+backend_tests!(
+    reconcile_redelivers_what_never_arrived,
+    a_failed_listing_is_recorded_with_its_error,
+    the_reconcile_command_and_the_periodic_task_run_against_github
+);
 
-struct FixedJwt;
+const APP_ID: &str = "4242";
 
-#[async_trait]
-impl AppJwtSource for FixedJwt {
-    async fn app_jwt(&self) -> Result<String, String> {
-        Ok("test-app-jwt".to_owned())
+fn key_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A client for the fake GitHub, signing with the test App key.
+fn deliveries_client(github: &MockServer) -> DeliveriesClient {
+    let pem = std::fs::read_to_string(key_path("test-github-app-key.pem")).expect("test key");
+    let credentials = AppCredentials::parse(APP_ID, &pem).expect("a valid key");
+    DeliveriesClient::new(Arc::new(GitHubClient::new(&github.uri(), Some(credentials))))
+}
+
+/// Matches requests carrying a valid App JWT: RS256, signed by the test key, issued by the test App.
+struct ValidAppJwt;
+
+impl wiremock::Match for ValidAppJwt {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        let Some(token) = request.headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
+        let Some(token) = token.strip_prefix("Bearer ") else { return false };
+        let public = std::fs::read(key_path("test-github-app-key.pub.pem")).expect("test public key");
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(&public).expect("a public key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[APP_ID]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok()
     }
 }
 
@@ -70,7 +94,7 @@ async fn reconcile_redelivers_what_never_arrived(backend: Backend) {
     Mock::given(method("GET"))
         .and(path("/app/hook/deliveries"))
         .and(query_param_is_missing("cursor"))
-        .and(header("authorization", "Bearer test-app-jwt"))
+        .and(ValidAppJwt)
         .respond_with(ResponseTemplate::new(200).set_body_json(page1).insert_header("link", next.as_str()))
         .expect(1)
         .mount(&github)
@@ -132,8 +156,7 @@ async fn reconcile_redelivers_what_never_arrived(backend: Backend) {
             .await;
     }
 
-    let client =
-        DeliveriesClient::new(reqwest::Client::new(), github.uri().parse().expect("mock URL"), Arc::new(FixedJwt));
+    let client = deliveries_client(&github);
     let options = ReconcileOptions { redelivery_spacing: Duration::from_millis(50), ..ReconcileOptions::default() };
     let started = Instant::now();
     let report = reconcile(store.as_ref(), &client, &options).await.expect("the run succeeds");
@@ -168,13 +191,74 @@ async fn a_failed_listing_is_recorded_with_its_error(backend: Backend) {
         .expect(1)
         .mount(&github)
         .await;
-    let client =
-        DeliveriesClient::new(reqwest::Client::new(), github.uri().parse().expect("mock URL"), Arc::new(FixedJwt));
+    let client = deliveries_client(&github);
     let error = reconcile(store.as_ref(), &client, &ReconcileOptions::default()).await.expect_err("the run fails");
-    assert_eq!(error.to_string(), "GitHub answered 502 to GET /app/hook/deliveries");
+    assert!(error.to_string().starts_with("GET /app/hook/deliveries: GitHub answered 502"), "{error}");
     let log = read_whole_log(store.as_ref()).await;
     let recorded = ReconciliationCompleted::decode(&log[0]).expect("the failed run is recorded");
-    assert_eq!(recorded.error.as_deref(), Some("GitHub answered 502 to GET /app/hook/deliveries"));
+    assert_eq!(recorded.error, Some(error.to_string()));
     assert_eq!((recorded.deliveries, recorded.redelivered), (0, 0));
     store.close().await;
+}
+
+async fn the_reconcile_command_and_the_periodic_task_run_against_github(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let github = MockServer::start().await;
+    // One delivery that never arrived; this listing names its hook id.
+    let mut listed = attempt(77, "guid-cli", 60, 0);
+    listed["hook_id"] = json!(42);
+    Mock::given(method("GET"))
+        .and(path("/app/hook/deliveries"))
+        .and(ValidAppJwt)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([listed])))
+        .mount(&github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/app/hook/deliveries/77/attempts"))
+        .and(ValidAppJwt)
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({})))
+        .expect(2)
+        .mount(&github)
+        .await;
+
+    // `hookwise reconcile --since 1h`.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"));
+    command
+        .args(["reconcile", "--since", "1h"])
+        .env("DATABASE_URL", &db.url)
+        .env("GITHUB_APP_ID", APP_ID)
+        .env("GITHUB_APP_PRIVATE_KEY_PATH", key_path("test-github-app-key.pem"))
+        .env("GITHUB_API_URL", github.uri())
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!((report["missing"].as_u64(), report["redelivered"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(report["since_seconds"], 3600);
+
+    // The periodic task runs once at start.
+    let uri = github.uri();
+    let key = key_path("test-github-app-key.pem");
+    let args = [
+        "--reconcile-interval",
+        "1h",
+        "--github-app-id",
+        APP_ID,
+        "--github-app-private-key-path",
+        &key,
+        "--github-api-url",
+        &uri,
+    ];
+    let app = TestApp::spawn_on(db, &args).await;
+    let started = Instant::now();
+    loop {
+        let runs = app.log().await.into_iter().filter(|e| e.stream == "reconcile").count();
+        if runs == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the periodic task ran at start ({runs} runs)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+    github.verify().await;
 }
