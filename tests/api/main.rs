@@ -13,3 +13,4 @@ mod metrics;
 mod reconcile;
 mod store_conformance;
 mod test_sink;
+mod triggers;
