@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
+use crate::projections::{read_model, read_models, run_handler, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -51,7 +51,13 @@ impl Application {
     pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
         // Read models and the process manager: each follows the log from its checkpoint.
-        let handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        for model in read_models() {
+            read_model::prepare(&db, model.as_ref())
+                .await
+                .map_err(|e| StartError::Sql(SqlError::Database(e.to_string())))?;
+            handlers.push(Arc::new(ReadModelHandler::new(model)));
+        }
         for handler in &handlers {
             db.migrate(handler.name(), handler.migrations()).await?;
         }
@@ -60,7 +66,14 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;
         let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
-        let state = AppState { store, secrets: config.secrets, webhooks_enabled: config.webhooks_enabled };
+        let state = AppState {
+            store,
+            secrets: config.secrets,
+            webhooks_enabled: config.webhooks_enabled,
+            db: db.clone(),
+            api_token: config.api_token,
+            admin_lock: Arc::default(),
+        };
         Ok(Application { acceptor, local_addr, state, db, handlers })
     }
 

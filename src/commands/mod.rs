@@ -1,3 +1,4 @@
 //! The write side: each command validates its input and appends events.
 
+pub mod admin;
 pub mod receive_webhook;

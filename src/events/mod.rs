@@ -1,6 +1,7 @@
 //! The domain event catalogue: what each event means, its stream, and how a
 //! stored event (of any schema version) is read back.
 
+pub mod admin;
 mod webhook;
 
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
@@ -74,4 +75,7 @@ pub mod streams {
     pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
         format!("delivery-{hook_id}-{delivery_id}")
     }
+
+    /// Operators' actions (rebuilds, replays, retries).
+    pub const ADMIN: &str = "admin";
 }

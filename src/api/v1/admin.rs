@@ -1,0 +1,98 @@
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+
+use super::{ApiAuth, ApiResult};
+use crate::api::AppState;
+use crate::projections::{read_model, read_models};
+
+#[derive(Tags)]
+enum Tag {
+    /// Operators' actions, each recorded on the `admin` stream.
+    Admin,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct RebuildResult {
+    pub read_model: String,
+    /// Events applied to the new tables.
+    pub events: u64,
+    /// The log position the new tables reflected when they were swapped in.
+    pub position: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ReadModelStatus {
+    pub name: String,
+    /// Position of the last event applied.
+    pub checkpoint: u64,
+    /// Log head minus checkpoint.
+    pub lag: u64,
+}
+
+/// The outcome of a rebuild request: one entry per rebuilt read model.
+#[derive(Debug, Clone, Object)]
+pub struct RebuildResults {
+    pub rebuilt: Vec<RebuildResult>,
+}
+
+pub struct AdminApi;
+
+#[OpenApi(tag = "Tag::Admin")]
+impl AdminApi {
+    /// Each read model's checkpoint and lag behind the log.
+    #[oai(path = "/admin/read-models", method = "get", operation_id = "list_read_models")]
+    async fn read_models(&self, state: Data<&AppState>, _auth: ApiAuth) -> ApiResult<Vec<ReadModelStatus>> {
+        let head = match state.store.head().await {
+            Ok(head) => head,
+            Err(e) => return ApiResult::unavailable(e),
+        };
+        let names: Vec<&'static str> = read_models().iter().map(|m| m.name()).collect();
+        match read_model::lag(&state.db, head, &names).await {
+            Ok(lags) => ApiResult::Ok(Json(
+                lags.into_iter()
+                    .map(|(name, lag)| ReadModelStatus {
+                        name: name.to_owned(),
+                        checkpoint: head.0.saturating_sub(lag),
+                        lag,
+                    })
+                    .collect(),
+            )),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Rebuild a read model from the log into new tables, then swap them in;
+    /// the old tables answer queries meanwhile. Never repeats a side effect.
+    #[oai(path = "/admin/rebuild/:read_model", method = "post", operation_id = "rebuild_read_model")]
+    async fn rebuild(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// A read model's name, or `all`.
+        read_model: Path<String>,
+    ) -> ApiResult<RebuildResults> {
+        let models = match crate::cli::admin::select(&read_model.0) {
+            Ok(models) => models,
+            Err(message) => return ApiResult::not_found(message),
+        };
+        let Ok(_guard) = state.admin_lock.try_lock() else {
+            return ApiResult::conflict("rebuild_in_progress", "another rebuild is running; try again later");
+        };
+        let mut rebuilt = Vec::with_capacity(models.len());
+        for model in models {
+            match crate::commands::admin::rebuild(state.store.as_ref(), &state.db, model.as_ref(), "api").await {
+                Ok(report) => rebuilt.push(RebuildResult {
+                    read_model: report.read_model,
+                    events: report.events,
+                    position: report.position,
+                    duration_ms: report.duration_ms,
+                }),
+                Err(e) => return ApiResult::unavailable(e),
+            }
+        }
+        ApiResult::Ok(Json(RebuildResults { rebuilt }))
+    }
+}

@@ -1,0 +1,291 @@
+//! Read models: disposable SQL tables derived from the log, which can be
+//! rebuilt into shadow tables (while the live ones stay queryable) and
+//! swapped in, or fed a stretch of history again. Neither ever runs a side
+//! effect: read models only write their own tables.
+//!
+//! Every read model is written so that applying an event again, in log
+//! order, leaves the same rows (upserts keyed by what the event is about,
+//! counts computed from child rows rather than incremented). That is what
+//! makes `replay` safe.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::runner::{claim_checkpoint, move_checkpoint, Checkpoint, EventHandler, HandlerError};
+use crate::sql::{Migration, SqlDb, SqlError, Statement};
+use crate::sql_params;
+use crate::store::{EventStore, Position, RecordedEvent};
+
+/// Events read and applied per transaction during a rebuild or replay.
+const REBUILD_BATCH: usize = 2000;
+
+/// Where a read model's tables live: the live names, or a shadow set being rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    prefix: String,
+}
+
+impl Tables {
+    pub fn live() -> Self {
+        Tables { prefix: String::new() }
+    }
+
+    fn shadow(generation: i64) -> Self {
+        Tables { prefix: format!("rebuild{generation}_") }
+    }
+
+    /// `template` with each `{p}` replaced by the table prefix.
+    pub fn sql(&self, template: &'static str) -> Cow<'static, str> {
+        Cow::Owned(template.replace("{p}", &self.prefix))
+    }
+
+    fn name(&self, table: &str) -> String {
+        format!("{}{table}", self.prefix)
+    }
+}
+
+/// A read model. Its SQL names tables as `{p}name` so that the same
+/// statements write the live tables or a shadow set.
+pub trait ReadModel: Send + Sync + 'static {
+    /// Names the read model in the API, the CLI and its checkpoint.
+    fn name(&self) -> &'static str;
+    /// Bumped when the tables change shape: at start, a read model whose
+    /// stored version differs is dropped and rebuilt from the log.
+    fn schema_version(&self) -> i64;
+    /// Its tables' names, without prefix.
+    fn tables(&self) -> &'static [&'static str];
+    /// `CREATE TABLE` templates (keys and unique constraints included).
+    fn create_tables(&self) -> &'static [&'static str];
+    /// `CREATE INDEX` templates, built after a rebuild's bulk load.
+    fn create_indexes(&self) -> &'static [&'static str];
+    /// The statements that apply `event` to `tables`.
+    fn apply(&self, tables: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError>;
+}
+
+/// Runs a read model over its live tables from its checkpoint.
+pub struct ReadModelHandler {
+    model: Arc<dyn ReadModel>,
+    live: Tables,
+}
+
+impl ReadModelHandler {
+    pub fn new(model: Arc<dyn ReadModel>) -> Self {
+        ReadModelHandler { model, live: Tables::live() }
+    }
+}
+
+#[async_trait]
+impl EventHandler for ReadModelHandler {
+    fn name(&self) -> &'static str {
+        self.model.name()
+    }
+
+    /// Read models manage their tables themselves (see [`prepare`]).
+    fn migrations(&self) -> &'static [Migration] {
+        &[]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        self.model.apply(&self.live, event)
+    }
+}
+
+pub const READ_MODEL_MIGRATIONS: &[Migration] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS read_models (
+        name TEXT PRIMARY KEY,
+        schema_version BIGINT NOT NULL,
+        rebuilt_at BIGINT NOT NULL
+    )",
+)];
+
+fn drop_tables(model: &dyn ReadModel, tables: &Tables) -> Vec<Statement> {
+    model.tables().iter().map(|t| Statement::new(format!("DROP TABLE IF EXISTS {}", tables.name(t)), vec![])).collect()
+}
+
+fn create(templates: &'static [&'static str], tables: &Tables) -> Vec<Statement> {
+    templates.iter().map(|t| Statement::new(tables.sql(t), vec![])).collect()
+}
+
+fn record_version(model: &dyn ReadModel) -> Statement {
+    Statement::new(
+        "INSERT INTO read_models (name, schema_version, rebuilt_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET schema_version = excluded.schema_version, rebuilt_at = excluded.rebuilt_at",
+        sql_params![model.name(), model.schema_version(), crate::store::sqlite::now_micros()],
+    )
+}
+
+/// Creates the read model's tables; a read model whose schema version
+/// changed is dropped and starts again from the beginning of the log.
+pub async fn prepare(db: &SqlDb, model: &dyn ReadModel) -> Result<(), HandlerError> {
+    db.migrate("read_models", READ_MODEL_MIGRATIONS).await?;
+    let rows = db.query("SELECT schema_version FROM read_models WHERE name = ?", sql_params![model.name()]).await?;
+    let stored = rows.first().map(|r| r.get::<i64>(0)).transpose()?;
+    let live = Tables::live();
+    if stored == Some(model.schema_version()) {
+        let mut statements = create(model.create_tables(), &live);
+        statements.extend(create(model.create_indexes(), &live));
+        db.write(statements).await?;
+        return Ok(());
+    }
+    if stored.is_some() {
+        tracing::info!(read_model = model.name(), "schema version changed; rebuilding from the log");
+    }
+    let checkpoint = claim_checkpoint(db, model.name()).await?;
+    let mut statements = move_checkpoint(
+        model.name(),
+        checkpoint,
+        Checkpoint { position: Position::START, generation: checkpoint.generation + 1 },
+    );
+    statements.extend(drop_tables(model, &live));
+    statements.extend(create(model.create_tables(), &live));
+    statements.extend(create(model.create_indexes(), &live));
+    statements.push(record_version(model));
+    db.write(statements).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RebuildReport {
+    pub read_model: String,
+    pub events: u64,
+    /// The log position the rebuilt tables reflect.
+    pub position: u64,
+    pub duration_ms: u64,
+}
+
+/// Applies the log after `after` (up to `to`, inclusive) to `tables`
+/// without checkpoints; returns the events applied and the last position.
+async fn load(
+    store: &dyn EventStore,
+    db: &SqlDb,
+    model: &dyn ReadModel,
+    tables: &Tables,
+    mut after: Position,
+) -> Result<(u64, Position), HandlerError> {
+    let mut applied = 0u64;
+    loop {
+        let events = store.read_all(after, REBUILD_BATCH).await?;
+        let Some(last) = events.last() else {
+            return Ok((applied, after));
+        };
+        let mut statements = Vec::with_capacity(events.len() * 2);
+        for event in &events {
+            statements.extend(model.apply(tables, event)?);
+        }
+        db.write(statements).await?;
+        applied += events.len() as u64;
+        after = last.position;
+    }
+}
+
+/// Rebuilds `model` from the whole log into shadow tables while the live
+/// tables keep answering, then swaps them in with the checkpoint in one
+/// transaction. The running handler notices the moved checkpoint and goes on
+/// from there.
+pub async fn rebuild(store: &dyn EventStore, db: &SqlDb, model: &dyn ReadModel) -> Result<RebuildReport, HandlerError> {
+    let started = Instant::now();
+    let checkpoint = claim_checkpoint(db, model.name()).await?;
+    let generation = checkpoint.generation + 1;
+    let shadow = Tables::shadow(generation);
+    let mut statements = drop_tables(model, &shadow);
+    statements.extend(create(model.create_tables(), &shadow));
+    db.write(statements).await?;
+
+    let (events, position) = load(store, db, model, &shadow, Position::START).await?;
+
+    // The live handler may have moved on meanwhile: the swap only needs the
+    // generation to be unchanged (a second rebuild would have bumped it).
+    let current = claim_checkpoint(db, model.name()).await?;
+    if current.generation != checkpoint.generation {
+        db.write(drop_tables(model, &shadow)).await?;
+        return Err(HandlerError::Other(format!("{} was rebuilt or replayed concurrently; try again", model.name())));
+    }
+    let live = Tables::live();
+    let mut swap = move_checkpoint(model.name(), current, Checkpoint { position, generation });
+    swap.extend(drop_tables(model, &live));
+    for table in model.tables() {
+        swap.push(Statement::new(format!("ALTER TABLE {} RENAME TO {}", shadow.name(table), live.name(table)), vec![]));
+    }
+    swap.extend(create(model.create_indexes(), &live));
+    swap.push(record_version(model));
+    if let Err(e) = db.write(swap).await {
+        let _ = db.write(drop_tables(model, &shadow)).await;
+        return Err(e.into());
+    }
+    Ok(RebuildReport {
+        read_model: model.name().to_owned(),
+        events,
+        position: position.0,
+        duration_ms: millis(started.elapsed()),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub read_model: String,
+    pub events: u64,
+    pub position: u64,
+}
+
+/// Feeds the log from `from` (inclusive) up to `to` (inclusive; the head
+/// when `None`) through `model` again, moving its checkpoint back to just
+/// before `from` first. Idempotent projections make the re-applied events
+/// harmless; the checkpoint never ends before where it was, so nothing is
+/// left out.
+pub async fn replay(
+    store: &dyn EventStore,
+    db: &SqlDb,
+    model: &dyn ReadModel,
+    from: Position,
+    to: Option<Position>,
+) -> Result<ReplayReport, HandlerError> {
+    let previous = claim_checkpoint(db, model.name()).await?;
+    let start = Position(from.0.saturating_sub(1));
+    // Never leave the checkpoint behind where it was: events after `to` that
+    // were already applied must not be skipped, and must be applied again
+    // after the replayed ones so the rows end as they were.
+    let end = match to {
+        Some(to) => to.max(previous.position),
+        None => store.head().await?,
+    };
+    let mut checkpoint = Checkpoint { position: start, generation: previous.generation + 1 };
+    db.write(move_checkpoint(model.name(), previous, checkpoint)).await?;
+    let live = Tables::live();
+    let mut applied = 0u64;
+    while checkpoint.position < end {
+        let mut events = store.read_all(checkpoint.position, REBUILD_BATCH).await?;
+        events.retain(|e| e.position <= end);
+        if events.is_empty() {
+            break;
+        }
+        let Some(last) = events.last() else { break };
+        let next = Checkpoint { position: last.position, generation: checkpoint.generation };
+        let mut statements = move_checkpoint(model.name(), checkpoint, next);
+        for event in &events {
+            statements.extend(model.apply(&live, event)?);
+        }
+        db.write(statements).await?;
+        applied += events.len() as u64;
+        checkpoint = next;
+    }
+    Ok(ReplayReport { read_model: model.name().to_owned(), events: applied, position: checkpoint.position.0 })
+}
+
+/// How far each read model's checkpoint is behind the log's head.
+pub async fn lag(db: &SqlDb, head: Position, names: &[&'static str]) -> Result<Vec<(&'static str, u64)>, SqlError> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let position = super::runner::checkpoint_of(db, name).await?;
+        out.push((*name, head.0.saturating_sub(position.0)));
+    }
+    Ok(out)
+}
+
+/// Elapsed time as whole milliseconds.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
