@@ -2,6 +2,7 @@
 //! stored event (of any schema version) is read back.
 
 pub mod admin;
+pub mod pull_request;
 mod webhook;
 
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
@@ -74,6 +75,11 @@ pub enum DecodeError {
 pub mod streams {
     pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
         format!("delivery-{hook_id}-{delivery_id}")
+    }
+
+    /// A pull request's own events (`PullRequestEnriched`).
+    pub fn pull_request(repository_id: u64, number: u64) -> String {
+        format!("pr-{repository_id}-{number}")
     }
 
     /// Operators' actions (rebuilds, replays, retries).

@@ -4,6 +4,7 @@
 pub mod audit_log;
 pub mod deliveries;
 pub mod installations;
+pub mod pull_requests;
 pub mod read_model;
 pub mod runner;
 mod trigger_outcomes;
@@ -16,7 +17,12 @@ pub use runner::{checkpoint_of, run_handler, EventHandler, HandlerError, CHECKPO
 /// Every read model, by name. The process manager is not one: it is never
 /// rebuilt or replayed.
 pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
-    vec![Arc::new(deliveries::Deliveries), Arc::new(audit_log::AuditLog), Arc::new(installations::Installations)]
+    vec![
+        Arc::new(deliveries::Deliveries),
+        Arc::new(audit_log::AuditLog),
+        Arc::new(installations::Installations),
+        Arc::new(pull_requests::PullRequests),
+    ]
 }
 
 /// The read model called `name`.

@@ -6,6 +6,8 @@ mod admin;
 mod audit;
 mod deliveries;
 mod installations;
+mod pull_requests;
+mod stats;
 
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request};
@@ -116,14 +118,21 @@ async fn open_without_token<E: Endpoint>(next: E, mut req: Request) -> poem::Res
     next.call(req).await
 }
 
-type Apis = (deliveries::DeliveriesApi, audit::AuditApi, installations::InstallationsApi, admin::AdminApi);
+type Apis = (
+    deliveries::DeliveriesApi,
+    pull_requests::PullRequestsApi,
+    stats::StatsApi,
+    audit::AuditApi,
+    installations::InstallationsApi,
+    admin::AdminApi,
+);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             deliveries::DeliveriesApi,
-
-
+            pull_requests::PullRequestsApi,
+            stats::StatsApi,
             audit::AuditApi,
             installations::InstallationsApi,
             admin::AdminApi,
