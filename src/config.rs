@@ -24,7 +24,13 @@ pub struct ServeArgs {
     #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
     pub webhook_secret_previous: Option<String>,
     /// `false` makes intake answer 503 and store nothing.
-    #[arg(long, env = "GITHUB_WEBHOOKS_ENABLED", default_value = "true", value_parser = BoolishValueParser::new())]
+    #[arg(
+        long,
+        env = "GITHUB_WEBHOOKS_ENABLED",
+        default_value = "true",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
     pub webhooks_enabled: bool,
     /// Listen address (port 0 picks a free port).
     #[arg(long, env = "HOOKWISE_BIND", default_value = "127.0.0.1:8000")]

@@ -64,8 +64,9 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
         ));
     }
     check_content_type(headers)?;
-    let event = header_token(headers, "x-github-event", 64, |c| c.is_ascii_lowercase() || c == '_')?
-        .ok_or_else(|| ApiError::bad_request("missing_event", "the X-GitHub-Event header is required"))?;
+    let event =
+        header_token(headers, "x-github-event", 64, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')?
+            .ok_or_else(|| ApiError::bad_request("missing_event", "the X-GitHub-Event header is required"))?;
     let delivery_id = header_token(headers, "x-github-delivery", 64, |c| c.is_ascii_alphanumeric() || c == '-')?
         .ok_or_else(|| ApiError::bad_request("missing_delivery", "the X-GitHub-Delivery header is required"))?;
     let hook_id = header_token(headers, "x-github-hook-id", 20, |c| c.is_ascii_digit())?.unwrap_or("0");

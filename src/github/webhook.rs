@@ -107,7 +107,7 @@ mod tests {
             "sender":{"id":3,"login":"octo\u0063at","type":"User"},"installation":{"id":9,"node_id":"x"}}"#;
         let envelope = PayloadEnvelope::parse(body).expect("valid payload");
         assert_eq!(envelope.action.as_deref(), Some("created"));
-        assert_eq!(envelope.installation.map(|i| i.id), Some(9));
+        assert_eq!(envelope.installation.as_ref().map(|i| i.id), Some(9));
         assert_eq!(envelope.repository_ref().map(|r| r.full_name), Some("o/r".to_owned()));
         assert_eq!(envelope.sender_ref().map(|s| s.login), Some("octocat".to_owned()));
     }

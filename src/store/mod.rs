@@ -5,6 +5,7 @@
 //! writer that commits whatever is waiting in one transaction (group commit),
 //! while [`plan`] checks every append against its own expected version.
 
+pub mod codec;
 mod plan;
 pub mod postgres;
 pub mod sqlite;
@@ -185,6 +186,13 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn EventStore>, StoreError>
     } else {
         Err(StoreError::InvalidUrl("expected sqlite://PATH or postgres://USER@HOST/DB".to_owned()))
     }
+}
+
+/// A position, version or limit as an SQL integer. Saturates: no stored
+/// value exceeds `i64::MAX`, so "after u64::MAX" still means "nothing" and
+/// `usize::MAX` still means "no limit" (a plain `as` cast would wrap to -1).
+pub(crate) fn sql_int<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// Largest number of appends committed in one transaction.

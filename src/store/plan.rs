@@ -2,7 +2,7 @@
 //! which rows to insert. Pure, so both SQL backends share one implementation
 //! of the expected-version and idempotency rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -11,7 +11,29 @@ use super::{AppendResult, ExpectedVersion, NewEvent, Position, StoreError};
 pub struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedVersion,
+    /// Payloads already encoded for storage (see `codec`).
     pub events: Vec<NewEvent>,
+    /// The codec of each event's payload, by index; missing means raw.
+    pub codecs: Vec<i64>,
+}
+
+impl AppendRequest {
+    /// Encodes the payloads for storage here, on the caller's task, so the
+    /// single writer only writes.
+    pub fn encoded(stream: &str, expected: ExpectedVersion, mut events: Vec<NewEvent>) -> Self {
+        let codecs = events
+            .iter_mut()
+            .map(|event| match event.payload.take() {
+                Some(payload) => {
+                    let (stored, codec) = super::codec::encode(&payload);
+                    event.payload = Some(stored);
+                    codec
+                }
+                None => super::codec::RAW,
+            })
+            .collect();
+        AppendRequest { stream: stream.to_owned(), expected, events, codecs }
+    }
 }
 
 /// An event id already in the log.
@@ -27,6 +49,7 @@ pub struct PlannedRow<'a> {
     pub stream: &'a str,
     pub version: u64,
     pub event: &'a NewEvent,
+    pub payload_codec: i64,
 }
 
 /// How each request of a group resolves once its rows are inserted.
@@ -98,6 +121,21 @@ pub fn plan_batch<'a>(
         let stream = request.stream.as_str();
         let current = versions.get(stream).copied().flatten();
 
+        // Refused here rather than by the database, which would fail the
+        // whole group (every other append committed with this one).
+        if let Some(event) = request.events.iter().find(|e| std::str::from_utf8(&e.data).is_err()) {
+            outcomes.push(PlannedOutcome::Rejected(StoreError::Corrupt(format!(
+                "event {}: data is not UTF-8",
+                event.event_id
+            ))));
+            continue;
+        }
+        let mut seen = HashSet::with_capacity(request.events.len());
+        if let Some(event) = request.events.iter().find(|e| !seen.insert(e.event_id)) {
+            outcomes.push(PlannedOutcome::Rejected(StoreError::DuplicateEventId { event_id: event.event_id }));
+            continue;
+        }
+
         // Where each event id is already stored: (in this stream?, where).
         let found: Vec<Option<(bool, AlreadyAt)>> = request
             .events
@@ -138,9 +176,10 @@ pub fn plan_batch<'a>(
 
         let first_row = rows.len();
         let mut version = current.map_or(0, |v| v + 1);
-        for event in &request.events {
+        for (i, event) in request.events.iter().enumerate() {
             planned.insert(event.event_id, (stream, rows.len()));
-            rows.push(PlannedRow { stream, version, event });
+            let payload_codec = request.codecs.get(i).copied().unwrap_or(super::codec::RAW);
+            rows.push(PlannedRow { stream, version, event, payload_codec });
             version += 1;
         }
         let count = request.events.len();
@@ -166,7 +205,12 @@ mod tests {
     }
 
     fn request(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> AppendRequest {
-        AppendRequest { stream: stream.into(), expected, events: ids.iter().map(|&i| event(i)).collect() }
+        AppendRequest {
+            stream: stream.into(),
+            expected,
+            events: ids.iter().map(|&i| event(i)).collect(),
+            codecs: vec![],
+        }
     }
 
     #[test]
@@ -196,6 +240,29 @@ mod tests {
         let results = plan.results(&[Position(1), Position(2), Position(3)]);
         assert!(results[1].is_ok());
         assert!(matches!(results[2], Err(StoreError::WrongExpectedVersion { actual: Some(2), .. })));
+    }
+
+    #[test]
+    fn a_bad_append_is_rejected_alone() {
+        let mut not_utf8 = request("c", ExpectedVersion::Any, &[5]);
+        not_utf8.events[0].data = vec![0xff];
+        let requests = vec![
+            request("a", ExpectedVersion::Any, &[1]),
+            request("b", ExpectedVersion::Any, &[2, 3, 2]),
+            not_utf8,
+            request("d", ExpectedVersion::Any, &[4]),
+        ];
+        let plan = plan_batch(&requests, HashMap::new(), &HashMap::new());
+        let streams: Vec<&str> = plan.rows.iter().map(|r| r.stream).collect();
+        assert_eq!(streams, vec!["a", "d"]);
+        let results = plan.results(&[Position(1), Position(2)]);
+        assert!(results[0].is_ok());
+        assert!(matches!(
+            results[1],
+            Err(StoreError::DuplicateEventId { event_id }) if event_id == Uuid::from_u128(2)
+        ));
+        assert!(matches!(results[2], Err(StoreError::Corrupt(_))));
+        assert!(results[3].is_ok());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -17,6 +16,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::sqlite::now_micros;
+use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
@@ -37,10 +37,15 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         schema_version INTEGER NOT NULL,
         data TEXT NOT NULL,
         payload BYTEA,
+        payload_codec BIGINT NOT NULL DEFAULT 0,
         recorded_at BIGINT NOT NULL,
         UNIQUE (stream, version)
-    );",
+    );
+    -- Payloads arrive compressed (src/store/codec.rs): no second compression by TOAST.
+    ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;",
 )];
+
+type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
 
 type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
@@ -194,11 +199,9 @@ async fn commit_group(
     let (lock, versions_of, find_events) = tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
 
     // Pipelined: the lock is granted before the reads run on the server.
-    let (lock_params, version_params, event_params): (
-        [&(dyn ToSql + Sync); 1],
-        [&(dyn ToSql + Sync); 1],
-        [&(dyn ToSql + Sync); 1],
-    ) = ([&APPEND_LOCK], [&streams], [&ids]);
+    let lock_params: OneParam = [&APPEND_LOCK];
+    let version_params: OneParam = [&streams];
+    let event_params: OneParam = [&ids];
     let (_, version_rows, event_rows) = tokio::try_join!(
         tx.execute(&lock, &lock_params),
         tx.query(&versions_of, &version_params),
@@ -236,6 +239,7 @@ async fn commit_group(
         let mut row_schemas = Vec::with_capacity(plan.rows.len());
         let mut row_data = Vec::with_capacity(plan.rows.len());
         let mut row_payloads: Vec<Option<&[u8]>> = Vec::with_capacity(plan.rows.len());
+        let mut row_codecs = Vec::with_capacity(plan.rows.len());
         for row in &plan.rows {
             row_streams.push(row.stream);
             row_versions.push(row.version as i64);
@@ -244,13 +248,16 @@ async fn commit_group(
             row_schemas.push(row.event.schema_version as i32);
             row_data.push(std::str::from_utf8(&row.event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             row_payloads.push(row.event.payload.as_deref());
+            row_codecs.push(row.payload_codec);
         }
         let insert = tx
             .prepare_cached(
-                "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, recorded_at)
-                 SELECT s, v, i, t, sv, d, p, $8
-                 FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[])
-                      WITH ORDINALITY AS r(s, v, i, t, sv, d, p, n)
+                "INSERT INTO events
+                     (stream, version, event_id, event_type, schema_version, data, payload, payload_codec, recorded_at)
+                 SELECT s, v, i, t, sv, d, p, c, $9
+                 FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[],
+                             $8::int8[])
+                      WITH ORDINALITY AS r(s, v, i, t, sv, d, p, c, n)
                  ORDER BY n
                  RETURNING event_id, position",
             )
@@ -259,7 +266,17 @@ async fn commit_group(
         let inserted = tx
             .query(
                 &insert,
-                &[&row_streams, &row_versions, &row_ids, &row_types, &row_schemas, &row_data, &row_payloads, &now],
+                &[
+                    &row_streams,
+                    &row_versions,
+                    &row_ids,
+                    &row_types,
+                    &row_schemas,
+                    &row_data,
+                    &row_payloads,
+                    &row_codecs,
+                    &now,
+                ],
             )
             .await
             .map_err(unavailable)?;
@@ -312,8 +329,12 @@ impl Drop for PostgresStore {
     }
 }
 
-fn read_event(row: &tokio_postgres::Row) -> RecordedEvent {
-    RecordedEvent {
+fn read_event(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let payload = match row.get::<_, Option<Vec<u8>>>(7) {
+        Some(stored) => Some(codec::decode(stored, row.get(9))?),
+        None => None,
+    };
+    Ok(RecordedEvent {
         position: Position(row.get::<_, i64>(0) as u64),
         stream: row.get(1),
         version: row.get::<_, i64>(2) as u64,
@@ -321,13 +342,13 @@ fn read_event(row: &tokio_postgres::Row) -> RecordedEvent {
         event_type: row.get(4),
         schema_version: row.get::<_, i32>(5) as u32,
         data: row.get::<_, String>(6).into_bytes(),
-        payload: row.get::<_, Option<Vec<u8>>>(7).map(Bytes::from),
+        payload,
         recorded_at_micros: row.get(8),
-    }
+    })
 }
 
 const SELECT_EVENT: &str =
-    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at FROM events";
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at, payload_codec FROM events";
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -338,7 +359,7 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        let request = AppendRequest::encoded(stream, expected, events);
         self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -355,8 +376,8 @@ impl EventStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         let rows =
-            client.query(&stmt, &[&stream, &(from_version as i64), &(limit as i64)]).await.map_err(unavailable)?;
-        Ok(rows.iter().map(read_event).collect())
+            client.query(&stmt, &[&stream, &sql_int(from_version), &sql_int(limit)]).await.map_err(unavailable)?;
+        rows.iter().map(read_event).collect()
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -365,8 +386,8 @@ impl EventStore for PostgresStore {
             .prepare_cached(&format!("{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"))
             .await
             .map_err(unavailable)?;
-        let rows = client.query(&stmt, &[&(after.0 as i64), &(limit as i64)]).await.map_err(unavailable)?;
-        Ok(rows.iter().map(read_event).collect())
+        let rows = client.query(&stmt, &[&sql_int(after.0), &sql_int(limit)]).await.map_err(unavailable)?;
+        rows.iter().map(read_event).collect()
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         schema_version INTEGER NOT NULL,
         data TEXT NOT NULL,
         payload BLOB,
+        payload_codec INTEGER NOT NULL DEFAULT 0,
         recorded_at INTEGER NOT NULL,
         UNIQUE (stream, version)
     );",
@@ -86,6 +87,17 @@ impl SqliteStore {
             writer.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0)).map_err(unavailable)?;
         let (head, _) = watch::channel(Position(last as u64));
         let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
+        // Copying the WAL back into the database happens on a thread of its
+        // own, off the commit path; the writer's own auto-checkpoint stays as
+        // a backstop at a much larger WAL size.
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 16384;").map_err(unavailable)?;
+        let checkpointer = Connection::open(path).map_err(unavailable)?;
+        checkpointer.execute_batch("PRAGMA busy_timeout = 5000;").map_err(unavailable)?;
+        let alive = head.subscribe();
+        std::thread::Builder::new()
+            .name("hookwise-sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpointer, alive))
+            .map_err(unavailable)?;
         let head_for_writer = head.clone();
         std::thread::Builder::new()
             .name("hookwise-sqlite-writer".into())
@@ -131,6 +143,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
     }
     tx.commit().map_err(unavailable)
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints passively (never blocking the writer or readers) until the
+/// store and its writer are gone.
+fn run_checkpointer(conn: Connection, alive: watch::Receiver<Position>) {
+    while alive.has_changed().is_ok() {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying");
+        }
+    }
 }
 
 fn run_writer(mut conn: Connection, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
@@ -225,8 +251,8 @@ fn commit_group(
     let mut positions = Vec::with_capacity(plan.rows.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, data, payload, payload_codec, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for row in &plan.rows {
             let data = std::str::from_utf8(&row.event.data)
@@ -239,6 +265,7 @@ fn commit_group(
                 row.event.schema_version,
                 data,
                 row.event.payload.as_deref(),
+                row.payload_codec,
                 now,
             ])?;
             positions.push(Position(tx.last_insert_rowid() as u64));
@@ -254,7 +281,7 @@ pub(crate) fn now_micros() -> i64 {
 }
 
 const SELECT_EVENT: &str =
-    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at FROM events";
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at, payload_codec FROM events";
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id_bytes: Vec<u8> = r.get(3)?;
@@ -268,7 +295,14 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
         event_type: r.get(4)?,
         schema_version: r.get(5)?,
         data: r.get_ref(6)?.as_bytes()?.to_vec(),
-        payload: r.get::<_, Option<Vec<u8>>>(7)?.map(Bytes::from),
+        payload: match r.get::<_, Option<Vec<u8>>>(7)? {
+            Some(stored) => {
+                Some(codec::decode(stored, r.get(9)?).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Blob, Box::new(e))
+                })?)
+            }
+            None => None,
+        },
         recorded_at_micros: r.get(8)?,
     })
 }
@@ -282,7 +316,7 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        let request = AppendRequest::encoded(stream, expected, events);
         self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -298,7 +332,7 @@ impl EventStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "{SELECT_EVENT} WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(params![stream, from_version as i64, limit as i64], row_to_event)?;
+            let rows = stmt.query_map(params![stream, sql_int(from_version), sql_int(limit)], row_to_event)?;
             rows.collect()
         })
         .await
@@ -308,7 +342,7 @@ impl EventStore for SqliteStore {
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached(&format!("{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
-            let rows = stmt.query_map(params![after.0 as i64, limit as i64], row_to_event)?;
+            let rows = stmt.query_map(params![sql_int(after.0), sql_int(limit)], row_to_event)?;
             rows.collect()
         })
         .await

@@ -1,0 +1,47 @@
+//! Shared test support: a fresh database per test for each backend, and the
+//! [`backend_tests!`] macro that runs one test body against both.
+
+mod app;
+mod database;
+
+pub use app::{corpus_files, payload_examples, read_whole_log, sign, TestApp, TEST_SECRET};
+pub use database::{Backend, TestDatabase};
+
+/// How long one backend test may run before it fails instead of hanging.
+pub const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// For every `async fn name(backend: Backend)` named, generates
+/// `mod name { sqlite, postgres }`: two multi-threaded tokio tests that run the
+/// body against each backend (so `cargo test postgres` or `cargo test name`
+/// select them). Each run fails after [`TEST_TIMEOUT`] rather than hanging.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::helpers::run_backend_test(
+                        super::$name($crate::helpers::Backend::Sqlite),
+                    )
+                    .await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::helpers::run_backend_test(
+                        super::$name($crate::helpers::Backend::Postgres),
+                    )
+                    .await;
+                }
+            }
+        )+
+    };
+}
+pub(crate) use backend_tests;
+
+/// Runs a backend test body, failing it when it takes longer than [`TEST_TIMEOUT`].
+pub async fn run_backend_test(body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_TIMEOUT, body).await.is_err() {
+        panic!("test timed out after {TEST_TIMEOUT:?}");
+    }
+}

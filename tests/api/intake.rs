@@ -1,0 +1,319 @@
+//! `POST /integration/github/events` against the real server on both backends.
+
+use std::collections::HashMap;
+
+use hookwise::events::{DomainEvent, SecretSlot, WebhookReceived};
+use serde_json::Value;
+
+use crate::helpers::{
+    backend_tests, corpus_files, payload_examples, sign, Backend, TestApp, TestDatabase, TEST_SECRET,
+};
+
+backend_tests!(
+    every_corpus_payload_is_stored_once,
+    an_oversized_body_is_cut_off_with_413,
+    bad_requests_are_refused_and_store_nothing,
+    a_delivery_signed_with_the_previous_secret_is_accepted,
+    disabled_intake_answers_503_and_stores_nothing,
+);
+
+async fn every_corpus_payload_is_stored_once(backend: Backend) {
+    let Some(dir) = payload_examples() else { return };
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let files = corpus_files(&dir);
+    assert!(files.len() >= 273, "the corpus has {} files", files.len());
+
+    let mut bodies = Vec::new();
+    for (i, (event, file)) in files.iter().enumerate() {
+        let body = std::fs::read(file).expect("reading a corpus file");
+        let delivery = format!("00000000-0000-4000-8000-{i:012}");
+        let response = app.deliver(event, &delivery, &body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(status, 200, "{}: {answer}", file.display());
+        assert_eq!(answer["status"], "accepted", "{}", file.display());
+        bodies.push((event.clone(), delivery, body));
+    }
+    let log = app.log().await;
+    assert_eq!(log.len(), files.len());
+    // Each stored exactly as received, in its own stream.
+    let by_stream: HashMap<&str, _> = log.iter().map(|e| (e.stream.as_str(), e)).collect();
+    for (event, delivery, body) in &bodies {
+        let stored = by_stream[format!("delivery-42-{delivery}").as_str()];
+        assert_eq!(stored.payload.as_deref(), Some(body.as_slice()));
+        let received = WebhookReceived::decode(stored).expect("a WebhookReceived");
+        assert_eq!(&received.event, event);
+        assert_eq!(received.secret, SecretSlot::Current);
+    }
+
+    for (event, delivery, body) in &bodies {
+        let response = app.deliver(event, delivery, body).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(answer["status"], "duplicate", "{delivery}");
+    }
+    assert_eq!(app.log().await.len(), files.len(), "redeliveries stored nothing");
+    app.stop().await;
+}
+
+async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let body = br#"{"action":"opened","installation":{"id":1}}"#.to_vec();
+    let good = sign(TEST_SECRET, &body);
+
+    struct Case {
+        name: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        status: u16,
+        error: &'static str,
+    }
+    let headers = |signature: &str| {
+        vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-github-event", "issues".to_owned()),
+            ("x-github-delivery", "d-1".to_owned()),
+            ("x-hub-signature-256", signature.to_owned()),
+        ]
+    };
+    let without =
+        |name: &str, signature: &str| headers(signature).into_iter().filter(|(h, _)| *h != name).collect::<Vec<_>>();
+    let with = |name: &'static str, value: &str| {
+        let mut h = without(name, &good);
+        h.push((name, value.to_owned()));
+        h
+    };
+    let signed = |body: &[u8]| headers(&sign(TEST_SECRET, body));
+    let sha1 = format!("sha1={}", "0".repeat(40));
+    let mut sha1_only = without("x-hub-signature-256", &good);
+    sha1_only.push(("x-hub-signature", sha1.clone()));
+    let cases = vec![
+        Case {
+            name: "no signature",
+            headers: without("x-hub-signature-256", &good),
+            body: body.clone(),
+            status: 403,
+            error: "invalid_signature",
+        },
+        Case {
+            name: "wrong signature",
+            headers: headers(&format!("sha256={}", "ab".repeat(32))),
+            body: body.clone(),
+            status: 403,
+            error: "invalid_signature",
+        },
+        Case {
+            name: "another secret",
+            headers: headers(&sign("another secret", &body)),
+            body: body.clone(),
+            status: 403,
+            error: "invalid_signature",
+        },
+        Case { name: "sha1 only", headers: sha1_only, body: body.clone(), status: 403, error: "invalid_signature" },
+        Case {
+            name: "sha1 in the sha256 header",
+            headers: with("x-hub-signature-256", &sha1),
+            body: body.clone(),
+            status: 403,
+            error: "invalid_signature",
+        },
+        Case {
+            name: "missing event",
+            headers: without("x-github-event", &good),
+            body: body.clone(),
+            status: 400,
+            error: "missing_event",
+        },
+        Case {
+            name: "missing delivery",
+            headers: without("x-github-delivery", &good),
+            body: body.clone(),
+            status: 400,
+            error: "missing_delivery",
+        },
+        Case {
+            name: "non-JSON body",
+            headers: signed(b"not json"),
+            body: b"not json".to_vec(),
+            status: 400,
+            error: "not_an_object",
+        },
+        Case {
+            name: "truncated JSON",
+            headers: signed(b"{\"a\":"),
+            body: b"{\"a\":".to_vec(),
+            status: 400,
+            error: "invalid_json",
+        },
+        Case {
+            name: "JSON that is not an object",
+            headers: signed(b"[1,2]"),
+            body: b"[1,2]".to_vec(),
+            status: 400,
+            error: "not_an_object",
+        },
+        Case {
+            name: "invalid UTF-8",
+            headers: signed(b"{\"a\":\"\xff\"}"),
+            body: b"{\"a\":\"\xff\"}".to_vec(),
+            status: 400,
+            error: "invalid_utf8",
+        },
+        Case {
+            name: "text/plain",
+            headers: with("content-type", "text/plain"),
+            body: body.clone(),
+            status: 415,
+            error: "unsupported_media_type",
+        },
+        Case {
+            name: "form-encoded",
+            headers: with("content-type", "application/x-www-form-urlencoded"),
+            body: body.clone(),
+            status: 415,
+            error: "unsupported_media_type",
+        },
+        Case {
+            name: "bad delivery id",
+            headers: with("x-github-delivery", "../../etc"),
+            body: body.clone(),
+            status: 400,
+            error: "invalid_header",
+        },
+    ];
+    for case in cases {
+        let mut request = app.http.post(app.url("/integration/github/events")).body(case.body);
+        for (name, value) in &case.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("the server answers");
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
+        let answer: Value = response.json().await.unwrap_or_else(|e| panic!("{}: a JSON error body: {e}", case.name));
+        assert_eq!(answer["error"], case.error, "{}: {answer}", case.name);
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", case.name);
+    }
+
+    let response = app.http.get(app.url("/integration/github/events")).send().await.expect("answer");
+    assert_eq!(response.status(), 405);
+    let answer: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(answer["error"], "method_not_allowed");
+
+    assert!(app.log().await.is_empty(), "nothing reached the log");
+    app.stop().await;
+}
+
+async fn a_delivery_signed_with_the_previous_secret_is_accepted(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &["--webhook-secret-previous", "the-old-secret"]).await;
+    let body = br#"{"action":"created","installation":{"id":5}}"#;
+    let response = app.deliver_signed("issue_comment", "rotated-1", body, &sign("the-old-secret", body)).await;
+    assert_eq!(response.status(), 200);
+    let response = app.deliver("issue_comment", "current-1", body).await;
+    assert_eq!(response.status(), 200);
+
+    let log = app.log().await;
+    let slots: Vec<(String, SecretSlot)> = log
+        .iter()
+        .map(|e| {
+            let received = WebhookReceived::decode(e).expect("a WebhookReceived");
+            (received.delivery_id, received.secret)
+        })
+        .collect();
+    assert_eq!(
+        slots,
+        vec![("rotated-1".to_owned(), SecretSlot::Previous), ("current-1".to_owned(), SecretSlot::Current)]
+    );
+    for event in &log {
+        let data = String::from_utf8_lossy(&event.data);
+        assert!(!data.contains("the-old-secret") && !data.contains(TEST_SECRET), "no secret in the log");
+    }
+    app.stop().await;
+}
+
+async fn disabled_intake_answers_503_and_stores_nothing(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &["--webhooks-enabled", "false"]).await;
+    let response = app.deliver("ping", "p-1", b"{\"zen\":\"x\"}").await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let answer: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(answer["error"], "webhooks_disabled");
+    assert!(app.log().await.is_empty());
+    app.stop().await;
+}
+
+/// Sends a signed-looking request over a raw socket, writing the body in the
+/// background: the server answers 413 and closes without reading it all, so
+/// an ordinary client would only see the broken pipe.
+async fn post_raw(app: &TestApp, body_len: usize, chunked: bool) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let framing =
+        if chunked { "transfer-encoding: chunked\r\n".to_owned() } else { format!("content-length: {body_len}\r\n") };
+    let head = format!(
+        "POST /integration/github/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         x-github-event: issues\r\nx-github-delivery: big-1\r\nx-hub-signature-256: sha256={}\r\n{framing}\r\n",
+        "0".repeat(64)
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 1024 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            let n = chunk.len().min(body_len - sent);
+            if chunked {
+                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+                writer.write_all(&chunk[..n]).await?;
+                writer.write_all(b"\r\n").await?;
+            } else {
+                writer.write_all(&chunk[..n]).await?;
+            }
+            sent += n;
+        }
+        if chunked {
+            writer.write_all(b"0\r\n\r\n").await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = reader.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if response.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    sender.abort();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn an_oversized_body_is_cut_off_with_413(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let limit = hookwise::api::MAX_BODY_BYTES;
+    // Declared too large: refused before reading.
+    let (status, answer) = post_raw(&app, limit + 1, false).await;
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"], "payload_too_large");
+    // Streamed without a length: cut off once past the limit.
+    let (status, answer) = post_raw(&app, limit + 1, true).await;
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"], "payload_too_large");
+    assert!(app.log().await.is_empty());
+    app.stop().await;
+}

@@ -1,0 +1,8 @@
+//! The integration test binary (`cargo test --test api`). Everything that
+//! needs a real database runs against both backends; see `helpers`.
+//! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
+
+mod crash;
+mod helpers;
+mod intake;
+mod store_conformance;
