@@ -5,4 +5,5 @@
 mod crash;
 mod helpers;
 mod intake;
+mod query_api;
 mod store_conformance;
