@@ -42,9 +42,12 @@ fn in_window(t: Option<i64>, since: Option<i64>, until: Option<i64>) -> bool {
     t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
 }
 
-/// Computes the figures from the PRs' rows (`micros` of created/closed/merged at).
+/// A PR with its created, closed and merged times (microseconds since the epoch).
+pub type TimedPullRequest = (PullRequest, Option<i64>, Option<i64>, Option<i64>);
+
+/// Computes the figures from the PRs' rows.
 pub fn pull_request_stats(
-    prs: &[(PullRequest, Option<i64>, Option<i64>, Option<i64>)],
+    prs: &[TimedPullRequest],
     since: Option<i64>,
     until: Option<i64>,
 ) -> PullRequestStats {
