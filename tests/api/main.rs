@@ -2,6 +2,7 @@
 //! needs a real database runs against both backends; see `helpers`.
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
+mod admin_cli;
 mod crash;
 mod helpers;
 mod intake;

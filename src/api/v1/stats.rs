@@ -46,11 +46,7 @@ fn in_window(t: Option<i64>, since: Option<i64>, until: Option<i64>) -> bool {
 pub type TimedPullRequest = (PullRequest, Option<i64>, Option<i64>, Option<i64>);
 
 /// Computes the figures from the PRs' rows.
-pub fn pull_request_stats(
-    prs: &[TimedPullRequest],
-    since: Option<i64>,
-    until: Option<i64>,
-) -> PullRequestStats {
+pub fn pull_request_stats(prs: &[TimedPullRequest], since: Option<i64>, until: Option<i64>) -> PullRequestStats {
     let mut stats = PullRequestStats::default();
     let (mut helped_merged, mut helped_resolved, mut other_merged, mut other_resolved) = (0, 0, 0, 0);
     for (pr, created_at, closed_at, merged_at) in prs {
