@@ -14,6 +14,7 @@ enum Tag {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RebuildResult {
     pub read_model: String,
     /// Events applied to the new tables.
@@ -24,6 +25,7 @@ pub struct RebuildResult {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReadModelStatus {
     pub name: String,
     /// Position of the last event applied.
@@ -34,6 +36,7 @@ pub struct ReadModelStatus {
 
 /// The outcome of a rebuild request: one entry per rebuilt read model.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RebuildResults {
     pub rebuilt: Vec<RebuildResult>,
 }

@@ -14,6 +14,7 @@ enum Tag {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEntry {
     /// Log position of the event it came from; the pagination cursor.
     pub position: u64,
@@ -32,6 +33,7 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     pub next_cursor: Option<u64>,

@@ -15,6 +15,7 @@ enum Tag {
 
 /// A stored delivery.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     /// Log position of its `WebhookReceived` event; the pagination cursor.
     pub position: u64,
@@ -46,6 +47,7 @@ pub struct Delivery {
 
 /// A stored delivery with its body.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryDetail {
     #[oai(flatten)]
     pub delivery: Delivery,
@@ -54,6 +56,7 @@ pub struct DeliveryDetail {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryPage {
     pub items: Vec<Delivery>,
     /// Pass as `after` for the next page; absent on the last page.

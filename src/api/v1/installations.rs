@@ -15,12 +15,14 @@ enum Tag {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InstallationRepository {
     pub id: u64,
     pub full_name: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Installation {
     pub id: u64,
     /// Log position of the first event about it; the pagination cursor.
@@ -37,6 +39,7 @@ pub struct Installation {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InstallationPage {
     pub items: Vec<Installation>,
     pub next_cursor: Option<u64>,

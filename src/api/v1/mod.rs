@@ -27,6 +27,7 @@ pub const MAX_LIMIT: u32 = 500;
 
 /// The error body of every answer that is not a success.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// A stable, machine-readable code such as `invalid_parameter`.
     pub error: String,

@@ -16,6 +16,7 @@ enum Tag {
 
 /// A pull request with the data collector's figures (REFERENCE.md).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PullRequest {
     /// Log position of the first event about it; the pagination cursor.
     pub position: u64,
@@ -49,6 +50,7 @@ pub struct PullRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PullRequestPage {
     pub items: Vec<PullRequest>,
     pub next_cursor: Option<u64>,

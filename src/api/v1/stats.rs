@@ -15,6 +15,7 @@ enum Tag {
 
 /// Pull-request statistics over a time window.
 #[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PullRequestStats {
     /// Created in the window.
     pub opened: u64,
