@@ -151,10 +151,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let models = admin::select(&read_model)?;
             let (log, db) = open_both(&store.database_url).await?;
             admin::prepare_all(&db).await?;
-            for model in models {
-                let report = hookwise::commands::admin::rebuild(log.as_ref(), &db, model.as_ref(), "cli")
-                    .await
-                    .map_err(|e| format!("rebuilding {}: {e}", model.name()))?;
+            let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
+                .await
+                .map_err(|e| format!("rebuilding: {e}"))?;
+            for report in reports {
                 println!(
                     "{}: {} events up to position {} in {} ms",
                     report.read_model, report.events, report.position, report.duration_ms

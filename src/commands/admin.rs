@@ -1,6 +1,8 @@
 //! Operators' commands on read models: rebuild and replay, each recorded on
 //! the `admin` stream. Neither runs a side effect.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
@@ -10,23 +12,26 @@ use crate::projections::{HandlerError, ReadModel};
 use crate::sql::SqlDb;
 use crate::store::{EventStore, ExpectedVersion, Position, StoreError};
 
-/// Rebuilds `model` and records `ReadModelRebuilt`.
+/// Rebuilds `models` (reading the log once) and records a `ReadModelRebuilt` for each.
 pub async fn rebuild(
     store: &dyn EventStore,
     db: &SqlDb,
-    model: &dyn ReadModel,
+    models: &[Arc<dyn ReadModel>],
     requested_by: &str,
-) -> Result<RebuildReport, HandlerError> {
-    let report = read_model::rebuild(store, db, model).await?;
-    let event = ReadModelRebuilt {
-        read_model: report.read_model.clone(),
-        events: report.events,
-        position: report.position,
-        duration_ms: report.duration_ms,
-        requested_by: requested_by.to_owned(),
-    };
-    record(store, event.to_new_event(Uuid::new_v4(), None)).await?;
-    Ok(report)
+) -> Result<Vec<RebuildReport>, HandlerError> {
+    let borrowed: Vec<&dyn ReadModel> = models.iter().map(|m| m.as_ref()).collect();
+    let reports = read_model::rebuild_many(store, db, &borrowed).await?;
+    for report in &reports {
+        let event = ReadModelRebuilt {
+            read_model: report.read_model.clone(),
+            events: report.events,
+            position: report.position,
+            duration_ms: report.duration_ms,
+            requested_by: requested_by.to_owned(),
+        };
+        record(store, event.to_new_event(Uuid::new_v4(), None)).await?;
+    }
+    Ok(reports)
 }
 
 /// Replays `from..=to` through `model` and records `ReadModelReplayed`.

@@ -157,71 +157,115 @@ pub struct RebuildReport {
     pub duration_ms: u64,
 }
 
-/// Applies the log after `after` (up to `to`, inclusive) to `tables`
-/// without checkpoints; returns the events applied and the last position.
-async fn load(
-    store: &dyn EventStore,
-    db: &SqlDb,
-    model: &dyn ReadModel,
-    tables: &Tables,
-    mut after: Position,
-) -> Result<(u64, Position), HandlerError> {
-    let mut applied = 0u64;
-    loop {
-        let events = store.read_all(after, REBUILD_BATCH).await?;
-        let Some(last) = events.last() else {
-            return Ok((applied, after));
-        };
-        let mut statements = Vec::with_capacity(events.len() * 2);
-        for event in &events {
-            statements.extend(model.apply(tables, event)?);
-        }
-        db.write(statements).await?;
-        applied += events.len() as u64;
-        after = last.position;
-    }
-}
-
 /// Rebuilds `model` from the whole log into shadow tables while the live
 /// tables keep answering, then swaps them in with the checkpoint in one
 /// transaction. The running handler notices the moved checkpoint and goes on
 /// from there.
 pub async fn rebuild(store: &dyn EventStore, db: &SqlDb, model: &dyn ReadModel) -> Result<RebuildReport, HandlerError> {
+    let mut reports = rebuild_many(store, db, &[model]).await?;
+    reports.pop().ok_or_else(|| HandlerError::Other("nothing was rebuilt".into()))
+}
+
+/// [`rebuild`] for several read models, reading the log once: each batch of
+/// events is applied to every model's shadow tables in one transaction.
+pub async fn rebuild_many(
+    store: &dyn EventStore,
+    db: &SqlDb,
+    models: &[&dyn ReadModel],
+) -> Result<Vec<RebuildReport>, HandlerError> {
     let started = Instant::now();
-    let checkpoint = claim_checkpoint(db, model.name()).await?;
-    let generation = checkpoint.generation + 1;
-    let shadow = Tables::shadow(generation);
-    let mut statements = drop_tables(model, &shadow);
-    statements.extend(create(model.create_tables(), &shadow));
-    db.write(statements).await?;
-
-    let (events, position) = load(store, db, model, &shadow, Position::START).await?;
-
-    // The live handler may have moved on meanwhile: the swap only needs the
-    // generation to be unchanged (a second rebuild would have bumped it).
-    let current = claim_checkpoint(db, model.name()).await?;
-    if current.generation != checkpoint.generation {
-        db.write(drop_tables(model, &shadow)).await?;
-        return Err(HandlerError::Other(format!("{} was rebuilt or replayed concurrently; try again", model.name())));
+    let mut shadows = Vec::with_capacity(models.len());
+    for model in models {
+        let checkpoint = claim_checkpoint(db, model.name()).await?;
+        let shadow = Tables::shadow(checkpoint.generation + 1);
+        let mut statements = drop_tables(*model, &shadow);
+        statements.extend(create(model.create_tables(), &shadow));
+        db.write(statements).await?;
+        shadows.push((checkpoint, shadow));
     }
+
+    // Read the next batch while the current one is written.
+    let mut after = Position::START;
+    let mut applied = 0u64;
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), SqlError>>> = None;
+    loop {
+        let events = store.read_all(after, REBUILD_BATCH).await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        applied += events.len() as u64;
+        let mut statements = Vec::with_capacity(events.len() * models.len());
+        for event in &events {
+            for (model, (_, shadow)) in models.iter().zip(&shadows) {
+                statements.extend(model.apply(shadow, event)?);
+            }
+        }
+        if let Some(previous) = pending.take() {
+            previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+        }
+        let db = db.clone();
+        pending = Some(tokio::spawn(async move { db.write(statements).await.map(|_| ()) }));
+    }
+    if let Some(previous) = pending.take() {
+        previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+    }
+
+    let mut reports = Vec::with_capacity(models.len());
+    for (model, (checkpoint, shadow)) in models.iter().zip(&shadows) {
+        reports.push(swap_in(db, *model, *checkpoint, shadow, after).await?);
+    }
+    let duration_ms = millis(started.elapsed());
+    Ok(reports
+        .into_iter()
+        .map(|position| RebuildReport { read_model: String::new(), events: applied, position: position.0, duration_ms })
+        .zip(models)
+        .map(|(report, model)| RebuildReport { read_model: model.name().to_owned(), ..report })
+        .collect())
+}
+
+/// Replaces the live tables by the shadow set, with the checkpoint at
+/// `position`, in one transaction.
+async fn swap_in(
+    db: &SqlDb,
+    model: &dyn ReadModel,
+    checkpoint: Checkpoint,
+    shadow: &Tables,
+    position: Position,
+) -> Result<Position, HandlerError> {
+    // The live handler may move its checkpoint meanwhile (the swap then
+    // fails its guard and is tried again); a second rebuild or a replay
+    // bumps the generation, which ends this one.
     let live = Tables::live();
-    let mut swap = move_checkpoint(model.name(), current, Checkpoint { position, generation });
-    swap.extend(drop_tables(model, &live));
-    for table in model.tables() {
-        swap.push(Statement::new(format!("ALTER TABLE {} RENAME TO {}", shadow.name(table), live.name(table)), vec![]));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = claim_checkpoint(db, model.name()).await?;
+        if current.generation != checkpoint.generation {
+            db.write(drop_tables(model, shadow)).await?;
+            return Err(HandlerError::Other(format!(
+                "{} was rebuilt or replayed concurrently; try again",
+                model.name()
+            )));
+        }
+        let mut swap =
+            move_checkpoint(model.name(), current, Checkpoint { position, generation: checkpoint.generation + 1 });
+        swap.extend(drop_tables(model, &live));
+        for table in model.tables() {
+            swap.push(Statement::new(
+                format!("ALTER TABLE {} RENAME TO {}", shadow.name(table), live.name(table)),
+                vec![],
+            ));
+        }
+        swap.extend(create(model.create_indexes(), &live));
+        swap.push(record_version(model));
+        match db.write(swap).await {
+            Ok(_) => return Ok(position),
+            Err(e) if super::runner::is_checkpoint_conflict(&e) && attempts < 20 => continue,
+            Err(e) => {
+                let _ = db.write(drop_tables(model, shadow)).await;
+                return Err(e.into());
+            }
+        }
     }
-    swap.extend(create(model.create_indexes(), &live));
-    swap.push(record_version(model));
-    if let Err(e) = db.write(swap).await {
-        let _ = db.write(drop_tables(model, &shadow)).await;
-        return Err(e.into());
-    }
-    Ok(RebuildReport {
-        read_model: model.name().to_owned(),
-        events,
-        position: position.0,
-        duration_ms: millis(started.elapsed()),
-    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,18 +84,19 @@ impl AdminApi {
         let Ok(_guard) = state.admin_lock.try_lock() else {
             return ApiResult::conflict("rebuild_in_progress", "another rebuild is running; try again later");
         };
-        let mut rebuilt = Vec::with_capacity(models.len());
-        for model in models {
-            match crate::commands::admin::rebuild(state.store.as_ref(), &state.db, model.as_ref(), "api").await {
-                Ok(report) => rebuilt.push(RebuildResult {
-                    read_model: report.read_model,
-                    events: report.events,
-                    position: report.position,
-                    duration_ms: report.duration_ms,
-                }),
-                Err(e) => return ApiResult::unavailable(e),
-            }
+        match crate::commands::admin::rebuild(state.store.as_ref(), &state.db, &models, "api").await {
+            Ok(reports) => ApiResult::Ok(Json(RebuildResults {
+                rebuilt: reports
+                    .into_iter()
+                    .map(|report| RebuildResult {
+                        read_model: report.read_model,
+                        events: report.events,
+                        position: report.position,
+                        duration_ms: report.duration_ms,
+                    })
+                    .collect(),
+            })),
+            Err(e) => ApiResult::unavailable(e),
         }
-        ApiResult::Ok(Json(RebuildResults { rebuilt }))
     }
 }
