@@ -80,7 +80,8 @@ fn delivery(templates: &[Template], i: usize) -> (String, hookwise::store::NewEv
         signature: "sha256=".to_owned() + &"0".repeat(64),
         secret: SecretSlot::Current,
     };
-    let event = received.to_new_event(derived_id(&["delivery", "1", &delivery_id]), Some(bytes.into())).expect("encodes");
+    let event =
+        received.to_new_event(derived_id(&["delivery", "1", &delivery_id]), Some(bytes.into())).expect("encodes");
     (streams::delivery("1", &delivery_id), event)
 }
 
@@ -120,7 +121,10 @@ async fn main() {
         let started = Instant::now();
         fill(store.clone(), templates.clone(), deliveries).await;
         let seconds = started.elapsed().as_secs_f64();
-        println!("{label}: filled {deliveries} deliveries in {seconds:.1} s ({:.0} appends/s)", deliveries as f64 / seconds);
+        println!(
+            "{label}: filled {deliveries} deliveries in {seconds:.1} s ({:.0} appends/s)",
+            deliveries as f64 / seconds
+        );
     }
     // How fast the log alone can be read, for comparison.
     let started = Instant::now();
