@@ -12,9 +12,10 @@ use crate::store::RecordedEvent;
 
 pub struct AuditLog;
 
-const TABLES: &[&str] = &["audit_log"];
+const TABLES: &[&str] = &["audit_log", "audit_triggers"];
 
-const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}audit_log (
+const CREATE_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {p}audit_log (
     position BIGINT PRIMARY KEY,
     kind TEXT NOT NULL,
     actor TEXT,
@@ -25,7 +26,15 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}audit_log (
     event_id TEXT NOT NULL,
     stream TEXT NOT NULL,
     detail TEXT
-)"];
+)",
+    // Who asked and where, per trigger: later events of the trigger name neither.
+    "CREATE TABLE IF NOT EXISTS {p}audit_triggers (
+    trigger_id TEXT PRIMARY KEY,
+    actor TEXT,
+    target TEXT,
+    repository TEXT
+)",
+];
 
 const CREATE_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS {p}audit_log_by_kind ON {p}audit_log (kind, position)",
@@ -50,7 +59,7 @@ impl ReadModel for AuditLog {
     }
 
     fn schema_version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -69,11 +78,50 @@ impl ReadModel for AuditLog {
         let Some(fact) = fact_of(event) else {
             return Ok(vec![]);
         };
-        Ok(vec![Statement::new(
+        let trigger = event.stream.strip_prefix("trigger-");
+        let mut statements = Vec::with_capacity(2);
+        if let (Some(trigger), "TriggerDetected") = (trigger, event.event_type.as_str()) {
+            statements.push(Statement::new(
+                t.sql(
+                    "INSERT INTO {p}audit_triggers (trigger_id, actor, target, repository) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (trigger_id) DO NOTHING",
+                ),
+                sql_params![trigger, fact.actor.clone(), fact.target.clone(), fact.repository.clone()],
+            ));
+        }
+        let Some(trigger) = trigger else {
+            statements.push(Statement::new(
+                t.sql(
+                    "INSERT INTO {p}audit_log (position, kind, actor, target, repository, occurred_at, event_type,
+                        event_id, stream, detail)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (position) DO NOTHING",
+                ),
+                sql_params![
+                    event.position.0,
+                    fact.kind,
+                    fact.actor,
+                    fact.target,
+                    fact.repository,
+                    event.recorded_at_micros,
+                    event.event_type.as_str(),
+                    event.event_id.to_string(),
+                    event.stream.as_str(),
+                    fact.detail
+                ],
+            ));
+            return Ok(statements);
+        };
+        // A trigger's later events: what they do not say, the trigger's detection did.
+        statements.push(Statement::new(
             t.sql(
                 "INSERT INTO {p}audit_log (position, kind, actor, target, repository, occurred_at, event_type,
                     event_id, stream, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 SELECT CAST(? AS BIGINT), CAST(? AS TEXT), COALESCE(CAST(? AS TEXT), tr.actor),
+                    COALESCE(CAST(? AS TEXT), tr.target), COALESCE(CAST(? AS TEXT), tr.repository),
+                    CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT)
+                 FROM (SELECT 1 AS one) AS base LEFT JOIN {p}audit_triggers tr ON tr.trigger_id = ?
+                 WHERE 1 = 1
                  ON CONFLICT (position) DO NOTHING",
             ),
             sql_params![
@@ -86,9 +134,11 @@ impl ReadModel for AuditLog {
                 event.event_type.as_str(),
                 event.event_id.to_string(),
                 event.stream.as_str(),
-                fact.detail
+                fact.detail,
+                trigger
             ],
-        )])
+        ));
+        Ok(statements)
     }
 }
 

@@ -2,6 +2,7 @@
 //! process manager, which uses the same runner.
 
 pub mod audit_log;
+pub mod conversations;
 pub mod deliveries;
 pub mod installations;
 pub mod pull_requests;
@@ -22,6 +23,7 @@ pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
         Arc::new(audit_log::AuditLog),
         Arc::new(installations::Installations),
         Arc::new(pull_requests::PullRequests),
+        Arc::new(conversations::Conversations),
     ]
 }
 

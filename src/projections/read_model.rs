@@ -42,6 +42,10 @@ impl Tables {
         Cow::Owned(template.replace("{p}", &self.prefix))
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn name(&self, table: &str) -> String {
         format!("{}{table}", self.prefix)
     }

@@ -20,6 +20,7 @@ backend_tests!(
     bad_parameters_are_answered_400_with_a_json_error,
     rebuild_and_replay_equal_incremental_projection,
     pull_request_statistics_match_a_scripted_history,
+    conversations_follow_their_triggers,
 );
 
 const TOKEN: &str = "test-api-token";
@@ -361,11 +362,42 @@ async fn rebuild_and_replay_equal_incremental_projection(backend: Backend) {
         app.deliver(&event, &delivery, &body).await;
         appended += 1;
     }
+    // Trigger flows that end every way, against the bulk deliveries.
+    for i in 0..150 {
+        let trigger = format!("bulk-{i}");
+        let kind = ["issue_comment", "issue_label", "pr_comment"][i % 3];
+        let detected = json!({"kind": kind, "repository": "acme/widgets",
+            "number": i, "requester": format!("user-{}", i % 7), "delivery_id": format!("bulk-0-{i}"), "hook_id": "7"});
+        append_trigger_event(&app, &trigger, "TriggerDetected", detected).await;
+        let rest: Vec<(&str, Value)> = match i % 4 {
+            0 => vec![("PermissionChecked", json!({"granted": false, "reason": "read only"}))],
+            1 => vec![
+                ("ConversationStarted", json!({"conversation_id": format!("c{i}")})),
+                ("AcknowledgementPosted", json!({})),
+                ("ConversationStatusChanged", json!({"agent_state": "error", "reason": "llm"})),
+            ],
+            2 => vec![
+                ("StepFailed", json!({"error": "boom"})),
+                ("TriggerAbandoned", json!({"reason": "gave up"})),
+                ("TriggerRetried", json!({"requested_by": "api"})),
+            ],
+            _ => vec![
+                ("ConversationRequested", json!({})),
+                ("ConversationStarted", json!({})),
+                ("SummaryPosted", json!({})),
+            ],
+        };
+        appended += 1 + rest.len();
+        for (event_type, data) in rest {
+            append_trigger_event(&app, &trigger, event_type, data).await;
+        }
+    }
     assert!(appended > 3000, "{appended} events");
     caught_up(&app).await;
     let db = SqlDb::connect(&app.db.url).await.expect("SQL database");
     let incremental = snapshot(&db).await;
-    assert!(incremental["deliveries"].len() >= appended);
+    assert_eq!(incremental["deliveries"].len(), 12 * bodies.len() + 6);
+    assert_eq!(incremental["conversations"].len(), 150);
 
     let (status, body) = post(&app, "/api/v1/admin/rebuild/all").await;
     assert_eq!(status, 200, "{body}");
@@ -517,5 +549,131 @@ async fn pull_request_statistics_match_a_scripted_history(backend: Backend) {
     assert!(window["merge_rate_without_agent"].is_null(), "{window}");
     let (_, listed) = get(&app, "/api/v1/pull-requests?repository=acme/widgets&status=merged").await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    app.stop().await;
+}
+
+async fn append_trigger_event(app: &TestApp, trigger: &str, event_type: &str, data: Value) {
+    let event = hookwise::store::NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        data: serde_json::to_vec(&data).expect("JSON"),
+        payload: None,
+    };
+    app.store.append(&format!("trigger-{trigger}"), ExpectedVersion::Any, vec![event]).await.expect("appended");
+}
+
+/// A finished trigger, a rejected one and an abandoned one (then retried).
+async fn conversations_follow_their_triggers(backend: Backend) {
+    let Some(dir) = payload_examples() else { return };
+    let Some(app) = spawn(backend).await else { return };
+    let body = std::fs::read(dir.join("issue_comment/created.payload.json")).expect("corpus file");
+    for delivery in ["d-finished", "d-rejected", "d-abandoned", "d-ignored"] {
+        assert_eq!(app.deliver("issue_comment", delivery, &body).await.status(), 200);
+    }
+    let detected = |delivery: &str, requester: &str, kind: &str| {
+        json!({"kind": kind, "repository": "acme/widgets", "number": 7, "requester": requester,
+               "delivery_id": delivery, "hook_id": "42"})
+    };
+    append_trigger_event(&app, "t1", "TriggerDetected", detected("d-finished", "alice", "issue_comment")).await;
+    append_trigger_event(&app, "t1", "PermissionChecked", json!({"granted": true, "permission": "write"})).await;
+    append_trigger_event(&app, "t1", "ReactionAdded", json!({"content": "eyes"})).await;
+    append_trigger_event(&app, "t1", "ConversationRequested", json!({})).await;
+    append_trigger_event(
+        &app,
+        "t1",
+        "ConversationStarted",
+        json!({"conversation_id": "conv-1", "conversation_url": "https://agent.example/conversations/conv-1"}),
+    )
+    .await;
+    append_trigger_event(&app, "t1", "AcknowledgementPosted", json!({"comment_id": 1})).await;
+    append_trigger_event(&app, "t1", "ConversationStatusChanged", json!({"agent_state": "finished"})).await;
+    append_trigger_event(&app, "t1", "SummaryPosted", json!({"comment_id": 2})).await;
+
+    append_trigger_event(&app, "t2", "TriggerDetected", detected("d-rejected", "mallory", "issue_comment")).await;
+    append_trigger_event(
+        &app,
+        "t2",
+        "PermissionChecked",
+        json!({"granted": false, "permission": "read", "reason": "mallory has read permission"}),
+    )
+    .await;
+
+    append_trigger_event(&app, "t3", "TriggerDetected", detected("d-abandoned", "alice", "issue_label")).await;
+    append_trigger_event(&app, "t3", "StepFailed", json!({"step": "start_conversation", "error": "agent down"})).await;
+    append_trigger_event(&app, "t3", "TriggerAbandoned", json!({"reason": "agent unreachable after 8 attempts"})).await;
+    caught_up(&app).await;
+
+    let (status, finished) = get(&app, "/api/v1/conversations/t1").await;
+    assert_eq!(status, 200, "{finished}");
+    assert_eq!(finished["status"], "finished");
+    assert_eq!(finished["kind"], "issue_comment");
+    assert_eq!(finished["requester"], "alice");
+    assert_eq!(finished["number"], 7);
+    assert_eq!(finished["conversation_id"], "conv-1");
+    assert_eq!(finished["conversation_url"], "https://agent.example/conversations/conv-1");
+    for step in [
+        "detected_at",
+        "permission_checked_at",
+        "reacted_at",
+        "requested_at",
+        "started_at",
+        "acknowledged_at",
+        "summary_posted_at",
+        "finished_at",
+    ] {
+        assert!(finished[step].is_string(), "{step}: {finished}");
+    }
+    assert!(finished["time_to_acknowledgement_ms"].is_u64(), "{finished}");
+
+    let (_, rejected) = get(&app, "/api/v1/conversations/t2").await;
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["reason"], "mallory has read permission");
+    let (_, abandoned) = get(&app, "/api/v1/conversations/t3").await;
+    assert_eq!(abandoned["status"], "abandoned");
+    assert_eq!(abandoned["last_error"], "agent down");
+    assert_eq!(abandoned["reason"], "agent unreachable after 8 attempts");
+
+    // What became of each delivery.
+    let deliveries = all_pages(&app, "/api/v1/deliveries", 50).await;
+    let outcome = |id: &str| deliveries.iter().find(|d| d["delivery_id"] == id).map(|d| d["outcome"].clone());
+    assert_eq!(outcome("d-finished"), Some(json!("trigger")));
+    assert_eq!(outcome("d-rejected"), Some(json!("rejected")));
+    assert_eq!(outcome("d-abandoned"), Some(json!("trigger")));
+    assert_eq!(outcome("d-ignored"), Some(json!("ignored")));
+    let rejected_delivery = deliveries.iter().find(|d| d["delivery_id"] == "d-rejected").expect("row");
+    assert_eq!(rejected_delivery["trigger_id"], "t2");
+    assert_eq!(rejected_delivery["reason"], "mallory has read permission");
+
+    // Filters and statistics.
+    let (_, by_status) = get(&app, "/api/v1/conversations?status=abandoned").await;
+    assert_eq!(by_status["items"].as_array().map(Vec::len), Some(1));
+    let (_, by_sender) = get(&app, "/api/v1/conversations?sender=alice").await;
+    assert_eq!(by_sender["items"].as_array().map(Vec::len), Some(2));
+    let (status, stats) = get(&app, "/api/v1/stats/triggers").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["total"], 3);
+    assert_eq!(stats["acknowledged"], 1);
+    assert_eq!(stats["median_time_to_acknowledgement_ms"], finished["time_to_acknowledgement_ms"]);
+    assert_eq!(
+        stats["by_kind_and_status"],
+        json!([{"kind": "issue_comment", "status": "finished", "count": 1},
+               {"kind": "issue_comment", "status": "rejected", "count": 1},
+               {"kind": "issue_label", "status": "abandoned", "count": 1}])
+    );
+    let (_, audit) = get(&app, "/api/v1/audit?kind=trigger_abandoned").await;
+    assert_eq!(audit["items"][0]["target"], "acme/widgets#7", "{audit}");
+
+    // Retry: only an abandoned trigger; the event lands on the trigger's stream.
+    assert_eq!(post(&app, "/api/v1/admin/triggers/t1/retry").await.0, 409);
+    assert_eq!(post(&app, "/api/v1/admin/triggers/nope/retry").await.0, 404);
+    let (status, retried) = post(&app, "/api/v1/admin/triggers/t3/retry").await;
+    assert_eq!(status, 200, "{retried}");
+    caught_up(&app).await;
+    let (_, again) = get(&app, "/api/v1/conversations/t3").await;
+    assert_eq!(again["status"], "detected");
+    assert_eq!(again["retries"], 1);
+    let stream = app.store.read_stream("trigger-t3", 0, 10).await.expect("stream");
+    assert_eq!(stream.last().map(|e| e.event_type.as_str()), Some("TriggerRetried"));
     app.stop().await;
 }

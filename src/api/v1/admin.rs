@@ -5,7 +5,10 @@ use poem_openapi::{Object, OpenApi, Tags};
 
 use super::{ApiAuth, ApiResult};
 use crate::api::AppState;
+use crate::events::admin::TriggerRetried;
+use crate::events::DomainEvent;
 use crate::projections::{read_model, read_models};
+use crate::store::ExpectedVersion;
 
 #[derive(Tags)]
 enum Tag {
@@ -39,6 +42,14 @@ pub struct ReadModelStatus {
 #[oai(skip_serializing_if_is_none)]
 pub struct RebuildResults {
     pub rebuilt: Vec<RebuildResult>,
+}
+
+/// A retry was recorded.
+#[derive(Debug, Clone, Object)]
+pub struct RetryAccepted {
+    pub trigger_id: String,
+    /// Log position of the `TriggerRetried` event.
+    pub position: u64,
 }
 
 pub struct AdminApi;
@@ -95,6 +106,49 @@ impl AdminApi {
                         duration_ms: report.duration_ms,
                     })
                     .collect(),
+            })),
+            Err(e) => ApiResult::unavailable(e),
+        }
+    }
+
+    /// Try an abandoned trigger again: appends `TriggerRetried` to its stream; the process manager takes it
+    /// from there.
+    #[oai(path = "/admin/triggers/:trigger_id/retry", method = "post", operation_id = "retry_trigger")]
+    async fn retry_trigger(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        trigger_id: Path<String>,
+    ) -> ApiResult<RetryAccepted> {
+        let rows = match state
+            .db
+            .query("SELECT status FROM conversations WHERE trigger_id = ?", crate::sql_params![trigger_id.0.as_str()])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return e.into(),
+        };
+        let status = match rows.first().map(|r| r.get::<String>(0)) {
+            None => return ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
+            Some(Err(e)) => return e.into(),
+            Some(Ok(status)) => status,
+        };
+        if status != "abandoned" {
+            return ApiResult::conflict(
+                "not_abandoned",
+                format!("trigger {} is {status}; only abandoned triggers can be retried", trigger_id.0),
+            );
+        }
+        let event = TriggerRetried { trigger_id: trigger_id.0.clone(), requested_by: "api".into() };
+        let new_event = match event.to_new_event(uuid::Uuid::new_v4(), None) {
+            Ok(e) => e,
+            Err(e) => return ApiResult::unavailable(e),
+        };
+        let stream = format!("trigger-{}", trigger_id.0);
+        match state.store.append(&stream, ExpectedVersion::StreamExists, vec![new_event]).await {
+            Ok(result) => ApiResult::Ok(Json(RetryAccepted {
+                trigger_id: trigger_id.0,
+                position: result.first_position.map(|p| p.0).unwrap_or(0),
             })),
             Err(e) => ApiResult::unavailable(e),
         }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod conversations;
 mod deliveries;
 mod installations;
 mod pull_requests;
@@ -121,6 +122,7 @@ async fn open_without_token<E: Endpoint>(next: E, mut req: Request) -> poem::Res
 
 type Apis = (
     deliveries::DeliveriesApi,
+    conversations::ConversationsApi,
     pull_requests::PullRequestsApi,
     stats::StatsApi,
     audit::AuditApi,
@@ -132,6 +134,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             deliveries::DeliveriesApi,
+            conversations::ConversationsApi,
             pull_requests::PullRequestsApi,
             stats::StatsApi,
             audit::AuditApi,

@@ -77,6 +77,35 @@ pub fn pull_request_stats(prs: &[TimedPullRequest], since: Option<i64>, until: O
     stats
 }
 
+/// How many triggers of one kind ended in one status.
+#[derive(Debug, Clone, Object)]
+pub struct TriggerCount {
+    pub kind: String,
+    pub status: String,
+    pub count: u64,
+}
+
+/// Triggers by kind and outcome.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TriggerStats {
+    pub total: u64,
+    pub by_kind_and_status: Vec<TriggerCount>,
+    /// Median time from detection to the acknowledgement comment, over the acknowledged triggers.
+    pub median_time_to_acknowledgement_ms: Option<u64>,
+    pub acknowledged: u64,
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(mut values: Vec<u64>) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2 } else { values[mid] })
+}
+
 pub struct StatsApi;
 
 #[OpenApi(tag = "Tag::Stats")]
@@ -112,6 +141,66 @@ impl StatsApi {
             .collect::<Result<_, crate::sql::SqlError>>();
         match prs {
             Ok(prs) => ApiResult::Ok(Json(pull_request_stats(&prs, since, until))),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Triggers by kind and outcome, and the median time to acknowledgement.
+    #[oai(path = "/stats/triggers", method = "get", operation_id = "trigger_stats")]
+    async fn triggers(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// `owner/name`; all repositories when absent.
+        repository: Query<Option<String>>,
+        /// Detected at or after (RFC 3339).
+        since: Query<Option<String>>,
+        /// Detected before (RFC 3339).
+        until: Query<Option<String>>,
+    ) -> ApiResult<TriggerStats> {
+        let mut filter = Filter::default();
+        filter.and_some("repository = ?", repository.0);
+        if let Err(e) = super::time_range(&mut filter, "detected_at", since.0.as_deref(), until.0.as_deref()) {
+            return e;
+        }
+        let where_sql = filter.sql();
+        let counts = state
+            .db
+            .query(
+                &format!(
+                    "SELECT COALESCE(kind, 'unknown'), status, COUNT(*) FROM conversations{where_sql}
+                     GROUP BY COALESCE(kind, 'unknown'), status ORDER BY 1, 2"
+                ),
+                filter.params.clone(),
+            )
+            .await;
+        let acks = state
+            .db
+            .query(
+                &format!(
+                    "SELECT acknowledged_at - detected_at FROM conversations{where_sql}{} acknowledged_at IS NOT NULL",
+                    if where_sql.is_empty() { " WHERE" } else { " AND" }
+                ),
+                filter.params,
+            )
+            .await;
+        let result = (|| -> Result<TriggerStats, crate::sql::SqlError> {
+            let mut stats = TriggerStats::default();
+            for row in counts? {
+                let count: u64 = row.get(2)?;
+                stats.total += count;
+                stats.by_kind_and_status.push(TriggerCount { kind: row.get(0)?, status: row.get(1)?, count });
+            }
+            let waits: Vec<u64> = acks?
+                .iter()
+                .map(|row| row.get::<i64>(0).map(|micros| u64::try_from(micros / 1000).unwrap_or(0)))
+                .collect::<Result<_, _>>()?;
+            stats.acknowledged = waits.len() as u64;
+            stats.median_time_to_acknowledgement_ms = median(waits);
+            Ok(stats)
+        })();
+        match result {
+            Ok(stats) => ApiResult::Ok(Json(stats)),
             Err(e) => e.into(),
         }
     }
