@@ -75,7 +75,7 @@ fn delivery(templates: &[Template], i: usize) -> (String, hookwise::store::NewEv
         event: template.event.clone(),
         action: body["action"].as_str().map(str::to_owned),
         installation_id: body["installation"]["id"].as_u64(),
-        repository: body["repository"].is_object().then(|| RepositoryRef { id: repository_id, full_name }),
+        repository: body["repository"].is_object().then_some(RepositoryRef { id: repository_id, full_name }),
         sender: body["sender"]["id"].as_u64().map(|id| SenderRef { id, login, kind: "User".into() }),
         signature: "sha256=".to_owned() + &"0".repeat(64),
         secret: SecretSlot::Current,
