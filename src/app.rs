@@ -18,7 +18,7 @@ use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
 use crate::process::ProcessManager;
-use crate::projections::{run_handler, EventHandler, CHECKPOINT_MIGRATIONS};
+use crate::projections::{read_model, read_models, run_handler, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS};
 use crate::reconcile::{run_periodically, DeliveriesClient};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
@@ -65,7 +65,13 @@ impl Application {
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
         // Read models and the process manager: each follows the log from its checkpoint.
         let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
-        let handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(process_manager)];
+        let mut handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(process_manager)];
+        for model in read_models() {
+            read_model::prepare(&db, model.as_ref())
+                .await
+                .map_err(|e| StartError::Sql(SqlError::Database(e.to_string())))?;
+            handlers.push(Arc::new(ReadModelHandler::new(model)));
+        }
         for handler in &handlers {
             db.migrate(handler.name(), handler.migrations()).await?;
         }
@@ -92,6 +98,8 @@ impl Application {
             webhooks_enabled: config.webhooks_enabled,
             db: db.clone(),
             callback_secret: config.process.callback_secret.clone(),
+            api_token: api_token.clone(),
+            admin_lock: Arc::default(),
         };
         let process = config.process;
         Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, reconcile, process })

@@ -4,10 +4,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use hookwise::cli::admin::{self, write_openapi};
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
 use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
+use hookwise::github::signature::{WebhookSecret, WebhookSecrets};
 use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
+use hookwise::sql::SqlDb;
 use hookwise::store::{self, Position};
 use hookwise::Application;
 use tracing_subscriber::EnvFilter;
@@ -60,6 +63,44 @@ enum Command {
     Migrate {
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Write the OpenAPI spec of the query API.
+    Openapi {
+        /// Where to write it.
+        #[arg(long, default_value = "openapi/openapi.json")]
+        output: std::path::PathBuf,
+    },
+    /// Rebuild a read model (or `all`) from the log into new tables, then swap them in.
+    Rebuild {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A read model's name, or `all`.
+        read_model: String,
+    },
+    /// Feed a stretch of history through the read models again (never the process manager).
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// First position to feed again (inclusive).
+        #[arg(long)]
+        from: u64,
+        /// Last position (inclusive); the head when absent.
+        #[arg(long)]
+        to: Option<u64>,
+        /// A read model's name, or `all`.
+        #[arg(long, default_value = "all")]
+        read_model: String,
+    },
+    /// Check every stored delivery's signature against its stored bytes.
+    VerifyLog {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The webhook secret to check with.
+        #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: String,
+        /// Also accepted: the previous secret.
+        #[arg(long, env = "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
+        webhook_secret_previous: Option<String>,
     },
 }
 
@@ -126,6 +167,66 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Openapi { output } => {
+            write_openapi(&output).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild { store, read_model } => {
+            let models = admin::select(&read_model)?;
+            let (log, db) = open_both(&store.database_url).await?;
+            admin::prepare_all(&db).await?;
+            let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
+                .await
+                .map_err(|e| format!("rebuilding: {e}"))?;
+            for report in reports {
+                println!(
+                    "{}: {} events up to position {} in {} ms",
+                    report.read_model, report.events, report.position, report.duration_ms
+                );
+            }
+            log.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { store, from, to, read_model } => {
+            if from == 0 || to.is_some_and(|to| to < from) {
+                return Err("--from must be at least 1 and not after --to".into());
+            }
+            let models = admin::select(&read_model)?;
+            let (log, db) = open_both(&store.database_url).await?;
+            admin::prepare_all(&db).await?;
+            for model in models {
+                let report = hookwise::commands::admin::replay(
+                    log.as_ref(),
+                    &db,
+                    model.as_ref(),
+                    Position(from),
+                    to.map(Position),
+                    "cli",
+                )
+                .await
+                .map_err(|e| format!("replaying {}: {e}", model.name()))?;
+                println!(
+                    "{}: fed {} events again, now at position {}",
+                    report.read_model, report.events, report.position
+                );
+            }
+            log.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::VerifyLog { store, webhook_secret, webhook_secret_previous } => {
+            let current = WebhookSecret::parse(&webhook_secret).map_err(|e| format!("the webhook secret {e}"))?;
+            let previous = webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
+            let secrets = WebhookSecrets { current, previous };
+            let log = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let report = admin::verify_log(log.as_ref(), &secrets).await?;
+            log.close().await;
+            for (position, delivery, problem) in &report.failures {
+                println!("FAILED position {position} delivery {delivery}: {problem}");
+            }
+            println!("{} deliveries checked, {} failed", report.checked, report.failures.len());
+            Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Migrate { store } => {
             let store =
                 store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
@@ -134,6 +235,12 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn open_both(database_url: &str) -> Result<(std::sync::Arc<dyn store::EventStore>, SqlDb), String> {
+    let log = store::open(database_url).await.map_err(|e| e.to_string())?;
+    let db = SqlDb::connect(database_url).await.map_err(|e| e.to_string())?;
+    Ok((log, db))
 }
 
 trait ParseFromEnv {

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::error::{json_response, ApiError};
 use super::AppState;
+use crate::projections::{read_model, read_models};
 
 /// The process is up.
 #[handler]
@@ -12,11 +13,21 @@ pub async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// The event store answers.
+/// The event store answers; the detail shows each read model's lag (log
+/// head minus its checkpoint).
 #[handler]
 pub async fn readyz(state: Data<&AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+        Ok(()) => {
+            let names: Vec<&'static str> = read_models().iter().map(|m| m.name()).collect();
+            let lag = match state.store.head().await {
+                Ok(head) => read_model::lag(&state.db, head, &names).await.ok(),
+                Err(_) => None,
+            };
+            let lag: serde_json::Map<String, serde_json::Value> =
+                lag.unwrap_or_default().into_iter().map(|(name, lag)| (name.to_owned(), json!(lag))).collect();
+            json_response(StatusCode::OK, &json!({"status": "ready", "projection_lag": lag}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             ApiError::unavailable("store_unavailable", "the event store is not reachable", 5).into_response()

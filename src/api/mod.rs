@@ -5,12 +5,15 @@ pub mod error;
 mod health;
 mod intake;
 pub mod metrics;
+pub mod v1;
 
 use std::sync::Arc;
 
 use poem::{get, post, Endpoint, EndpointExt, Route};
 
+use crate::config::ApiToken;
 use crate::github::signature::WebhookSecrets;
+use crate::sql::SqlDb;
 use crate::store::EventStore;
 
 pub use intake::MAX_BODY_BYTES;
@@ -21,13 +24,22 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub secrets: WebhookSecrets,
     pub webhooks_enabled: bool,
-    pub db: crate::sql::SqlDb,
+    /// Read models, checkpoints and the outbox.
+    pub db: SqlDb,
     /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
-    pub callback_secret: Option<crate::config::ApiToken>,
+    pub callback_secret: Option<ApiToken>,
+    /// `None`: the query API is open (allowed on loopback binds only).
+    pub api_token: Option<ApiToken>,
+    /// One rebuild or replay at a time per process.
+    pub admin_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {
+    let (query_api, docs, spec) = v1::endpoints();
     Route::new()
+        .nest("/api/v1", query_api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
         .at("/integration/github/events", post(intake::receive_github_webhook))
         .at("/event-webhook/batch", post(agent_callbacks::receive_agent_callbacks))
         .at("/healthz", get(health::healthz))

@@ -1,4 +1,5 @@
 //! The client-side subcommands of the `hookwise` binary.
 
+pub mod admin;
 pub mod events;
 pub mod send;

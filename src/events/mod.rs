@@ -1,7 +1,9 @@
 //! The domain event catalogue: what each event means, its stream, and how a
 //! stored event (of any schema version) is read back.
 
+pub mod admin;
 mod agent;
+pub mod pull_request;
 mod reconcile;
 mod trigger;
 mod webhook;
@@ -95,6 +97,7 @@ pub mod streams {
         format!("conversation-{conversation_id}")
     }
 
+    /// A pull request's own events (`PullRequestEnriched`).
     pub fn pull_request(repository_id: u64, number: u64) -> String {
         format!("pr-{repository_id}-{number}")
     }
@@ -103,6 +106,7 @@ pub mod streams {
         format!("installation-{installation_id}")
     }
 
+    /// Operators' actions (rebuilds, replays, retries).
     pub const ADMIN: &str = "admin";
 
     /// Runs of the missed-delivery reconciliation.

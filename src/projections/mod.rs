@@ -1,6 +1,33 @@
 //! Everything that follows the log from a checkpoint: read models, and the
 //! process manager, which uses the same runner.
 
+pub mod audit_log;
+pub mod conversations;
+pub mod deliveries;
+pub mod installations;
+pub mod pull_requests;
+pub mod read_model;
 pub mod runner;
+mod trigger_outcomes;
 
+use std::sync::Arc;
+
+pub use read_model::{ReadModel, ReadModelHandler, Tables};
 pub use runner::{checkpoint_of, run_handler, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
+
+/// Every read model, by name. The process manager is not one: it is never
+/// rebuilt or replayed.
+pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
+    vec![
+        Arc::new(deliveries::Deliveries),
+        Arc::new(audit_log::AuditLog),
+        Arc::new(installations::Installations),
+        Arc::new(pull_requests::PullRequests),
+        Arc::new(conversations::Conversations),
+    ]
+}
+
+/// The read model called `name`.
+pub fn read_model(name: &str) -> Option<Arc<dyn ReadModel>> {
+    read_models().into_iter().find(|m| m.name() == name)
+}

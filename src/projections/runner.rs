@@ -15,14 +15,25 @@ use crate::store::{subscribe_all, EventStore, Position, RecordedEvent, StoreErro
 /// Events handled per transaction at most.
 const BATCH: usize = 500;
 
-pub const CHECKPOINT_MIGRATIONS: &[Migration] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS checkpoints (
+pub const CHECKPOINT_MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS checkpoints (
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )",
-)];
+    ),
+    // `generation` changes when a rebuild or replay moves a checkpoint under a
+    // running handler; a batch whose checkpoint moved is rolled back (the
+    // insert into `checkpoint_conflicts` violates its CHECK) and the handler
+    // starts again from the new checkpoint.
+    (
+        2,
+        "ALTER TABLE checkpoints ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE IF NOT EXISTS checkpoint_conflicts (never BIGINT CHECK (never = 1));",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -30,6 +41,8 @@ pub enum HandlerError {
     Sql(#[from] SqlError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the checkpoint was moved by a rebuild, a replay or another runner")]
+    CheckpointMoved,
     #[error("{0}")]
     Other(String),
 }
@@ -82,6 +95,13 @@ pub async fn run_handler(
             result = follow(&store, &db, handler.as_ref()) => result,
             _ = stop.changed() => return,
         };
+        if let Err(HandlerError::CheckpointMoved) = result {
+            tracing::info!(
+                handler = handler.name(),
+                "checkpoint moved (rebuild or replay); following from the new one"
+            );
+            continue;
+        }
         if let Err(e) = result {
             tracing::warn!(handler = handler.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "event handler failed; retrying from its checkpoint");
             tokio::select! {
@@ -94,12 +114,88 @@ pub async fn run_handler(
 }
 
 async fn follow(store: &Arc<dyn EventStore>, db: &SqlDb, handler: &dyn EventHandler) -> Result<(), HandlerError> {
-    let start = checkpoint_of(db, handler.name()).await?;
-    let mut subscription = subscribe_all(store.clone(), start);
+    let mut checkpoint = claim_checkpoint(db, handler.name()).await?;
+    let mut subscription = subscribe_all(store.clone(), checkpoint.position);
     loop {
         let batch = subscription.next_batch(BATCH).await?;
-        apply_batch(db, handler, &batch).await?;
+        checkpoint = apply_batch_guarded(db, handler, &batch, checkpoint).await?;
     }
+}
+
+/// A handler's checkpoint and the generation it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: Position,
+    pub generation: i64,
+}
+
+/// Reads the handler's checkpoint, creating it at the start of the log if missing.
+pub async fn claim_checkpoint(db: &SqlDb, name: &str) -> Result<Checkpoint, SqlError> {
+    db.write(vec![Statement::new(
+        "INSERT INTO checkpoints (name, position, updated_at, generation) VALUES (?, 0, ?, 0)
+         ON CONFLICT (name) DO NOTHING",
+        sql_params![name, crate::store::now_micros()],
+    )])
+    .await?;
+    let rows = db.query("SELECT position, generation FROM checkpoints WHERE name = ?", sql_params![name]).await?;
+    let row = rows.first().ok_or_else(|| SqlError::Database(format!("checkpoint {name} vanished")))?;
+    Ok(Checkpoint { position: Position(row.get::<u64>(0)?), generation: row.get::<i64>(1)? })
+}
+
+/// Statements that move the checkpoint from `from` to `to` (and bump its
+/// generation when `new_generation` differs), failing the whole transaction
+/// when the checkpoint is no longer `from`: someone else (a rebuild, a
+/// replay, a second runner) moved it. They come first in a transaction so
+/// that, on PostgreSQL, the checkpoint row's lock orders competing writers.
+pub fn move_checkpoint(name: &str, from: Checkpoint, to: Checkpoint) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            "UPDATE checkpoints SET position = ?, generation = ?, updated_at = ?
+             WHERE name = ? AND position = ? AND generation = ?",
+            sql_params![
+                to.position.0,
+                to.generation,
+                crate::store::now_micros(),
+                name,
+                from.position.0,
+                from.generation
+            ],
+        ),
+        Statement::new(
+            "INSERT INTO checkpoint_conflicts (never) SELECT 0 WHERE NOT EXISTS
+             (SELECT 1 FROM checkpoints WHERE name = ? AND position = ? AND generation = ?)",
+            sql_params![name, to.position.0, to.generation],
+        ),
+    ]
+}
+
+/// Applies `events` and moves the checkpoint from `from` past the last, in
+/// one transaction that fails if the checkpoint was moved meanwhile.
+pub async fn apply_batch_guarded(
+    db: &SqlDb,
+    handler: &dyn EventHandler,
+    events: &[RecordedEvent],
+    from: Checkpoint,
+) -> Result<Checkpoint, HandlerError> {
+    let Some(last) = events.last() else {
+        return Ok(from);
+    };
+    let to = Checkpoint { position: last.position, generation: from.generation };
+    let mut statements = move_checkpoint(handler.name(), from, to);
+    for event in events {
+        statements.extend(handler.handle(event).await?);
+    }
+    match db.write(statements).await {
+        Ok(_) => Ok(to),
+        Err(e) if is_checkpoint_conflict(&e) => Err(HandlerError::CheckpointMoved),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The guard of [`move_checkpoint`] fired (SQLite and PostgreSQL word it differently).
+pub fn is_checkpoint_conflict(e: &SqlError) -> bool {
+    let text = e.to_string();
+    text.contains("checkpoint_conflicts") || text.contains("never = 1")
 }
 
 /// Applies `events` (in order) and moves the checkpoint past the last, in one transaction.

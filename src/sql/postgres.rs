@@ -89,11 +89,16 @@ impl PostgresDb {
     pub async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, SqlError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        let mut changed = Vec::with_capacity(statements.len());
+        let mut prepared = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let prepared = tx.prepare_cached(&numbered_placeholders(&statement.sql)).await.map_err(db_error)?;
-            changed.push(tx.execute(&prepared, &params_of(&statement.params)).await.map_err(db_error)?);
+            prepared.push(tx.prepare_cached(&numbered_placeholders(&statement.sql)).await.map_err(db_error)?);
         }
+        // Pipelined: every statement is sent without waiting for the previous
+        // answer (the server still runs them in order), so a batch costs one
+        // round trip instead of one per statement.
+        let params: Vec<_> = statements.iter().map(|s| params_of(&s.params)).collect();
+        let executions = prepared.iter().zip(&params).map(|(statement, params)| tx.execute(statement, params));
+        let changed = futures_util::future::try_join_all(executions).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(changed)
     }

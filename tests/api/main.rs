@@ -2,6 +2,7 @@
 //! needs a real database runs against both backends; see `helpers`.
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
+mod admin_cli;
 mod classify;
 mod cli;
 mod crash;
@@ -10,6 +11,7 @@ mod helpers;
 mod intake;
 mod kurrent;
 mod metrics;
+mod query_api;
 mod reconcile;
 mod store_conformance;
 mod test_sink;

@@ -1,0 +1,156 @@
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+
+use super::{ApiAuth, ApiResult};
+use crate::api::AppState;
+use crate::events::admin::TriggerRetried;
+use crate::events::DomainEvent;
+use crate::projections::{read_model, read_models};
+use crate::store::ExpectedVersion;
+
+#[derive(Tags)]
+enum Tag {
+    /// Operators' actions, each recorded on the `admin` stream.
+    Admin,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RebuildResult {
+    pub read_model: String,
+    /// Events applied to the new tables.
+    pub events: u64,
+    /// The log position the new tables reflected when they were swapped in.
+    pub position: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ReadModelStatus {
+    pub name: String,
+    /// Position of the last event applied.
+    pub checkpoint: u64,
+    /// Log head minus checkpoint.
+    pub lag: u64,
+}
+
+/// The outcome of a rebuild request: one entry per rebuilt read model.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RebuildResults {
+    pub rebuilt: Vec<RebuildResult>,
+}
+
+/// A retry was recorded.
+#[derive(Debug, Clone, Object)]
+pub struct RetryAccepted {
+    pub trigger_id: String,
+    /// Log position of the `TriggerRetried` event.
+    pub position: u64,
+}
+
+pub struct AdminApi;
+
+#[OpenApi(tag = "Tag::Admin")]
+impl AdminApi {
+    /// Each read model's checkpoint and lag behind the log.
+    #[oai(path = "/admin/read-models", method = "get", operation_id = "list_read_models")]
+    async fn read_models(&self, state: Data<&AppState>, _auth: ApiAuth) -> ApiResult<Vec<ReadModelStatus>> {
+        let head = match state.store.head().await {
+            Ok(head) => head,
+            Err(e) => return ApiResult::unavailable(e),
+        };
+        let names: Vec<&'static str> = read_models().iter().map(|m| m.name()).collect();
+        match read_model::lag(&state.db, head, &names).await {
+            Ok(lags) => ApiResult::Ok(Json(
+                lags.into_iter()
+                    .map(|(name, lag)| ReadModelStatus {
+                        name: name.to_owned(),
+                        checkpoint: head.0.saturating_sub(lag),
+                        lag,
+                    })
+                    .collect(),
+            )),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Rebuild a read model from the log into new tables, then swap them in;
+    /// the old tables answer queries meanwhile. Never repeats a side effect.
+    #[oai(path = "/admin/rebuild/:read_model", method = "post", operation_id = "rebuild_read_model")]
+    async fn rebuild(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// A read model's name, or `all`.
+        read_model: Path<String>,
+    ) -> ApiResult<RebuildResults> {
+        let models = match crate::cli::admin::select(&read_model.0) {
+            Ok(models) => models,
+            Err(message) => return ApiResult::not_found(message),
+        };
+        let Ok(_guard) = state.admin_lock.try_lock() else {
+            return ApiResult::conflict("rebuild_in_progress", "another rebuild is running; try again later");
+        };
+        match crate::commands::admin::rebuild(state.store.as_ref(), &state.db, &models, "api").await {
+            Ok(reports) => ApiResult::Ok(Json(RebuildResults {
+                rebuilt: reports
+                    .into_iter()
+                    .map(|report| RebuildResult {
+                        read_model: report.read_model,
+                        events: report.events,
+                        position: report.position,
+                        duration_ms: report.duration_ms,
+                    })
+                    .collect(),
+            })),
+            Err(e) => ApiResult::unavailable(e),
+        }
+    }
+
+    /// Try an abandoned trigger again: appends `TriggerRetried` to its stream; the process manager takes it
+    /// from there.
+    #[oai(path = "/admin/triggers/:trigger_id/retry", method = "post", operation_id = "retry_trigger")]
+    async fn retry_trigger(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        trigger_id: Path<String>,
+    ) -> ApiResult<RetryAccepted> {
+        let rows = match state
+            .db
+            .query("SELECT status FROM conversations WHERE trigger_id = ?", crate::sql_params![trigger_id.0.as_str()])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return e.into(),
+        };
+        let status = match rows.first().map(|r| r.get::<String>(0)) {
+            None => return ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
+            Some(Err(e)) => return e.into(),
+            Some(Ok(status)) => status,
+        };
+        if status != "abandoned" {
+            return ApiResult::conflict(
+                "not_abandoned",
+                format!("trigger {} is {status}; only abandoned triggers can be retried", trigger_id.0),
+            );
+        }
+        let event = TriggerRetried { trigger_id: trigger_id.0.clone(), requested_by: "api".into() };
+        let new_event = match event.to_new_event(uuid::Uuid::new_v4(), None) {
+            Ok(e) => e,
+            Err(e) => return ApiResult::unavailable(e),
+        };
+        let stream = format!("trigger-{}", trigger_id.0);
+        match state.store.append(&stream, ExpectedVersion::StreamExists, vec![new_event]).await {
+            Ok(result) => ApiResult::Ok(Json(RetryAccepted {
+                trigger_id: trigger_id.0,
+                position: result.first_position.map(|p| p.0).unwrap_or(0),
+            })),
+            Err(e) => ApiResult::unavailable(e),
+        }
+    }
+}

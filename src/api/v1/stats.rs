@@ -1,0 +1,207 @@
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+
+use super::pull_requests::{pull_request, PullRequest, COLUMNS};
+use super::{parse_time, ApiAuth, ApiResult, Filter};
+use crate::api::AppState;
+
+#[derive(Tags)]
+enum Tag {
+    /// Aggregates over the read models.
+    Stats,
+}
+
+/// Pull-request statistics over a time window.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PullRequestStats {
+    /// Created in the window.
+    pub opened: u64,
+    /// Merged in the window.
+    pub merged: u64,
+    /// Closed without merging in the window.
+    pub closed: u64,
+    /// Of the PRs merged or closed in the window: how many the agent helped (at least one agent commit).
+    pub helped_by_agent: u64,
+    /// Agent commits on the PRs merged or closed in the window.
+    pub agent_commits: u64,
+    /// Agent review comments on the PRs merged or closed in the window.
+    pub agent_review_comments: u64,
+    /// merged / (merged + closed) among the helped PRs resolved in the window; absent when there are none.
+    pub merge_rate_with_agent: Option<f64>,
+    /// The same among the PRs the agent did not help.
+    pub merge_rate_without_agent: Option<f64>,
+}
+
+fn rate(merged: u64, resolved: u64) -> Option<f64> {
+    (resolved > 0).then(|| merged as f64 / resolved as f64)
+}
+
+fn in_window(t: Option<i64>, since: Option<i64>, until: Option<i64>) -> bool {
+    t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
+}
+
+/// A PR with its created, closed and merged times (microseconds since the epoch).
+pub type TimedPullRequest = (PullRequest, Option<i64>, Option<i64>, Option<i64>);
+
+/// Computes the figures from the PRs' rows.
+pub fn pull_request_stats(prs: &[TimedPullRequest], since: Option<i64>, until: Option<i64>) -> PullRequestStats {
+    let mut stats = PullRequestStats::default();
+    let (mut helped_merged, mut helped_resolved, mut other_merged, mut other_resolved) = (0, 0, 0, 0);
+    for (pr, created_at, closed_at, merged_at) in prs {
+        if in_window(*created_at, since, until) {
+            stats.opened += 1;
+        }
+        let merged = pr.status == "merged" && in_window(*merged_at, since, until);
+        let closed = pr.status == "closed" && in_window(*closed_at, since, until);
+        if !(merged || closed) {
+            continue;
+        }
+        stats.merged += u64::from(merged);
+        stats.closed += u64::from(closed);
+        stats.agent_commits += pr.num_openhands_commits;
+        stats.agent_review_comments += pr.num_openhands_review_comments;
+        if pr.openhands_helped_author {
+            stats.helped_by_agent += 1;
+            helped_resolved += 1;
+            helped_merged += u64::from(merged);
+        } else {
+            other_resolved += 1;
+            other_merged += u64::from(merged);
+        }
+    }
+    stats.merge_rate_with_agent = rate(helped_merged, helped_resolved);
+    stats.merge_rate_without_agent = rate(other_merged, other_resolved);
+    stats
+}
+
+/// How many triggers of one kind ended in one status.
+#[derive(Debug, Clone, Object)]
+pub struct TriggerCount {
+    pub kind: String,
+    pub status: String,
+    pub count: u64,
+}
+
+/// Triggers by kind and outcome.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TriggerStats {
+    pub total: u64,
+    pub by_kind_and_status: Vec<TriggerCount>,
+    /// Median time from detection to the acknowledgement comment, over the acknowledged triggers.
+    pub median_time_to_acknowledgement_ms: Option<u64>,
+    pub acknowledged: u64,
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(mut values: Vec<u64>) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2 } else { values[mid] })
+}
+
+pub struct StatsApi;
+
+#[OpenApi(tag = "Tag::Stats")]
+impl StatsApi {
+    /// PRs opened, merged and closed in a window; how many the agent helped; its commits and review
+    /// comments; merge rate with and without the agent.
+    #[oai(path = "/stats/pull-requests", method = "get", operation_id = "pull_request_stats")]
+    async fn pull_requests(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// `owner/name`; all repositories when absent.
+        repository: Query<Option<String>>,
+        /// Window start (RFC 3339, inclusive).
+        since: Query<Option<String>>,
+        /// Window end (RFC 3339, exclusive).
+        until: Query<Option<String>>,
+    ) -> ApiResult<PullRequestStats> {
+        let (since, until) = match (parse_time("since", since.0.as_deref()), parse_time("until", until.0.as_deref())) {
+            (Ok(s), Ok(u)) => (s, u),
+            (Err((e, m)), _) | (_, Err((e, m))) => return ApiResult::bad_request(&e, m),
+        };
+        let mut filter = Filter::default();
+        filter.and_some("repository = ?", repository.0);
+        let sql = format!("SELECT {COLUMNS}, created_at, closed_at, merged_at FROM pull_requests{}", filter.sql());
+        let rows = match state.db.query(&sql, filter.params).await {
+            Ok(rows) => rows,
+            Err(e) => return e.into(),
+        };
+        let prs: Result<Vec<_>, _> = rows
+            .iter()
+            .map(|row| Ok((pull_request(row)?, row.get(32)?, row.get(33)?, row.get(34)?)))
+            .collect::<Result<_, crate::sql::SqlError>>();
+        match prs {
+            Ok(prs) => ApiResult::Ok(Json(pull_request_stats(&prs, since, until))),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Triggers by kind and outcome, and the median time to acknowledgement.
+    #[oai(path = "/stats/triggers", method = "get", operation_id = "trigger_stats")]
+    async fn triggers(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// `owner/name`; all repositories when absent.
+        repository: Query<Option<String>>,
+        /// Detected at or after (RFC 3339).
+        since: Query<Option<String>>,
+        /// Detected before (RFC 3339).
+        until: Query<Option<String>>,
+    ) -> ApiResult<TriggerStats> {
+        let mut filter = Filter::default();
+        filter.and_some("repository = ?", repository.0);
+        if let Err(e) = super::time_range(&mut filter, "detected_at", since.0.as_deref(), until.0.as_deref()) {
+            return e;
+        }
+        let where_sql = filter.sql();
+        let counts = state
+            .db
+            .query(
+                &format!(
+                    "SELECT COALESCE(kind, 'unknown'), status, COUNT(*) FROM conversations{where_sql}
+                     GROUP BY COALESCE(kind, 'unknown'), status ORDER BY 1, 2"
+                ),
+                filter.params.clone(),
+            )
+            .await;
+        let acks = state
+            .db
+            .query(
+                &format!(
+                    "SELECT acknowledged_at - detected_at FROM conversations{where_sql}{} acknowledged_at IS NOT NULL",
+                    if where_sql.is_empty() { " WHERE" } else { " AND" }
+                ),
+                filter.params,
+            )
+            .await;
+        let result = (|| -> Result<TriggerStats, crate::sql::SqlError> {
+            let mut stats = TriggerStats::default();
+            for row in counts? {
+                let count: u64 = row.get(2)?;
+                stats.total += count;
+                stats.by_kind_and_status.push(TriggerCount { kind: row.get(0)?, status: row.get(1)?, count });
+            }
+            let waits: Vec<u64> = acks?
+                .iter()
+                .map(|row| row.get::<i64>(0).map(|micros| u64::try_from(micros / 1000).unwrap_or(0)))
+                .collect::<Result<_, _>>()?;
+            stats.acknowledged = waits.len() as u64;
+            stats.median_time_to_acknowledgement_ms = median(waits);
+            Ok(stats)
+        })();
+        match result {
+            Ok(stats) => ApiResult::Ok(Json(stats)),
+            Err(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `hookwise openapi`, `rebuild`, `replay` and `verify-log`.
+
+use std::path::Path;
+
+use crate::events::{DomainEvent, WebhookReceived};
+use crate::github::signature::WebhookSecrets;
+use crate::projections::{read_model, read_models, ReadModel};
+use crate::sql::SqlDb;
+use crate::store::{EventStore, Position};
+
+/// Writes the OpenAPI spec to `path` (creating its folder).
+pub fn write_openapi(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut spec = crate::api::v1::spec_json();
+    spec.push('\n');
+    std::fs::write(path, spec)
+}
+
+/// The read models `name` selects: one by name, or `all`.
+pub fn select(name: &str) -> Result<Vec<std::sync::Arc<dyn ReadModel>>, String> {
+    if name == "all" {
+        return Ok(read_models());
+    }
+    crate::projections::read_model(name).map(|m| vec![m]).ok_or_else(|| {
+        let known: Vec<&str> = read_models().iter().map(|m| m.name()).collect();
+        format!("no read model {name:?}; known: all, {}", known.join(", "))
+    })
+}
+
+/// Makes sure every read model's tables exist before a rebuild or replay.
+pub async fn prepare_all(db: &SqlDb) -> Result<(), String> {
+    db.migrate("checkpoints", crate::projections::CHECKPOINT_MIGRATIONS).await.map_err(|e| e.to_string())?;
+    for model in read_models() {
+        read_model::prepare(db, model.as_ref()).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    /// `(position, delivery id, problem)` of each delivery that failed.
+    pub failures: Vec<(u64, String, String)>,
+}
+
+/// Checks every stored delivery's signature header against its stored bytes with `secrets`.
+pub async fn verify_log(store: &dyn EventStore, secrets: &WebhookSecrets) -> Result<VerifyReport, String> {
+    let mut report = VerifyReport::default();
+    let mut after = Position::START;
+    loop {
+        let events = store.read_all(after, 1000).await.map_err(|e| e.to_string())?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        for event in events.iter().filter(|e| e.event_type == WebhookReceived::TYPE) {
+            report.checked += 1;
+            let delivery = match WebhookReceived::decode(event) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.failures.push((event.position.0, String::new(), format!("undecodable event: {e}")));
+                    continue;
+                }
+            };
+            let body = event.payload.as_deref().unwrap_or_default();
+            if let Err(e) = secrets.verify(Some(&delivery.signature), body) {
+                report.failures.push((event.position.0, delivery.delivery_id, format!("{e:?}").to_lowercase()));
+            }
+        }
+    }
+    Ok(report)
+}

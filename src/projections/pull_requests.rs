@@ -1,0 +1,501 @@
+//! `pull_requests`: the data collector's figures per PR (REFERENCE.md), from
+//! what the webhooks carry, overridden by `PullRequestEnriched` where the
+//! GitHub API was asked. Counts of things seen one by one (commits pushed to
+//! the head branch, comments, reviewers) come from child rows keyed by id, so
+//! that seeing an event twice never counts it twice.
+
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::read_model::{ReadModel, Tables};
+use super::runner::HandlerError;
+use crate::events::pull_request::{is_openhands, PullRequestEnriched};
+use crate::events::{DomainEvent, WebhookReceived};
+use crate::sql::Statement;
+use crate::sql_params;
+use crate::store::RecordedEvent;
+
+pub struct PullRequests;
+
+const TABLES: &[&str] = &["pull_requests", "pr_commits", "pr_comments", "pr_reviewers"];
+
+const CREATE_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {p}pull_requests (
+    repository_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    position BIGINT NOT NULL UNIQUE,
+    repository TEXT NOT NULL,
+    title TEXT,
+    author TEXT,
+    status TEXT NOT NULL,
+    head_ref TEXT,
+    created_at BIGINT,
+    closed_at BIGINT,
+    merged_at BIGINT,
+    commits BIGINT,
+    changed_files BIGINT,
+    additions BIGINT,
+    deletions BIGINT,
+    review_comments BIGINT,
+    general_comments BIGINT,
+    observed_commits BIGINT NOT NULL DEFAULT 0,
+    observed_openhands_commits BIGINT NOT NULL DEFAULT 0,
+    observed_review_comments BIGINT NOT NULL DEFAULT 0,
+    observed_openhands_review_comments BIGINT NOT NULL DEFAULT 0,
+    observed_general_comments BIGINT NOT NULL DEFAULT 0,
+    observed_openhands_general_comments BIGINT NOT NULL DEFAULT 0,
+    observed_reviewers BIGINT NOT NULL DEFAULT 0,
+    enriched BIGINT NOT NULL DEFAULT 0,
+    enriched_commits BIGINT,
+    enriched_openhands_commits BIGINT,
+    enriched_review_comments BIGINT,
+    enriched_openhands_review_comments BIGINT,
+    enriched_general_comments BIGINT,
+    enriched_openhands_general_comments BIGINT,
+    enriched_reviewers BIGINT,
+    conversation_id TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, number)
+)",
+    "CREATE TABLE IF NOT EXISTS {p}pr_commits (
+    repository_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    sha TEXT NOT NULL,
+    openhands BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, number, sha)
+)",
+    "CREATE TABLE IF NOT EXISTS {p}pr_comments (
+    repository_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    comment_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    author TEXT,
+    openhands BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, kind, comment_id)
+)",
+    "CREATE TABLE IF NOT EXISTS {p}pr_reviewers (
+    repository_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    login TEXT NOT NULL,
+    PRIMARY KEY (repository_id, number, login)
+)",
+];
+
+const CREATE_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_repository ON {p}pull_requests (repository, position)",
+    "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_head ON {p}pull_requests (repository_id, head_ref)",
+    "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_created_at ON {p}pull_requests (created_at)",
+    "CREATE INDEX IF NOT EXISTS {p}pr_comments_by_pr ON {p}pr_comments (repository_id, number)",
+];
+
+#[derive(Deserialize)]
+struct Repository {
+    id: u64,
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "ref")]
+    branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    number: u64,
+    title: Option<String>,
+    state: Option<String>,
+    merged: Option<bool>,
+    merged_at: Option<String>,
+    closed_at: Option<String>,
+    created_at: Option<String>,
+    user: Option<User>,
+    head: Option<Head>,
+    commits: Option<u64>,
+    changed_files: Option<u64>,
+    additions: Option<u64>,
+    deletions: Option<u64>,
+    comments: Option<u64>,
+    review_comments: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    user: Option<User>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    title: Option<String>,
+    state: Option<String>,
+    created_at: Option<String>,
+    user: Option<User>,
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct CommitAuthor {
+    name: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Commit {
+    id: String,
+    author: Option<CommitAuthor>,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    repository: Option<Repository>,
+    pull_request: Option<PullRequest>,
+    review: Option<Comment>,
+    comment: Option<Comment>,
+    issue: Option<Issue>,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    commits: Vec<Commit>,
+}
+
+fn micros(iso: Option<&str>) -> Option<i64> {
+    let t = OffsetDateTime::parse(iso?, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+fn login(user: &Option<User>) -> Option<&str> {
+    user.as_ref().map(|u| u.login.as_str())
+}
+
+impl ReadModel for PullRequests {
+    fn name(&self) -> &'static str {
+        "pull_requests"
+    }
+
+    fn schema_version(&self) -> i64 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
+    fn create_tables(&self) -> &'static [&'static str] {
+        CREATE_TABLES
+    }
+
+    fn create_indexes(&self) -> &'static [&'static str] {
+        CREATE_INDEXES
+    }
+
+    fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        if event.event_type == PullRequestEnriched::TYPE {
+            return Ok(PullRequestEnriched::decode(event).map(|e| enriched(t, event, &e)).unwrap_or_default());
+        }
+        if event.event_type != WebhookReceived::TYPE {
+            return Ok(vec![]);
+        }
+        let Ok(delivery) = WebhookReceived::decode(event) else {
+            return Ok(vec![]);
+        };
+        let relevant = matches!(
+            delivery.event.as_str(),
+            "pull_request" | "pull_request_review" | "pull_request_review_comment" | "issue_comment" | "push"
+        );
+        if !relevant {
+            return Ok(vec![]);
+        }
+        let Some(payload) = event.payload.as_deref().and_then(|p| serde_json::from_slice::<Payload>(p).ok()) else {
+            return Ok(vec![]);
+        };
+        let Some(repository) = &payload.repository else {
+            return Ok(vec![]);
+        };
+        let action = delivery.action.as_deref().unwrap_or("");
+        let mut statements = Vec::new();
+        match delivery.event.as_str() {
+            "pull_request" => {
+                if let Some(pr) = &payload.pull_request {
+                    statements.push(upsert_pr(t, event, repository, pr));
+                }
+            }
+            "pull_request_review" => {
+                let (Some(pr), Some(review)) = (&payload.pull_request, &payload.review) else {
+                    return Ok(vec![]);
+                };
+                statements.push(upsert_pr(t, event, repository, pr));
+                if action == "submitted" {
+                    if let Some(reviewer) = login(&review.user) {
+                        statements.push(Statement::new(
+                            t.sql(
+                                "INSERT INTO {p}pr_reviewers (repository_id, number, login) VALUES (?, ?, ?)
+                                 ON CONFLICT (repository_id, number, login) DO NOTHING",
+                            ),
+                            sql_params![repository.id, pr.number, reviewer],
+                        ));
+                    }
+                    // A review's body counts as a review comment when it says something.
+                    if review.body.as_deref().is_some_and(|b| !b.trim().is_empty()) {
+                        statements.push(insert_comment(t, repository.id, pr.number, "review", review));
+                    }
+                }
+                statements.extend(refresh_counts(t, repository.id, pr.number));
+            }
+            "pull_request_review_comment" => {
+                let (Some(pr), Some(comment)) = (&payload.pull_request, &payload.comment) else {
+                    return Ok(vec![]);
+                };
+                statements.push(upsert_pr(t, event, repository, pr));
+                match action {
+                    "created" => {
+                        statements.push(insert_comment(t, repository.id, pr.number, "review_comment", comment))
+                    }
+                    "deleted" => statements.push(delete_comment(t, repository.id, "review_comment", comment.id)),
+                    _ => {}
+                }
+                statements.extend(refresh_counts(t, repository.id, pr.number));
+            }
+            "issue_comment" => {
+                let (Some(issue), Some(comment)) = (&payload.issue, &payload.comment) else {
+                    return Ok(vec![]);
+                };
+                if issue.pull_request.is_none() {
+                    return Ok(vec![]);
+                }
+                statements.push(insert_pr_from_issue(t, event, repository, issue));
+                match action {
+                    "created" => statements.push(insert_comment(t, repository.id, issue.number, "general", comment)),
+                    "deleted" => statements.push(delete_comment(t, repository.id, "general", comment.id)),
+                    _ => {}
+                }
+                statements.extend(refresh_counts(t, repository.id, issue.number));
+            }
+            "push" => {
+                let Some(branch) = payload.git_ref.as_deref().and_then(|r| r.strip_prefix("refs/heads/")) else {
+                    return Ok(vec![]);
+                };
+                for commit in &payload.commits {
+                    let author = commit.author.as_ref();
+                    let openhands = is_openhands(
+                        author.and_then(|a| a.username.as_deref()),
+                        author.and_then(|a| a.name.as_deref()),
+                    );
+                    // Every open PR whose head is this branch gets the commit.
+                    statements.push(Statement::new(
+                        t.sql(
+                            "INSERT INTO {p}pr_commits (repository_id, number, sha, openhands)
+                             SELECT repository_id, number, ?, ? FROM {p}pull_requests
+                             WHERE repository_id = ? AND head_ref = ? AND status = 'open'
+                             ON CONFLICT (repository_id, number, sha) DO NOTHING",
+                        ),
+                        sql_params![commit.id.as_str(), openhands, repository.id, branch],
+                    ));
+                }
+                if !payload.commits.is_empty() {
+                    statements.push(Statement::new(
+                        t.sql(
+                            "UPDATE {p}pull_requests SET
+                                observed_commits = (SELECT COUNT(*) FROM {p}pr_commits c
+                                    WHERE c.repository_id = {p}pull_requests.repository_id
+                                    AND c.number = {p}pull_requests.number),
+                                observed_openhands_commits = (SELECT COUNT(*) FROM {p}pr_commits c
+                                    WHERE c.repository_id = {p}pull_requests.repository_id
+                                    AND c.number = {p}pull_requests.number AND c.openhands = 1)
+                             WHERE repository_id = ? AND head_ref = ? AND status = 'open'",
+                        ),
+                        sql_params![repository.id, branch],
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(statements)
+    }
+}
+
+fn status_of(pr: &PullRequest) -> &'static str {
+    if pr.merged == Some(true) || pr.merged_at.is_some() {
+        "merged"
+    } else if pr.state.as_deref() == Some("closed") {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
+/// The PR as the payload shows it; figures the payload lacks keep their value.
+fn upsert_pr(t: &Tables, event: &RecordedEvent, repository: &Repository, pr: &PullRequest) -> Statement {
+    Statement::new(
+        t.sql(
+            "INSERT INTO {p}pull_requests (repository_id, number, position, repository, title, author, status, head_ref,
+                created_at, closed_at, merged_at, commits, changed_files, additions, deletions, review_comments,
+                general_comments, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repository_id, number) DO UPDATE SET
+                repository = excluded.repository,
+                title = COALESCE(excluded.title, {p}pull_requests.title),
+                author = COALESCE(excluded.author, {p}pull_requests.author),
+                status = excluded.status,
+                head_ref = COALESCE(excluded.head_ref, {p}pull_requests.head_ref),
+                created_at = COALESCE(excluded.created_at, {p}pull_requests.created_at),
+                closed_at = excluded.closed_at,
+                merged_at = excluded.merged_at,
+                commits = COALESCE(excluded.commits, {p}pull_requests.commits),
+                changed_files = COALESCE(excluded.changed_files, {p}pull_requests.changed_files),
+                additions = COALESCE(excluded.additions, {p}pull_requests.additions),
+                deletions = COALESCE(excluded.deletions, {p}pull_requests.deletions),
+                review_comments = COALESCE(excluded.review_comments, {p}pull_requests.review_comments),
+                general_comments = COALESCE(excluded.general_comments, {p}pull_requests.general_comments),
+                updated_at = excluded.updated_at",
+        ),
+        sql_params![
+            repository.id,
+            pr.number,
+            event.position.0,
+            repository.full_name.as_str(),
+            pr.title.as_deref(),
+            login(&pr.user),
+            status_of(pr),
+            pr.head.as_ref().and_then(|h| h.branch.as_deref()),
+            micros(pr.created_at.as_deref()),
+            micros(pr.closed_at.as_deref()),
+            micros(pr.merged_at.as_deref()),
+            pr.commits,
+            pr.changed_files,
+            pr.additions,
+            pr.deletions,
+            pr.review_comments,
+            pr.comments,
+            event.recorded_at_micros
+        ],
+    )
+}
+
+/// An issue comment on a PR not seen before: the row exists from then on
+/// (its status is refined by the PR's own deliveries).
+fn insert_pr_from_issue(t: &Tables, event: &RecordedEvent, repository: &Repository, issue: &Issue) -> Statement {
+    let status = if issue.state.as_deref() == Some("closed") { "closed" } else { "open" };
+    Statement::new(
+        t.sql(
+            "INSERT INTO {p}pull_requests (repository_id, number, position, repository, title, author, status,
+                created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repository_id, number) DO NOTHING",
+        ),
+        sql_params![
+            repository.id,
+            issue.number,
+            event.position.0,
+            repository.full_name.as_str(),
+            issue.title.as_deref(),
+            login(&issue.user),
+            status,
+            micros(issue.created_at.as_deref()),
+            event.recorded_at_micros
+        ],
+    )
+}
+
+fn insert_comment(t: &Tables, repository_id: u64, number: u64, kind: &str, comment: &Comment) -> Statement {
+    let author = login(&comment.user);
+    Statement::new(
+        t.sql(
+            "INSERT INTO {p}pr_comments (repository_id, kind, comment_id, number, author, openhands)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, kind, comment_id) DO NOTHING",
+        ),
+        sql_params![repository_id, kind, comment.id, number, author, is_openhands(author, None)],
+    )
+}
+
+fn delete_comment(t: &Tables, repository_id: u64, kind: &str, comment_id: u64) -> Statement {
+    Statement::new(
+        t.sql("DELETE FROM {p}pr_comments WHERE repository_id = ? AND kind = ? AND comment_id = ?"),
+        sql_params![repository_id, kind, comment_id],
+    )
+}
+
+/// Recounts the PR's comments and reviewers from its child rows.
+fn refresh_counts(t: &Tables, repository_id: u64, number: u64) -> Vec<Statement> {
+    vec![Statement::new(
+        t.sql(
+            "UPDATE {p}pull_requests SET
+                observed_review_comments = (SELECT COUNT(*) FROM {p}pr_comments c
+                    WHERE c.repository_id = ? AND c.number = ? AND c.kind IN ('review', 'review_comment')),
+                observed_openhands_review_comments = (SELECT COUNT(*) FROM {p}pr_comments c
+                    WHERE c.repository_id = ? AND c.number = ? AND c.kind IN ('review', 'review_comment')
+                    AND c.openhands = 1),
+                observed_general_comments = (SELECT COUNT(*) FROM {p}pr_comments c
+                    WHERE c.repository_id = ? AND c.number = ? AND c.kind = 'general'),
+                observed_openhands_general_comments = (SELECT COUNT(*) FROM {p}pr_comments c
+                    WHERE c.repository_id = ? AND c.number = ? AND c.kind = 'general' AND c.openhands = 1),
+                observed_reviewers = (SELECT COUNT(*) FROM {p}pr_reviewers r
+                    WHERE r.repository_id = ? AND r.number = ?)
+             WHERE repository_id = ? AND number = ?",
+        ),
+        sql_params![
+            repository_id,
+            number,
+            repository_id,
+            number,
+            repository_id,
+            number,
+            repository_id,
+            number,
+            repository_id,
+            number,
+            repository_id,
+            number
+        ],
+    )]
+}
+
+fn enriched(t: &Tables, event: &RecordedEvent, e: &PullRequestEnriched) -> Vec<Statement> {
+    vec![Statement::new(
+        t.sql(
+            "INSERT INTO {p}pull_requests (repository_id, number, position, repository, status, changed_files,
+                additions, deletions, enriched, enriched_commits, enriched_openhands_commits,
+                enriched_review_comments, enriched_openhands_review_comments, enriched_general_comments,
+                enriched_openhands_general_comments, enriched_reviewers, updated_at)
+             VALUES (?, ?, ?, ?, 'closed', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repository_id, number) DO UPDATE SET
+                changed_files = excluded.changed_files,
+                additions = excluded.additions,
+                deletions = excluded.deletions,
+                enriched = 1,
+                enriched_commits = excluded.enriched_commits,
+                enriched_openhands_commits = excluded.enriched_openhands_commits,
+                enriched_review_comments = excluded.enriched_review_comments,
+                enriched_openhands_review_comments = excluded.enriched_openhands_review_comments,
+                enriched_general_comments = excluded.enriched_general_comments,
+                enriched_openhands_general_comments = excluded.enriched_openhands_general_comments,
+                enriched_reviewers = excluded.enriched_reviewers,
+                updated_at = excluded.updated_at",
+        ),
+        sql_params![
+            e.repository_id,
+            e.number,
+            event.position.0,
+            e.repository.as_str(),
+            e.changed_files,
+            e.additions,
+            e.deletions,
+            e.commits,
+            e.openhands_commits,
+            e.review_comments,
+            e.openhands_review_comments,
+            e.general_comments,
+            e.openhands_general_comments,
+            e.reviewers.len() as u64,
+            event.recorded_at_micros
+        ],
+    )]
+}

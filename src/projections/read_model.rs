@@ -1,0 +1,429 @@
+//! Read models: disposable SQL tables derived from the log, which can be
+//! rebuilt into shadow tables (while the live ones stay queryable) and
+//! swapped in, or fed a stretch of history again. Neither ever runs a side
+//! effect: read models only write their own tables.
+//!
+//! Every read model is written so that applying an event again, in log
+//! order, leaves the same rows (upserts keyed by what the event is about,
+//! counts computed from child rows rather than incremented). That is what
+//! makes `replay` safe.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::runner::{claim_checkpoint, move_checkpoint, Checkpoint, EventHandler, HandlerError};
+use crate::sql::{Migration, SqlDb, SqlError, Statement};
+use crate::sql_params;
+use crate::store::{EventStore, Position, RecordedEvent};
+
+/// Events read and applied per transaction during a rebuild or replay.
+const REBUILD_BATCH: usize = 2000;
+
+/// Where a read model's tables live: the live names, or a shadow set being rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    prefix: String,
+}
+
+impl Tables {
+    pub fn live() -> Self {
+        Tables { prefix: String::new() }
+    }
+
+    fn shadow(generation: i64) -> Self {
+        Tables { prefix: format!("rebuild{generation}_") }
+    }
+
+    /// `template` with each `{p}` replaced by the table prefix.
+    pub fn sql(&self, template: &'static str) -> Cow<'static, str> {
+        Cow::Owned(template.replace("{p}", &self.prefix))
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn name(&self, table: &str) -> String {
+        format!("{}{table}", self.prefix)
+    }
+}
+
+/// A read model. Its SQL names tables as `{p}name` so that the same
+/// statements write the live tables or a shadow set.
+pub trait ReadModel: Send + Sync + 'static {
+    /// Names the read model in the API, the CLI and its checkpoint.
+    fn name(&self) -> &'static str;
+    /// Bumped when the tables change shape: at start, a read model whose
+    /// stored version differs is dropped and rebuilt from the log.
+    fn schema_version(&self) -> i64;
+    /// Its tables' names, without prefix.
+    fn tables(&self) -> &'static [&'static str];
+    /// `CREATE TABLE` templates (keys and unique constraints included).
+    fn create_tables(&self) -> &'static [&'static str];
+    /// `CREATE INDEX` templates, built after a rebuild's bulk load.
+    fn create_indexes(&self) -> &'static [&'static str];
+    /// The statements that apply `event` to `tables`.
+    fn apply(&self, tables: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError>;
+}
+
+/// Runs a read model over its live tables from its checkpoint.
+pub struct ReadModelHandler {
+    model: Arc<dyn ReadModel>,
+    live: Tables,
+}
+
+impl ReadModelHandler {
+    pub fn new(model: Arc<dyn ReadModel>) -> Self {
+        ReadModelHandler { model, live: Tables::live() }
+    }
+}
+
+#[async_trait]
+impl EventHandler for ReadModelHandler {
+    fn name(&self) -> &'static str {
+        self.model.name()
+    }
+
+    /// Read models manage their tables themselves (see [`prepare`]).
+    fn migrations(&self) -> &'static [Migration] {
+        &[]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        self.model.apply(&self.live, event)
+    }
+}
+
+pub const READ_MODEL_MIGRATIONS: &[Migration] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS read_models (
+        name TEXT PRIMARY KEY,
+        schema_version BIGINT NOT NULL,
+        rebuilt_at BIGINT NOT NULL
+    )",
+)];
+
+fn drop_tables(model: &dyn ReadModel, tables: &Tables) -> Vec<Statement> {
+    model.tables().iter().map(|t| Statement::new(format!("DROP TABLE IF EXISTS {}", tables.name(t)), vec![])).collect()
+}
+
+fn create(templates: &'static [&'static str], tables: &Tables) -> Vec<Statement> {
+    templates.iter().map(|t| Statement::new(tables.sql(t), vec![])).collect()
+}
+
+fn record_version(model: &dyn ReadModel) -> Statement {
+    Statement::new(
+        "INSERT INTO read_models (name, schema_version, rebuilt_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET schema_version = excluded.schema_version, rebuilt_at = excluded.rebuilt_at",
+        sql_params![model.name(), model.schema_version(), crate::store::now_micros()],
+    )
+}
+
+/// Creates the read model's tables; a read model whose schema version
+/// changed is dropped and starts again from the beginning of the log.
+pub async fn prepare(db: &SqlDb, model: &dyn ReadModel) -> Result<(), HandlerError> {
+    db.migrate("read_models", READ_MODEL_MIGRATIONS).await?;
+    let rows = db.query("SELECT schema_version FROM read_models WHERE name = ?", sql_params![model.name()]).await?;
+    let stored = rows.first().map(|r| r.get::<i64>(0)).transpose()?;
+    let live = Tables::live();
+    if stored == Some(model.schema_version()) {
+        let mut statements = create(model.create_tables(), &live);
+        statements.extend(create(model.create_indexes(), &live));
+        db.write(statements).await?;
+        return Ok(());
+    }
+    if stored.is_some() {
+        tracing::info!(read_model = model.name(), "schema version changed; rebuilding from the log");
+    }
+    let checkpoint = claim_checkpoint(db, model.name()).await?;
+    let mut statements = move_checkpoint(
+        model.name(),
+        checkpoint,
+        Checkpoint { position: Position::START, generation: checkpoint.generation + 1 },
+    );
+    statements.extend(drop_tables(model, &live));
+    statements.extend(create(model.create_tables(), &live));
+    statements.extend(create(model.create_indexes(), &live));
+    statements.push(record_version(model));
+    db.write(statements).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RebuildReport {
+    pub read_model: String,
+    pub events: u64,
+    /// The log position the rebuilt tables reflect.
+    pub position: u64,
+    pub duration_ms: u64,
+}
+
+/// Rebuilds `model` from the whole log into shadow tables while the live
+/// tables keep answering, then swaps them in with the checkpoint in one
+/// transaction. The running handler notices the moved checkpoint and goes on
+/// from there.
+pub async fn rebuild(store: &dyn EventStore, db: &SqlDb, model: &dyn ReadModel) -> Result<RebuildReport, HandlerError> {
+    let mut reports = rebuild_many(store, db, &[model]).await?;
+    reports.pop().ok_or_else(|| HandlerError::Other("nothing was rebuilt".into()))
+}
+
+/// [`rebuild`] for several read models, reading the log once: each batch of
+/// events is applied to every model's shadow tables in one transaction.
+pub async fn rebuild_many(
+    store: &dyn EventStore,
+    db: &SqlDb,
+    models: &[&dyn ReadModel],
+) -> Result<Vec<RebuildReport>, HandlerError> {
+    let started = Instant::now();
+    let mut shadows = Vec::with_capacity(models.len());
+    for model in models {
+        let checkpoint = claim_checkpoint(db, model.name()).await?;
+        let shadow = Tables::shadow(checkpoint.generation + 1);
+        let mut statements = drop_tables(*model, &shadow);
+        statements.extend(create(model.create_tables(), &shadow));
+        db.write(statements).await?;
+        shadows.push((checkpoint, shadow));
+    }
+
+    // Read the next batch while the current one is written.
+    let mut after = Position::START;
+    let mut applied = 0u64;
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), SqlError>>> = None;
+    loop {
+        let events = store.read_all(after, REBUILD_BATCH).await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        applied += events.len() as u64;
+        // Each model's statements stay in log order; models write disjoint
+        // tables, so one model's statements may run before another's.
+        let mut statements = Vec::with_capacity(events.len() * models.len());
+        for (model, (_, shadow)) in models.iter().zip(&shadows) {
+            let mut own = Vec::with_capacity(events.len());
+            for event in &events {
+                own.extend(model.apply(shadow, event)?);
+            }
+            statements.extend(coalesce_inserts(own));
+        }
+        if let Some(previous) = pending.take() {
+            previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+        }
+        let db = db.clone();
+        pending = Some(tokio::spawn(async move { db.write(statements).await.map(|_| ()) }));
+    }
+    if let Some(previous) = pending.take() {
+        previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+    }
+
+    let mut reports = Vec::with_capacity(models.len());
+    for (model, (checkpoint, shadow)) in models.iter().zip(&shadows) {
+        reports.push(swap_in(db, *model, *checkpoint, shadow, after).await?);
+    }
+    let duration_ms = millis(started.elapsed());
+    Ok(reports
+        .into_iter()
+        .map(|position| RebuildReport { read_model: String::new(), events: applied, position: position.0, duration_ms })
+        .zip(models)
+        .map(|(report, model)| RebuildReport { read_model: model.name().to_owned(), ..report })
+        .collect())
+}
+
+/// Most parameters one coalesced statement may bind (SQLite allows 32766, PostgreSQL 65535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Merges runs of the same `INSERT … VALUES (…) ON CONFLICT … DO NOTHING`
+/// into multi-row inserts. Equivalent to running them one by one (a row that
+/// conflicts with an earlier row of the same statement is skipped too), and
+/// far fewer statements for the database to execute.
+pub fn coalesce_inserts(statements: Vec<Statement>) -> Vec<Statement> {
+    fn split(sql: &str) -> Option<(&str, &str, &str)> {
+        if !sql.trim_end().ends_with("DO NOTHING") || sql.contains("SELECT") {
+            return None;
+        }
+        let values = sql.find("VALUES (")? + "VALUES ".len();
+        let close = values + sql[values..].find(')')? + 1;
+        Some((&sql[..values], &sql[values..close], &sql[close..]))
+    }
+    let mut out: Vec<Statement> = Vec::with_capacity(statements.len());
+    let mut run: Vec<Statement> = Vec::new();
+    let flush = |run: &mut Vec<Statement>, out: &mut Vec<Statement>| {
+        if run.len() <= 1 {
+            out.append(run);
+            return;
+        }
+        let Some((head, group, tail)) = split(&run[0].sql) else {
+            out.append(run);
+            return;
+        };
+        let mut sql = String::with_capacity(head.len() + tail.len() + run.len() * (group.len() + 2));
+        sql.push_str(head);
+        for i in 0..run.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(group);
+        }
+        sql.push_str(tail);
+        let params = run.drain(..).flat_map(|s| s.params).collect();
+        out.push(Statement::new(sql, params));
+    };
+    for statement in statements {
+        let joins = run
+            .first()
+            .is_some_and(|first| first.sql == statement.sql && (run.len() + 1) * statement.params.len() <= MAX_PARAMS)
+            && split(&statement.sql).is_some();
+        if !joins {
+            flush(&mut run, &mut out);
+        }
+        run.push(statement);
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Replaces the live tables by the shadow set, with the checkpoint at
+/// `position`, in one transaction.
+async fn swap_in(
+    db: &SqlDb,
+    model: &dyn ReadModel,
+    checkpoint: Checkpoint,
+    shadow: &Tables,
+    position: Position,
+) -> Result<Position, HandlerError> {
+    // The live handler may move its checkpoint meanwhile (the swap then
+    // fails its guard and is tried again); a second rebuild or a replay
+    // bumps the generation, which ends this one.
+    let live = Tables::live();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = claim_checkpoint(db, model.name()).await?;
+        if current.generation != checkpoint.generation {
+            db.write(drop_tables(model, shadow)).await?;
+            return Err(HandlerError::Other(format!(
+                "{} was rebuilt or replayed concurrently; try again",
+                model.name()
+            )));
+        }
+        let mut swap =
+            move_checkpoint(model.name(), current, Checkpoint { position, generation: checkpoint.generation + 1 });
+        swap.extend(drop_tables(model, &live));
+        for table in model.tables() {
+            swap.push(Statement::new(
+                format!("ALTER TABLE {} RENAME TO {}", shadow.name(table), live.name(table)),
+                vec![],
+            ));
+        }
+        swap.extend(create(model.create_indexes(), &live));
+        swap.push(record_version(model));
+        match db.write(swap).await {
+            Ok(_) => return Ok(position),
+            Err(e) if super::runner::is_checkpoint_conflict(&e) && attempts < 20 => continue,
+            Err(e) => {
+                let _ = db.write(drop_tables(model, shadow)).await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub read_model: String,
+    pub events: u64,
+    pub position: u64,
+}
+
+/// Feeds the log from `from` (inclusive) up to `to` (inclusive; the head
+/// when `None`) through `model` again, moving its checkpoint back to just
+/// before `from` first. Idempotent projections make the re-applied events
+/// harmless; the checkpoint never ends before where it was, so nothing is
+/// left out.
+pub async fn replay(
+    store: &dyn EventStore,
+    db: &SqlDb,
+    model: &dyn ReadModel,
+    from: Position,
+    to: Option<Position>,
+) -> Result<ReplayReport, HandlerError> {
+    let previous = claim_checkpoint(db, model.name()).await?;
+    let start = Position(from.0.saturating_sub(1));
+    // Never leave the checkpoint behind where it was: events after `to` that
+    // were already applied must not be skipped, and must be applied again
+    // after the replayed ones so the rows end as they were.
+    let end = match to {
+        Some(to) => to.max(previous.position),
+        None => store.head().await?,
+    };
+    let mut checkpoint = Checkpoint { position: start, generation: previous.generation + 1 };
+    db.write(move_checkpoint(model.name(), previous, checkpoint)).await?;
+    let live = Tables::live();
+    let mut applied = 0u64;
+    while checkpoint.position < end {
+        let mut events = store.read_all(checkpoint.position, REBUILD_BATCH).await?;
+        events.retain(|e| e.position <= end);
+        if events.is_empty() {
+            break;
+        }
+        let Some(last) = events.last() else { break };
+        let next = Checkpoint { position: last.position, generation: checkpoint.generation };
+        let mut statements = move_checkpoint(model.name(), checkpoint, next);
+        for event in &events {
+            statements.extend(model.apply(&live, event)?);
+        }
+        db.write(statements).await?;
+        applied += events.len() as u64;
+        checkpoint = next;
+    }
+    Ok(ReplayReport { read_model: model.name().to_owned(), events: applied, position: checkpoint.position.0 })
+}
+
+/// How far each read model's checkpoint is behind the log's head.
+pub async fn lag(db: &SqlDb, head: Position, names: &[&'static str]) -> Result<Vec<(&'static str, u64)>, SqlError> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let position = super::runner::checkpoint_of(db, name).await?;
+        out.push((*name, head.0.saturating_sub(position.0)));
+    }
+    Ok(out)
+}
+
+/// Elapsed time as whole milliseconds.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce_inserts;
+    use crate::sql::Statement;
+    use crate::sql_params;
+
+    #[test]
+    fn runs_of_the_same_insert_become_one_multi_row_insert() {
+        let insert = "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO NOTHING";
+        let other = "UPDATE t SET b = ? WHERE a = ?";
+        let statements = vec![
+            Statement::new(insert, sql_params![1, "x"]),
+            Statement::new(insert, sql_params![2, "y"]),
+            Statement::new(other, sql_params!["z", 1]),
+            Statement::new(insert, sql_params![3, "w"]),
+        ];
+        let merged = coalesce_inserts(statements);
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0].sql, "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT (a) DO NOTHING");
+        assert_eq!(merged[0].params, sql_params![1, "x", 2, "y"]);
+        assert_eq!(merged[1].sql, other);
+        assert_eq!(merged[2].sql, insert);
+    }
+
+    #[test]
+    fn upserts_are_left_alone() {
+        let upsert = "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO UPDATE SET a = excluded.a";
+        let merged =
+            coalesce_inserts(vec![Statement::new(upsert, sql_params![1]), Statement::new(upsert, sql_params![2])]);
+        assert_eq!(merged.len(), 2);
+    }
+}

@@ -1,0 +1,54 @@
+//! What the trigger events say about the delivery that caused them.
+
+use serde_json::Value;
+
+use super::conversations::{field, trigger_id};
+use super::deliveries::{OUTCOME_IGNORED, OUTCOME_REJECTED, OUTCOME_TRIGGER};
+use super::read_model::Tables;
+use crate::sql::Statement;
+use crate::sql_params;
+use crate::store::RecordedEvent;
+
+/// Statements that record on `deliveries` what became of a delivery.
+pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Vec<Statement> {
+    let Some(trigger) = trigger_id(event) else {
+        return Vec::new();
+    };
+    let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+    match event.event_type.as_str() {
+        "TriggerDetected" => {
+            let Some(delivery_id) = field(&data, &["delivery_id", "delivery"]) else {
+                return Vec::new();
+            };
+            vec![Statement::new(
+                t.sql(
+                    "UPDATE {p}deliveries SET outcome = ?, trigger_id = ?
+                     WHERE delivery_id = ? AND outcome = ? AND hook_id = COALESCE(?, hook_id)",
+                ),
+                {
+                    let hook_id = field(&data, &["hook_id"]);
+                    sql_params![OUTCOME_TRIGGER, trigger, delivery_id, OUTCOME_IGNORED, hook_id]
+                },
+            )]
+        }
+        "TriggerRejected" | "PermissionDenied" => vec![rejected(t, trigger, field(&data, &["reason", "message"]))],
+        "PermissionChecked"
+            if data.get("granted").and_then(Value::as_bool) == Some(false)
+                || data.get("allowed").and_then(Value::as_bool) == Some(false) =>
+        {
+            vec![rejected(t, trigger, field(&data, &["reason", "message"]).or(Some("permission denied".into())))]
+        }
+        "TriggerRetried" => vec![Statement::new(
+            t.sql("UPDATE {p}deliveries SET outcome = ?, reason = NULL WHERE trigger_id = ?"),
+            sql_params![OUTCOME_TRIGGER, trigger],
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn rejected(t: &Tables, trigger: &str, reason: Option<String>) -> Statement {
+    Statement::new(
+        t.sql("UPDATE {p}deliveries SET outcome = ?, reason = ? WHERE trigger_id = ?"),
+        sql_params![OUTCOME_REJECTED, reason, trigger],
+    )
+}
