@@ -6,13 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
+use poem::{get, EndpointExt, Route, Server};
 
 use tokio::sync::watch;
 
+use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{ApiToken, Config, ProcessSettings};
+use crate::forward::api::{list_sinks, SinksApi};
+use crate::forward::{run_sink, ForwardSettings, SinkStatus};
+use crate::github::client::GitHubClient;
+use crate::process::executor::Executor;
+use crate::process::ProcessManager;
 use crate::projections::{read_model, read_models, run_handler, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS};
+use crate::reconcile::{run_periodically, DeliveriesClient};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -26,6 +33,12 @@ pub struct Application {
     state: AppState,
     db: SqlDb,
     handlers: Vec<Arc<dyn EventHandler>>,
+    process: ProcessSettings,
+    forward: Arc<ForwardSettings>,
+    sinks: Arc<[Arc<SinkStatus>]>,
+    api_token: Option<ApiToken>,
+    /// The periodic missed-delivery reconciliation, when configured.
+    reconcile: Option<(DeliveriesClient, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +54,7 @@ pub enum StartError {
 impl Application {
     /// Opens (and migrates) the store and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = store::open(&config.database_url).await?;
+        let store = store::open_log(&config.database_url, config.eventstore_url.as_deref()).await?;
         let db = SqlDb::connect(&config.database_url).await?;
         Self::build_with(config, store, db).await
     }
@@ -51,7 +64,8 @@ impl Application {
     pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
         // Read models and the process manager: each follows the log from its checkpoint.
-        let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+        let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
+        let mut handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(process_manager)];
         for model in read_models() {
             read_model::prepare(&db, model.as_ref())
                 .await
@@ -66,15 +80,29 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;
         let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
+        crate::metrics::handle();
+        let sinks: Arc<[Arc<SinkStatus>]> =
+            config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
+        let forward = Arc::new(config.forward);
+        let api_token = config.api_token;
+        let reconcile = match (config.reconcile_interval, config.github_credentials) {
+            (Some(interval), Some(credentials)) => {
+                let github = Arc::new(GitHubClient::new(&config.github_api_url, Some(credentials)));
+                Some((DeliveriesClient::new(github), interval))
+            }
+            _ => None,
+        };
         let state = AppState {
             store,
             secrets: config.secrets,
             webhooks_enabled: config.webhooks_enabled,
             db: db.clone(),
-            api_token: config.api_token,
+            callback_secret: config.process.callback_secret.clone(),
+            api_token: api_token.clone(),
             admin_lock: Arc::default(),
         };
-        Ok(Application { acceptor, local_addr, state, db, handlers })
+        let process = config.process;
+        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, reconcile, process })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,13 +123,35 @@ impl Application {
             .into_iter()
             .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
+        let executor = Executor::new(store.clone(), self.db.clone(), self.process);
+        let executor = tokio::spawn(executor.run(stopped.clone()));
+        // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
+        let http = reqwest::Client::new();
+        let forwarders: Vec<_> = self
+            .sinks
+            .iter()
+            .map(|sink| {
+                let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
+                tokio::spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
+            })
+            .collect();
+        let reconciler = self.reconcile.map(|(deliveries, interval)| {
+            tokio::spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
+        });
+        let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
+        let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
+        let routes = Route::new()
+            .at("/metrics", get(render_metrics).data(metrics_state))
+            .at("/api/v1/sinks", get(list_sinks).data(sinks_api))
+            .nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
+            .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
-        for task in background {
+        for task in background.into_iter().chain(forwarders).chain(reconciler) {
             let _ = task.await;
         }
+        let _ = executor.await;
         store.close().await;
         result
     }

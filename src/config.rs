@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
+use crate::forward::{ForwardConfigError, ForwardSettings};
+use crate::github::classify::TriggerRules;
+use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -11,10 +14,69 @@ pub struct StoreArgs {
     /// Where the event log and read models live: `sqlite://PATH` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/hookwise.db", hide_env_values = true)]
     pub database_url: String,
+    /// KurrentDB/EventStoreDB for the event log (`esdb://HOST:2113?tls=false`); read models,
+    /// checkpoints and the outbox stay in DATABASE_URL. Needs the cargo feature `kurrentdb`.
+    #[arg(long, env = "EVENTSTORE_URL", hide_env_values = true)]
+    pub eventstore_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// `EVENTSTORE_URL` when set and not empty.
+    pub fn eventstore_url(&self) -> Option<&str> {
+        self.eventstore_url.as_deref().filter(|url| !url.trim().is_empty())
+    }
+}
+
+/// The GitHub App's REST API credentials.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GitHubAppArgs {
+    /// The GitHub App's id.
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<String>,
+    /// The App's private key (PEM).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<String>,
+    /// A file holding the App's private key (PEM), instead of GITHUB_APP_PRIVATE_KEY.
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_PATH")]
+    pub github_app_private_key_path: Option<std::path::PathBuf>,
+    /// The REST API root: GitHub, a GitHub Enterprise Server, or a test double.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+}
+
+impl GitHubAppArgs {
+    /// The App's credentials; `None` when no App id is configured.
+    pub fn credentials(&self) -> Result<Option<AppCredentials>, ConfigError> {
+        let Some(app_id) = self.github_app_id.as_deref().filter(|id| !id.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let pem = match (&self.github_app_private_key, &self.github_app_private_key_path) {
+            (Some(pem), _) if !pem.trim().is_empty() => pem.clone(),
+            (_, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::GitHubApp(format!("reading GITHUB_APP_PRIVATE_KEY_PATH {}: {e}", path.display()))
+            })?,
+            _ => {
+                return Err(ConfigError::GitHubApp(
+                    "GITHUB_APP_ID is set but neither GITHUB_APP_PRIVATE_KEY nor GITHUB_APP_PRIVATE_KEY_PATH".into(),
+                ))
+            }
+        };
+        AppCredentials::parse(app_id, &pem).map(Some).map_err(ConfigError::GitHubApp)
+    }
+
+    /// A client for the App; fails when the App is not configured.
+    pub fn client(&self) -> Result<GitHubClient, ConfigError> {
+        let credentials = self.credentials()?.ok_or_else(|| {
+            ConfigError::GitHubApp("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or _PATH) are required".into())
+        })?;
+        Ok(GitHubClient::new(&self.github_api_url, Some(credentials)))
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub github: GitHubAppArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// The GitHub App's webhook secret (required, non-empty).
@@ -38,16 +100,131 @@ pub struct ServeArgs {
     /// Bearer token for `/api`; required when listening beyond loopback.
     #[arg(long, env = "HOOKWISE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A sink to forward the log to, `name=URL` (repeatable; comma-separated in the environment).
+    /// `HOOKWISE_FORWARD_EVENTS_<NAME>` restricts a sink to some event types.
+    #[arg(long = "forward", env = "HOOKWISE_FORWARD", value_delimiter = ',', hide_env_values = true)]
+    pub forward: Vec<String>,
+    /// Signs every forwarded batch (`X-Hookwise-Signature-256`); required with sinks.
+    #[arg(long, env = "HOOKWISE_FORWARD_SECRET", hide_env_values = true)]
+    pub forward_secret: Option<String>,
+    /// Look for missed deliveries this often (e.g. `15m`); unset or `off`: never.
+    #[arg(long, env = "HOOKWISE_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 /// Validated configuration of `hookwise serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// The KurrentDB holding the event log, when not the SQL database.
+    pub eventstore_url: Option<String>,
     pub secrets: WebhookSecrets,
     pub webhooks_enabled: bool,
     pub bind: SocketAddr,
     pub api_token: Option<ApiToken>,
+    pub forward: ForwardSettings,
+    /// How often to reconcile missed deliveries; `None`: never.
+    pub reconcile_interval: Option<std::time::Duration>,
+    pub process: ProcessSettings,
+    pub github_api_url: String,
+    /// `None`: the App's REST API is not configured.
+    pub github_credentials: Option<AppCredentials>,
+}
+
+/// The GitHub App, the agent runtime and the trigger words.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProcessArgs {
+    /// The issue label that asks for the agent.
+    #[arg(long, env = "HOOKWISE_TRIGGER_LABEL", default_value = "openhands")]
+    pub trigger_label: String,
+    /// The handle whose mention asks for the agent.
+    #[arg(long, env = "HOOKWISE_MENTION", default_value = "@openhands")]
+    pub mention: String,
+    /// Suggest help on pull requests whose workflow runs failed.
+    #[arg(
+        long,
+        env = "ENABLE_PROACTIVE_CONVERSATION_STARTERS",
+        default_value = "false",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub proactive: bool,
+    /// The agent runtime (OpenHands-compatible); unset: triggers stop at `agent_not_configured`.
+    #[arg(long, env = "AGENT_API_URL")]
+    pub agent_api_url: Option<String>,
+    #[arg(long, env = "AGENT_API_KEY", hide_env_values = true)]
+    pub agent_api_key: Option<String>,
+    /// Link to a conversation; `{conversation_id}` is replaced.
+    #[arg(long, env = "AGENT_CONVERSATION_URL")]
+    pub agent_conversation_url: Option<String>,
+    /// Required in `X-Session-API-Key` on `/event-webhook/batch`.
+    #[arg(long, env = "AGENT_CALLBACK_SECRET", hide_env_values = true)]
+    pub agent_callback_secret: Option<String>,
+    /// First retry delay of a failed step, in milliseconds (doubling, with jitter).
+    #[arg(long, env = "HOOKWISE_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Attempts of a step before its trigger is abandoned.
+    #[arg(long, env = "HOOKWISE_RETRY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub retry_max_attempts: u32,
+}
+
+/// The agent runtime's address and key.
+#[derive(Clone)]
+pub struct AgentRuntime {
+    pub api_url: String,
+    pub api_key: Option<String>,
+    /// `{conversation_id}` is replaced.
+    pub conversation_url: String,
+}
+
+impl std::fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRuntime").field("api_url", &self.api_url).finish_non_exhaustive()
+    }
+}
+
+/// Validated [`ProcessArgs`].
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    pub github: Option<AppCredentials>,
+    pub github_api_url: String,
+    pub rules: TriggerRules,
+    pub agent: Option<AgentRuntime>,
+    pub callback_secret: Option<ApiToken>,
+    pub retry_base: std::time::Duration,
+    pub retry_max_attempts: u32,
+}
+
+impl ProcessSettings {
+    /// `github` and `github_api_url` come from [`GitHubAppArgs`], shared with reconciliation.
+    pub fn from_args(
+        args: ProcessArgs,
+        github: Option<AppCredentials>,
+        github_api_url: String,
+    ) -> Result<Self, ConfigError> {
+        let agent = args.agent_api_url.filter(|u| !u.trim().is_empty()).map(|url| {
+            let api_url = url.trim_end_matches('/').to_owned();
+            let conversation_url = args
+                .agent_conversation_url
+                .clone()
+                .unwrap_or_else(|| format!("{api_url}/conversations/{{conversation_id}}"));
+            AgentRuntime { api_url, api_key: args.agent_api_key.clone().filter(|k| !k.is_empty()), conversation_url }
+        });
+        if args.mention.trim().is_empty() || args.trigger_label.trim().is_empty() {
+            return Err(ConfigError::EmptyTriggerWords);
+        }
+        Ok(ProcessSettings {
+            github,
+            github_api_url,
+            rules: TriggerRules { label: args.trigger_label, mention: args.mention, proactive: args.proactive },
+            agent,
+            callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(ApiToken),
+            retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
+            retry_max_attempts: args.retry_max_attempts.max(1),
+        })
+    }
 }
 
 /// The API's bearer token. Never printed.
@@ -74,6 +251,20 @@ pub enum ConfigError {
     MissingWebhookSecret,
     #[error("HOOKWISE_API_TOKEN is required when HOOKWISE_BIND ({0}) is not a loopback address")]
     MissingApiToken(SocketAddr),
+    #[error(transparent)]
+    Forward(#[from] ForwardConfigError),
+    #[error("HOOKWISE_RECONCILE_INTERVAL: `{0}` is not a duration such as 15m or 1h (at least 1m), nor `off`")]
+    ReconcileInterval(String),
+    #[error(
+        "HOOKWISE_RECONCILE_INTERVAL needs the GitHub App: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or _PATH)"
+    )]
+    ReconcileNeedsApp,
+    #[error("GitHub App: {0}")]
+    GitHubApp(String),
+    #[error("HOOKWISE_MENTION and HOOKWISE_TRIGGER_LABEL must not be empty")]
+    EmptyTriggerWords,
+    #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
+    KurrentDbNotBuilt,
 }
 
 impl Config {
@@ -89,12 +280,79 @@ impl Config {
         if api_token.is_none() && !args.bind.ip().is_loopback() {
             return Err(ConfigError::MissingApiToken(args.bind));
         }
+        let forward =
+            ForwardSettings::parse(&args.forward, args.forward_secret.as_deref(), |key| std::env::var(key).ok())?;
+        let reconcile_interval = parse_reconcile_interval(args.reconcile_interval.as_deref())?;
+        let github_credentials = args.github.credentials()?;
+        if reconcile_interval.is_some() && github_credentials.is_none() {
+            return Err(ConfigError::ReconcileNeedsApp);
+        }
+        let eventstore_url = args.store.eventstore_url().map(str::to_owned);
+        if eventstore_url.is_some() && !cfg!(feature = "kurrentdb") {
+            return Err(ConfigError::KurrentDbNotBuilt);
+        }
+        let process =
+            ProcessSettings::from_args(args.process, github_credentials.clone(), args.github.github_api_url.clone())?;
         Ok(Config {
+            process,
             database_url: args.store.database_url,
+            eventstore_url,
             secrets: WebhookSecrets { current, previous },
             webhooks_enabled: args.webhooks_enabled,
             bind: args.bind,
             api_token,
+            forward,
+            reconcile_interval,
+            github_api_url: args.github.github_api_url,
+            github_credentials,
         })
+    }
+}
+
+fn parse_reconcile_interval(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("") | Some("off") => Ok(None),
+        Some(text) => match humantime::parse_duration(text) {
+            // More often than once a minute would spend GitHub's rate limit for nothing.
+            Ok(interval) if interval >= std::time::Duration::from_secs(60) => Ok(Some(interval)),
+            _ => Err(ConfigError::ReconcileInterval(text.chars().take(40).collect())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod reconcile_interval_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_durations_and_off() {
+        assert_eq!(parse_reconcile_interval(None), Ok(None));
+        assert_eq!(parse_reconcile_interval(Some("off")), Ok(None));
+        assert_eq!(parse_reconcile_interval(Some("15m")), Ok(Some(Duration::from_secs(900))));
+        assert_eq!(parse_reconcile_interval(Some("1h 30m")), Ok(Some(Duration::from_secs(5400))));
+        assert!(parse_reconcile_interval(Some("10s")).is_err(), "too often");
+        assert!(parse_reconcile_interval(Some("soon")).is_err());
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let argv = ["hookwise", "--webhook-secret", "s"].iter().chain(extra);
+        Serve::try_parse_from(argv).expect("valid flags").args
+    }
+
+    #[test]
+    fn periodic_reconciliation_needs_the_app() {
+        let error = Config::from_args(serve_args(&["--reconcile-interval", "15m"])).expect_err("no App configured");
+        assert_eq!(error, ConfigError::ReconcileNeedsApp);
+        let error = Config::from_args(serve_args(&["--github-app-id", "1"])).expect_err("no key");
+        assert!(matches!(error, ConfigError::GitHubApp(_)));
+        let config = Config::from_args(serve_args(&[])).expect("valid");
+        assert_eq!((config.reconcile_interval, config.github_credentials.is_none()), (None, true));
     }
 }

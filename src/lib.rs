@@ -3,14 +3,19 @@
 //! Every verified delivery is appended to an event log before GitHub gets its
 //! answer; everything else is derived from that log.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod forward;
 pub mod github;
+pub mod metrics;
+pub mod process;
 pub mod projections;
+pub mod reconcile;
 pub mod sql;
 pub mod store;
 

@@ -1,13 +1,15 @@
 //! The `hookwise` command line: a thin layer over the library.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hookwise::cli::admin::{self, write_openapi};
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
-use hookwise::config::{Config, ServeArgs, StoreArgs};
+use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
 use hookwise::github::signature::{WebhookSecret, WebhookSecrets};
+use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
 use hookwise::sql::SqlDb;
 use hookwise::store::{self, Position};
 use hookwise::Application;
@@ -45,6 +47,17 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+    /// Ask GitHub to redeliver what never arrived: lists the App's recent deliveries and
+    /// redelivers every one that never succeeded and is not in the log. Prints the run's report.
+    Reconcile {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        github: GitHubAppArgs,
+        /// How far back to look (at most GitHub's 3 days), e.g. `6h`.
+        #[arg(long, default_value = "3d")]
+        since: humantime::Duration,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -138,7 +151,8 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Events { store, after, follow } => {
-            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
@@ -149,7 +163,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Rebuild { store, read_model } => {
             let models = admin::select(&read_model)?;
-            let (log, db) = open_both(&store.database_url).await?;
+            let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
                 .await
@@ -168,7 +182,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 return Err("--from must be at least 1 and not after --to".into());
             }
             let models = admin::select(&read_model)?;
-            let (log, db) = open_both(&store.database_url).await?;
+            let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             for model in models {
                 let report = hookwise::commands::admin::replay(
@@ -193,7 +207,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let current = WebhookSecret::parse(&webhook_secret).map_err(|e| format!("the webhook secret {e}"))?;
             let previous = webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
             let secrets = WebhookSecrets { current, previous };
-            let log = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             let report = admin::verify_log(log.as_ref(), &secrets).await?;
             log.close().await;
             for (position, delivery, problem) in &report.failures {
@@ -202,8 +216,20 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("{} deliveries checked, {} failed", report.checked, report.failures.len());
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Reconcile { store, github, since } => {
+            let deliveries = DeliveriesClient::new(Arc::new(github.client().map_err(|e| e.to_string())?));
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let options = ReconcileOptions { since: since.into(), ..ReconcileOptions::default() };
+            let outcome = reconcile(store.as_ref(), &deliveries, &options).await;
+            store.close().await;
+            let report = outcome.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate { store } => {
-            let store = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             store.close().await;
             println!("schema is up to date");
             Ok(ExitCode::SUCCESS)
@@ -211,9 +237,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-async fn open_both(database_url: &str) -> Result<(std::sync::Arc<dyn store::EventStore>, SqlDb), String> {
-    let log = store::open(database_url).await.map_err(|e| e.to_string())?;
-    let db = SqlDb::connect(database_url).await.map_err(|e| e.to_string())?;
+/// The log and the SQL database (read models, checkpoints) that `store` names.
+async fn open_both(store: &StoreArgs) -> Result<(Arc<dyn store::EventStore>, SqlDb), String> {
+    let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+    let db = SqlDb::connect(&store.database_url).await.map_err(|e| e.to_string())?;
     Ok((log, db))
 }
 

@@ -14,6 +14,7 @@ use super::AppState;
 use crate::commands::receive_webhook::{receive_webhook, DeliveryHeaders, Receipt, ReceiveError};
 use crate::github::signature::SignatureError;
 use crate::github::webhook::PayloadError;
+use crate::metrics as names;
 
 /// GitHub caps payloads at 25 MB; anything larger is cut off unread.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -35,14 +36,19 @@ pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppS
     let (response, status, action) = match result {
         Ok(receipt) => {
             let status = if receipt.duplicate { "duplicate" } else { "accepted" };
+            names::count_delivery_stored(&event, receipt.duplicate);
             let body = Accepted { status, delivery: &delivery, position: receipt.position.0 };
             (json_response(StatusCode::OK, &body), status, receipt.action)
         }
         Err(e) => {
             let code = e.error;
+            // `known_event` bounds the label even though the header may be unverified.
+            metrics::counter!(names::DELIVERIES, "event" => names::known_event(&event), "outcome" => "rejected", "reason" => code)
+                .increment(1);
             (e.into_response(), code, None)
         }
     };
+    names::record_intake_duration(started.elapsed().as_secs_f64());
     tracing::info!(
         delivery = %delivery,
         event = %event,

@@ -1,8 +1,10 @@
 //! HTTP: intake, health, and (later) the query API, on poem.
 
+mod agent_callbacks;
 pub mod error;
 mod health;
 mod intake;
+pub mod metrics;
 pub mod v1;
 
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub webhooks_enabled: bool,
     /// Read models, checkpoints and the outbox.
     pub db: SqlDb,
+    /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
+    pub callback_secret: Option<crate::config::ApiToken>,
     /// `None`: the query API is open (allowed on loopback binds only).
     pub api_token: Option<ApiToken>,
     /// One rebuild or replay at a time per process.
@@ -37,6 +41,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/integration/github/events", post(intake::receive_github_webhook))
+        .at("/event-webhook/batch", post(agent_callbacks::receive_agent_callbacks))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .data(state)

@@ -1,4 +1,5 @@
 //! The write side: each command validates its input and appends events.
 
 pub mod admin;
+pub mod receive_agent_batch;
 pub mod receive_webhook;

@@ -34,15 +34,15 @@ pub enum ReceiveError {
     Store(#[from] StoreError),
 }
 
-/// Parses the verified `body` and appends it durably; returns once committed.
-pub async fn receive_webhook(
-    store: &dyn EventStore,
+/// The event that records a verified delivery (the body itself is stored as
+/// the event's payload).
+pub fn webhook_received(
     headers: &DeliveryHeaders<'_>,
     secret: SecretSlot,
-    body: Bytes,
-) -> Result<Receipt, ReceiveError> {
-    let envelope = PayloadEnvelope::parse(&body)?;
-    let event = WebhookReceived {
+    body: &[u8],
+) -> Result<WebhookReceived, PayloadError> {
+    let envelope = PayloadEnvelope::parse(body)?;
+    Ok(WebhookReceived {
         delivery_id: headers.delivery_id.to_owned(),
         hook_id: headers.hook_id.to_owned(),
         event: headers.event.to_owned(),
@@ -52,7 +52,17 @@ pub async fn receive_webhook(
         sender: envelope.sender_ref(),
         signature: headers.signature.to_owned(),
         secret,
-    };
+    })
+}
+
+/// Parses the verified `body` and appends it durably; returns once committed.
+pub async fn receive_webhook(
+    store: &dyn EventStore,
+    headers: &DeliveryHeaders<'_>,
+    secret: SecretSlot,
+    body: Bytes,
+) -> Result<Receipt, ReceiveError> {
+    let event = webhook_received(headers, secret, &body)?;
     let action = event.action.clone();
     let stream = streams::delivery(headers.hook_id, headers.delivery_id);
     let event_id = derived_id(&["delivery", headers.hook_id, headers.delivery_id]);

@@ -2,9 +2,19 @@
 //! stored event (of any schema version) is read back.
 
 pub mod admin;
+mod agent;
 pub mod pull_request;
+mod reconcile;
+mod trigger;
 mod webhook;
 
+pub use agent::{AgentEventsReceived, AgentOperation};
+pub use reconcile::ReconciliationCompleted;
+pub use trigger::{
+    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,
+    ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind, TriggerRejected,
+    TriggerRetried,
+};
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
 
 use serde::de::DeserializeOwned;
@@ -73,8 +83,18 @@ pub enum DecodeError {
 
 /// Stream names, in one place so that every writer and reader agrees.
 pub mod streams {
+    use uuid::Uuid;
+
     pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
         format!("delivery-{hook_id}-{delivery_id}")
+    }
+
+    pub fn trigger(trigger_id: Uuid) -> String {
+        format!("trigger-{trigger_id}")
+    }
+
+    pub fn conversation(conversation_id: &str) -> String {
+        format!("conversation-{conversation_id}")
     }
 
     /// A pull request's own events (`PullRequestEnriched`).
@@ -82,6 +102,13 @@ pub mod streams {
         format!("pr-{repository_id}-{number}")
     }
 
+    pub fn installation(installation_id: u64) -> String {
+        format!("installation-{installation_id}")
+    }
+
     /// Operators' actions (rebuilds, replays, retries).
     pub const ADMIN: &str = "admin";
+
+    /// Runs of the missed-delivery reconciliation.
+    pub const RECONCILE: &str = "reconcile";
 }

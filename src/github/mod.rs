@@ -1,4 +1,7 @@
 //! GitHub: webhook signatures and the parts of payloads hookwise reads.
 
+pub mod classify;
+pub mod client;
+pub mod rest;
 pub mod signature;
 pub mod webhook;

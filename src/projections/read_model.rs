@@ -131,7 +131,7 @@ fn record_version(model: &dyn ReadModel) -> Statement {
     Statement::new(
         "INSERT INTO read_models (name, schema_version, rebuilt_at) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET schema_version = excluded.schema_version, rebuilt_at = excluded.rebuilt_at",
-        sql_params![model.name(), model.schema_version(), crate::store::sqlite::now_micros()],
+        sql_params![model.name(), model.schema_version(), crate::store::now_micros()],
     )
 }
 

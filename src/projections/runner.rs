@@ -77,7 +77,7 @@ pub fn save_checkpoint(name: &str, position: Position) -> Statement {
     Statement::new(
         "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-        sql_params![name, position.0, crate::store::sqlite::now_micros()],
+        sql_params![name, position.0, crate::store::now_micros()],
     )
 }
 
@@ -134,7 +134,7 @@ pub async fn claim_checkpoint(db: &SqlDb, name: &str) -> Result<Checkpoint, SqlE
     db.write(vec![Statement::new(
         "INSERT INTO checkpoints (name, position, updated_at, generation) VALUES (?, 0, ?, 0)
          ON CONFLICT (name) DO NOTHING",
-        sql_params![name, crate::store::sqlite::now_micros()],
+        sql_params![name, crate::store::now_micros()],
     )])
     .await?;
     let rows = db.query("SELECT position, generation FROM checkpoints WHERE name = ?", sql_params![name]).await?;
@@ -155,7 +155,7 @@ pub fn move_checkpoint(name: &str, from: Checkpoint, to: Checkpoint) -> Vec<Stat
             sql_params![
                 to.position.0,
                 to.generation,
-                crate::store::sqlite::now_micros(),
+                crate::store::now_micros(),
                 name,
                 from.position.0,
                 from.generation

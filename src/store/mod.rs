@@ -6,6 +6,8 @@
 //! while [`plan`] checks every append against its own expected version.
 
 pub mod codec;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrent;
 mod plan;
 pub mod postgres;
 pub mod sqlite;
@@ -193,6 +195,27 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn EventStore>, StoreError>
 /// `usize::MAX` still means "no limit" (a plain `as` cast would wrap to -1).
 pub(crate) fn sql_int<T: TryInto<i64>>(n: T) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
+}
+
+/// Opens the event log: KurrentDB when `eventstore_url` is set (needs the
+/// cargo feature `kurrentdb`), else the SQL store at `database_url`.
+pub async fn open_log(database_url: &str, eventstore_url: Option<&str>) -> Result<Arc<dyn EventStore>, StoreError> {
+    match eventstore_url.filter(|url| !url.trim().is_empty()) {
+        None => open(database_url).await,
+        #[cfg(feature = "kurrentdb")]
+        Some(url) => Ok(Arc::new(kurrent::KurrentStore::open(url).await?)),
+        #[cfg(not(feature = "kurrentdb"))]
+        Some(_) => Err(StoreError::InvalidUrl(KURRENTDB_NOT_BUILT.to_owned())),
+    }
+}
+
+/// Why `EVENTSTORE_URL` cannot be used by this build.
+pub const KURRENTDB_NOT_BUILT: &str = "EVENTSTORE_URL is set, but this hookwise was built without the `kurrentdb` \
+     cargo feature: rebuild with `cargo build --release --features kurrentdb`, or unset EVENTSTORE_URL";
+
+/// Microseconds since the Unix epoch: the log's and the SQL side's clock.
+pub fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
 /// Largest number of appends committed in one transaction.

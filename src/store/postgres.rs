@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use super::sqlite::now_micros;
+use super::now_micros;
 use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
@@ -153,7 +153,10 @@ async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: 
         if requests.is_empty() {
             continue;
         }
-        match commit_group(&pool, &requests).await {
+        let started = std::time::Instant::now();
+        let result = commit_group(&pool, &requests).await;
+        record_group_commit("postgres", started, requests.len());
+        match result {
             Ok(results) => {
                 let last = results
                     .iter()
@@ -182,38 +185,74 @@ async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: 
     }
 }
 
+fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
+    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
+}
+
 async fn commit_group(
     pool: &Pool,
     requests: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-    let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
+    let client = pool.get().await.map_err(unavailable)?;
+    let result = commit_group_on(&client, requests).await;
+    if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
+        // The connection is in an unknown state: never hand it out again.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+/// Two pipelined round trips per group: (BEGIN, lock, read the streams'
+/// versions and any known event ids), then (insert, notify, COMMIT).
+async fn commit_group_on(
+    client: &deadpool_postgres::Object,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
     let ids: Vec<Uuid> = requests.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
 
-    let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)");
-    let versions_of =
-        tx.prepare_cached("SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream");
-    let find_events =
-        tx.prepare_cached("SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)");
-    let (lock, versions_of, find_events) = tokio::try_join!(lock, versions_of, find_events).map_err(unavailable)?;
+    let (lock, versions_of, find_events, insert, notify) = tokio::try_join!(
+        client.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+        client.prepare_cached(
+            "SELECT s.stream, (SELECT MAX(e.version) FROM events e WHERE e.stream = s.stream)
+             FROM unnest($1::text[]) AS s(stream)",
+        ),
+        client.prepare_cached(
+            "SELECT e.event_id, e.stream, e.version, e.position
+             FROM unnest($1::uuid[]) AS i(id) JOIN events e ON e.event_id = i.id",
+        ),
+        client.prepare_cached(
+            "INSERT INTO events
+                 (stream, version, event_id, event_type, schema_version, data, payload, payload_codec, recorded_at)
+             SELECT s, v, i, t, sv, d, p, c, $9
+             FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[],
+                         $8::int8[])
+                  WITH ORDINALITY AS r(s, v, i, t, sv, d, p, c, n)
+             ORDER BY n
+             RETURNING event_id, position",
+        ),
+        client.prepare_cached("SELECT pg_notify($1, '')"),
+    )
+    .map_err(unavailable)?;
 
-    // Pipelined: the lock is granted before the reads run on the server.
+    // The lock is granted before the reads run: they see every earlier group.
     let lock_params: OneParam = [&APPEND_LOCK];
     let version_params: OneParam = [&streams];
     let event_params: OneParam = [&ids];
-    let (_, version_rows, event_rows) = tokio::try_join!(
-        tx.execute(&lock, &lock_params),
-        tx.query(&versions_of, &version_params),
-        tx.query(&find_events, &event_params),
+    let (_, _, version_rows, event_rows) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock, &lock_params),
+        client.query(&versions_of, &version_params),
+        client.query(&find_events, &event_params),
     )
     .map_err(unavailable)?;
 
     let mut versions: HashMap<String, Option<u64>> = streams.iter().map(|s| ((*s).to_owned(), None)).collect();
     for row in version_rows {
         let stream: String = row.get(0);
-        let version: i64 = row.get(1);
-        versions.insert(stream, Some(version as u64));
+        let version: Option<i64> = row.get(1);
+        versions.insert(stream, version.map(|v| v as u64));
     }
     let existing: HashMap<Uuid, ExistingEvent> = event_rows
         .into_iter()
@@ -250,45 +289,33 @@ async fn commit_group(
             row_payloads.push(row.event.payload.as_deref());
             row_codecs.push(row.payload_codec);
         }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO events
-                     (stream, version, event_id, event_type, schema_version, data, payload, payload_codec, recorded_at)
-                 SELECT s, v, i, t, sv, d, p, c, $9
-                 FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[],
-                             $8::int8[])
-                      WITH ORDINALITY AS r(s, v, i, t, sv, d, p, c, n)
-                 ORDER BY n
-                 RETURNING event_id, position",
-            )
-            .await
-            .map_err(unavailable)?;
-        let inserted = tx
-            .query(
-                &insert,
-                &[
-                    &row_streams,
-                    &row_versions,
-                    &row_ids,
-                    &row_types,
-                    &row_schemas,
-                    &row_data,
-                    &row_payloads,
-                    &row_codecs,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
+        let insert_params: [&(dyn ToSql + Sync); 9] = [
+            &row_streams,
+            &row_versions,
+            &row_ids,
+            &row_types,
+            &row_schemas,
+            &row_data,
+            &row_payloads,
+            &row_codecs,
+            &now,
+        ];
+        let notify_params: OneParam = [&NOTIFY_CHANNEL];
+        let (inserted, _, _) = tokio::try_join!(
+            client.query(&insert, &insert_params),
+            client.execute(&notify, &notify_params),
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(unavailable)?;
         let by_id: HashMap<Uuid, i64> = inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         for id in &row_ids {
             let position =
                 by_id.get(id).ok_or_else(|| StoreError::Corrupt(format!("insert returned no position for {id}")))?;
             positions.push(Position(*position as u64));
         }
-        tx.execute("SELECT pg_notify($1, '')", &[&NOTIFY_CHANNEL]).await.map_err(unavailable)?;
+    } else {
+        client.batch_execute("COMMIT").await.map_err(unavailable)?;
     }
-    tx.commit().await.map_err(unavailable)?;
     Ok(plan.results(&positions))
 }
 

@@ -186,7 +186,10 @@ fn run_writer(mut conn: Connection, mut inbox: mpsc::Receiver<WriterMessage>, he
         if requests.is_empty() {
             continue;
         }
-        match commit_group(&mut conn, &requests) {
+        let started = std::time::Instant::now();
+        let result = commit_group(&mut conn, &requests);
+        record_group_commit("sqlite", started, requests.len());
+        match result {
             Ok(results) => {
                 if let Some(last) = results
                     .iter()
@@ -213,6 +216,11 @@ fn run_writer(mut conn: Connection, mut inbox: mpsc::Receiver<WriterMessage>, he
     if let Some(done) = closing {
         let _ = done.send(());
     }
+}
+
+fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
+    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
 }
 
 fn commit_group(
@@ -247,7 +255,7 @@ fn commit_group(
         }
     }
     let plan = plan_batch(requests, versions, &existing);
-    let now = now_micros();
+    let now = super::now_micros();
     let mut positions = Vec::with_capacity(plan.rows.len());
     {
         let mut insert = tx.prepare_cached(
@@ -273,11 +281,6 @@ fn commit_group(
     }
     tx.commit()?;
     Ok(plan.results(&positions))
-}
-
-pub(crate) fn now_micros() -> i64 {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-    now as i64
 }
 
 const SELECT_EVENT: &str =

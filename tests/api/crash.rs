@@ -18,6 +18,7 @@ fn start_server(database_url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .arg("serve")
         .env("DATABASE_URL", database_url)
+        .env_remove("EVENTSTORE_URL")
         .env("GITHUB_APP_WEBHOOK_SECRET", TEST_SECRET)
         .env("HOOKWISE_BIND", "127.0.0.1:0")
         .env("RUST_LOG", "warn")

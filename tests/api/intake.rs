@@ -17,6 +17,38 @@ backend_tests!(
     disabled_intake_answers_503_and_stores_nothing,
 );
 
+/// PostgreSQL only: the database going away is a 503 (GitHub may redeliver),
+/// never a 500, and intake recovers when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_answers_503_then_recovers() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let body = br#"{"action":"opened","installation":{"id":1}}"#;
+    assert_eq!(app.deliver("issues", "before-outage", body).await.status(), 200);
+
+    app.db.set_reachable(false).await;
+    let response = app.deliver("issues", "during-outage", body).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let answer: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(answer["error"], "store_unavailable");
+    let ready = app.http.get(app.url("/readyz")).send().await.expect("readyz answers");
+    assert_eq!(ready.status(), 503);
+
+    app.db.set_reachable(true).await;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.deliver("issues", "during-outage", body).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "intake recovers once the database is back");
+    let deliveries: Vec<String> = app.log().await.iter().map(|e| e.stream.clone()).collect();
+    assert_eq!(deliveries, vec!["delivery-42-before-outage", "delivery-42-during-outage"]);
+    app.stop().await;
+}
+
 async fn every_corpus_payload_is_stored_once(backend: Backend) {
     let Some(dir) = payload_examples() else { return };
     let Some(app) = TestApp::spawn(backend).await else { return };

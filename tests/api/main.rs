@@ -3,8 +3,16 @@
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
 mod admin_cli;
+mod classify;
+mod cli;
 mod crash;
+mod forward;
 mod helpers;
 mod intake;
+mod kurrent;
+mod metrics;
 mod query_api;
+mod reconcile;
 mod store_conformance;
+mod test_sink;
+mod triggers;

@@ -42,6 +42,12 @@ impl TestApp {
 
     /// A server on `db`, configured like `hookwise serve` with these extra flags.
     pub async fn spawn_on(db: TestDatabase, extra_args: &[&str]) -> TestApp {
+        Self::spawn_with(db, extra_args, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_on`], with the parsed configuration adjusted by `customize`
+    /// (for settings that have no flag, such as the forwarder's limits).
+    pub async fn spawn_with(db: TestDatabase, extra_args: &[&str], customize: impl FnOnce(&mut Config)) -> TestApp {
         let mut argv = vec![
             "hookwise".to_owned(),
             "--database-url".to_owned(),
@@ -51,9 +57,14 @@ impl TestApp {
             "--webhook-secret".to_owned(),
             TEST_SECRET.to_owned(),
         ];
+        if !extra_args.contains(&"--eventstore-url") {
+            // The log lives in `db`, whatever EVENTSTORE_URL the shell has.
+            argv.extend(["--eventstore-url".to_owned(), String::new()]);
+        }
         argv.extend(extra_args.iter().map(|a| (*a).to_owned()));
         let args = ServeCommand::try_parse_from(argv).expect("valid test flags").args;
-        let config = Config::from_args(args).expect("valid test configuration");
+        let mut config = Config::from_args(args).expect("valid test configuration");
+        customize(&mut config);
         let app = Application::build(config).await.expect("the server starts");
         let addr = app.local_addr();
         let store = app.store();

@@ -1,6 +1,8 @@
 //! A fresh, empty database per test: a SQLite file in its own temporary
 //! directory, or a PostgreSQL database created on the server that
-//! `HOOKWISE_TEST_POSTGRES_URL` names (`scripts/test` starts a throwaway one).
+//! `HOOKWISE_TEST_POSTGRES_URL` names (`scripts/test` starts a throwaway one),
+//! or — with the cargo feature `kurrentdb` and `EVENTSTORE_URL` set — a stream
+//! scope of its own on that KurrentDB server.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,6 +23,16 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// The server `EVENTSTORE_URL` names (event store tests only).
+    KurrentDb,
+}
+
+impl Backend {
+    /// Whether the store refuses an event id already stored in another stream
+    /// (KurrentDB has no index of event ids across streams).
+    pub fn checks_event_ids_across_streams(self) -> bool {
+        self != Backend::KurrentDb
+    }
 }
 
 impl fmt::Display for Backend {
@@ -28,6 +40,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::KurrentDb => "kurrentdb",
         })
     }
 }
@@ -41,6 +54,8 @@ pub struct TestDatabase {
     pub backend: Backend,
     _dir: Option<TempDir>,
     postgres: Option<PostgresDatabase>,
+    /// KurrentDB: the stream-name prefix that isolates this test's log.
+    kurrent_scope: Option<String>,
 }
 
 struct PostgresDatabase {
@@ -55,6 +70,7 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => Some(Self::sqlite()),
             Backend::Postgres => Self::postgres().await,
+            Backend::KurrentDb => Self::kurrentdb(),
         }
     }
 
@@ -64,7 +80,34 @@ impl TestDatabase {
             .tempdir()
             .expect("creating a temporary directory for the SQLite database");
         let url = format!("sqlite://{}", dir.path().join("hookwise.db").display());
-        TestDatabase { url, backend: Backend::Sqlite, _dir: Some(dir), postgres: None }
+        TestDatabase { url, backend: Backend::Sqlite, _dir: Some(dir), postgres: None, kurrent_scope: None }
+    }
+
+    /// The KurrentDB server of `EVENTSTORE_URL`, with a fresh stream scope.
+    /// Skipped (never failed, not even in CI) when there is no server: none can
+    /// be installed from the package registries this project builds with.
+    fn kurrentdb() -> Option<TestDatabase> {
+        if !cfg!(feature = "kurrentdb") {
+            eprintln!("skipped: built without the kurrentdb feature (cargo test --features kurrentdb)");
+            return None;
+        }
+        let url = match std::env::var(super::kurrent::EVENTSTORE_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                eprintln!(
+                    "skipped: EVENTSTORE_URL not set (e.g. EVENTSTORE_URL='esdb://localhost:2113?tls=false'; \
+                     see docs/backends.md)"
+                );
+                return None;
+            }
+        };
+        Some(TestDatabase {
+            url,
+            backend: Backend::KurrentDb,
+            _dir: None,
+            postgres: None,
+            kurrent_scope: Some(format!("hookwise-test-{}.", Uuid::new_v4().simple())),
+        })
     }
 
     async fn postgres() -> Option<TestDatabase> {
@@ -100,11 +143,41 @@ impl TestDatabase {
             backend: Backend::Postgres,
             _dir: None,
             postgres: Some(PostgresDatabase { admin_url, name }),
+            kurrent_scope: None,
         })
+    }
+
+    /// The stream-name prefix of a KurrentDB test's log.
+    #[cfg(feature = "kurrentdb")]
+    pub fn kurrent_scope(&self) -> Option<&str> {
+        self.kurrent_scope.as_deref()
+    }
+
+    /// PostgreSQL only: refuses (and cuts) every connection to this database,
+    /// or allows them again, as if the database server went away and came back.
+    pub async fn set_reachable(&self, reachable: bool) {
+        let db = self.postgres.as_ref().expect("only a PostgreSQL database can be made unreachable");
+        let client = admin_connect(&db.admin_url).await.expect("admin connection");
+        client
+            .batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {reachable}", db.name))
+            .await
+            .expect("changing ALLOW_CONNECTIONS");
+        if !reachable {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&db.name],
+                )
+                .await
+                .expect("terminating connections");
+        }
     }
 
     /// Opens (and migrates) the event store on this database.
     pub async fn open_store(&self) -> Arc<dyn EventStore> {
+        if let Some(scope) = &self.kurrent_scope {
+            return super::kurrent::open_dense(&self.url, scope).await;
+        }
         store::open(&self.url)
             .await
             .unwrap_or_else(|e| panic!("opening the {} store at {}: {e}", self.backend, self.url))

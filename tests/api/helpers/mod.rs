@@ -3,6 +3,7 @@
 
 mod app;
 mod database;
+pub mod kurrent;
 
 pub use app::{corpus_files, payload_examples, read_whole_log, sign, TestApp, TEST_SECRET};
 pub use database::{Backend, TestDatabase};
@@ -38,6 +39,50 @@ macro_rules! backend_tests {
     };
 }
 pub(crate) use backend_tests;
+
+/// Like [`backend_tests!`], plus a third run against KurrentDB (`kurrentdb`),
+/// for tests of the event store alone. That run skips, with a message, unless
+/// the `kurrentdb` feature is built and `EVENTSTORE_URL` is set:
+/// `EVENTSTORE_URL='esdb://localhost:2113?tls=false' cargo test --features kurrentdb --test api kurrentdb`.
+macro_rules! store_backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::helpers::run_backend_test(
+                        super::$name($crate::helpers::Backend::Sqlite),
+                    )
+                    .await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::helpers::run_backend_test(
+                        super::$name($crate::helpers::Backend::Postgres),
+                    )
+                    .await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn kurrentdb() {
+                    $crate::helpers::run_kurrent_test(
+                        super::$name($crate::helpers::Backend::KurrentDb),
+                    )
+                    .await;
+                }
+            }
+        )+
+    };
+}
+pub(crate) use store_backend_tests;
+
+/// A remote server is slower than a local database: twice the time.
+pub async fn run_kurrent_test(body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_TIMEOUT * 2, body).await.is_err() {
+        panic!("test timed out after {:?}", TEST_TIMEOUT * 2);
+    }
+}
 
 /// Runs a backend test body, failing it when it takes longer than [`TEST_TIMEOUT`].
 pub async fn run_backend_test(body: impl std::future::Future<Output = ()>) {

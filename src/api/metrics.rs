@@ -1,0 +1,53 @@
+//! `GET /metrics`: the Prometheus text format. Gauges that are cheap to read
+//! but costly to keep current (lags, head) are sampled here, at scrape time.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Response};
+
+use crate::forward::SinkStatus;
+use crate::metrics as names;
+use crate::sql::SqlDb;
+use crate::store::EventStore;
+
+#[derive(Clone)]
+pub struct MetricsState {
+    pub store: Arc<dyn EventStore>,
+    pub db: SqlDb,
+    pub sinks: Arc<[Arc<SinkStatus>]>,
+}
+
+#[handler]
+pub async fn render_metrics(state: Data<&MetricsState>) -> Response {
+    sample_gauges(&state).await;
+    Response::builder()
+        .status(StatusCode::OK)
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(names::render())
+}
+
+/// Best effort: a store that cannot answer leaves the gauges at their last values.
+async fn sample_gauges(state: &MetricsState) {
+    let Ok(head) = state.store.head().await else {
+        return;
+    };
+    metrics::gauge!(names::LOG_HEAD).set(head.0 as f64);
+    for sink in state.sinks.iter() {
+        sink.view(head);
+    }
+    let Ok(rows) = state.db.query("SELECT name, position FROM checkpoints", Vec::new()).await else {
+        return;
+    };
+    for row in rows {
+        let (Ok(name), Ok(position)) = (row.get::<String>(0), row.get::<u64>(1)) else {
+            continue;
+        };
+        // Sinks have their own lag gauge.
+        if name.starts_with("forward:") {
+            continue;
+        }
+        metrics::gauge!(names::PROJECTION_LAG, "handler" => name).set(head.0.saturating_sub(position) as f64);
+    }
+}

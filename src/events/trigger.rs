@@ -1,0 +1,243 @@
+//! The life of one request to the agent, on stream `trigger-{trigger_id}`:
+//! detected → permission → reaction → conversation → acknowledgement →
+//! status changes → summary; or rejected, or abandoned after retries.
+//! Every event carries the trigger id; times come from the log's
+//! `recorded_at`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{DomainEvent, RepositoryRef, SenderRef};
+
+/// What asked for the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// The trigger label was put on an issue.
+    Label,
+    /// A mention in a comment on an issue.
+    IssueComment,
+    /// A mention in a comment on a pull request's conversation.
+    PrComment,
+    /// A mention in an inline review comment.
+    ReviewComment,
+    /// A workflow run failed on a pull request's head (proactive starters).
+    FailedWorkflow,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Label => "label",
+            TriggerKind::IssueComment => "issue_comment",
+            TriggerKind::PrComment => "pr_comment",
+            TriggerKind::ReviewComment => "review_comment",
+            TriggerKind::FailedWorkflow => "failed_workflow",
+        }
+    }
+
+    /// Whether the work happens on a pull request's head branch.
+    pub fn is_pull_request(self) -> bool {
+        matches!(self, TriggerKind::PrComment | TriggerKind::ReviewComment | TriggerKind::FailedWorkflow)
+    }
+}
+
+/// A webhook asked for the agent. Appended with `NoStream`: the first
+/// delivery that asks wins, every later one (redelivery, another hook,
+/// replay) is a no-op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerDetected {
+    pub trigger_id: Uuid,
+    pub kind: TriggerKind,
+    pub repository: RepositoryRef,
+    pub installation_id: u64,
+    /// The issue or pull request number.
+    pub number: u64,
+    /// Who asked.
+    pub requester: SenderRef,
+    /// The comment that asked (issue comment or review comment id).
+    pub comment_id: Option<u64>,
+    /// The request as the user wrote it (the comment body), or the label's
+    /// standard request.
+    pub message: String,
+    /// The issue or pull request title, as the webhook carried it.
+    pub title: Option<String>,
+    /// Pull request head branch and sha, where known from the webhook.
+    pub head_branch: Option<String>,
+    pub head_sha: Option<String>,
+    /// Inline comments: the file and line the comment is on.
+    pub path: Option<String>,
+    pub line: Option<u64>,
+    /// Failed runs: the workflows that failed.
+    #[serde(default)]
+    pub failed_workflows: Vec<String>,
+    /// The delivery that asked.
+    pub delivery_stream: String,
+    pub delivery_position: u64,
+}
+
+impl DomainEvent for TriggerDetected {
+    const TYPE: &'static str = "TriggerDetected";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The requester's permission on the repository, as GitHub reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionChecked {
+    pub trigger_id: Uuid,
+    pub login: String,
+    /// `admin`, `maintain`, `write`, `triage`, `read` or `none`.
+    pub permission: String,
+    pub granted: bool,
+}
+
+impl DomainEvent for PermissionChecked {
+    const TYPE: &'static str = "PermissionChecked";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Why a trigger will not start a conversation. Final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRejected {
+    pub trigger_id: Uuid,
+    /// A stable code: `permission_denied`, `installation_missing`,
+    /// `installation_suspended`, `agent_not_configured`, `github_not_configured`,
+    /// `conversation_refused`, `nothing_to_do`.
+    pub reason: String,
+    pub message: String,
+}
+
+impl DomainEvent for TriggerRejected {
+    const TYPE: &'static str = "TriggerRejected";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The 👀 reaction is on the issue, comment or review comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactionAdded {
+    pub trigger_id: Uuid,
+    /// `issue`, `issue_comment` or `review_comment`.
+    pub target: String,
+    pub reaction_id: Option<u64>,
+}
+
+impl DomainEvent for ReactionAdded {
+    const TYPE: &'static str = "ReactionAdded";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// About to ask the agent runtime for a conversation (recorded first: the
+/// runtime cannot deduplicate, so after an unknown outcome the executor looks
+/// for its marker before asking again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRequested {
+    pub trigger_id: Uuid,
+    pub command_id: Uuid,
+    pub repository: String,
+    pub branch: Option<String>,
+}
+
+impl DomainEvent for ConversationRequested {
+    const TYPE: &'static str = "ConversationRequested";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationStarted {
+    pub trigger_id: Uuid,
+    pub conversation_id: String,
+    pub conversation_url: String,
+}
+
+impl DomainEvent for ConversationStarted {
+    const TYPE: &'static str = "ConversationStarted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The "I'm on it" reply is posted where the request was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcknowledgementPosted {
+    pub trigger_id: Uuid,
+    pub comment_id: u64,
+    pub comment_url: Option<String>,
+}
+
+impl DomainEvent for AcknowledgementPosted {
+    const TYPE: &'static str = "AcknowledgementPosted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The agent reported a new state (`running`, `finished`, `error`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationStatusChanged {
+    pub trigger_id: Uuid,
+    pub conversation_id: String,
+    pub agent_state: String,
+    pub reason: Option<String>,
+    /// The agent's last message when it ended, for the summary.
+    pub last_message: Option<String>,
+}
+
+impl DomainEvent for ConversationStatusChanged {
+    const TYPE: &'static str = "ConversationStatusChanged";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The agent's result (or a short error reply) is posted. Final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryPosted {
+    pub trigger_id: Uuid,
+    pub comment_id: u64,
+    /// `finished` (a summary) or the failure state (`error`, `stopped`, …).
+    pub outcome: String,
+}
+
+impl DomainEvent for SummaryPosted {
+    const TYPE: &'static str = "SummaryPosted";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// One attempt at a step failed; it will be tried again at `retry_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFailed {
+    pub trigger_id: Uuid,
+    pub step: String,
+    pub attempt: u32,
+    pub error: String,
+    /// Microseconds since the Unix epoch.
+    pub retry_at_micros: i64,
+}
+
+impl DomainEvent for StepFailed {
+    const TYPE: &'static str = "StepFailed";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A step failed its last attempt. Retryable by an admin (`TriggerRetried`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerAbandoned {
+    pub trigger_id: Uuid,
+    pub step: String,
+    pub error: String,
+    pub attempts: u32,
+}
+
+impl DomainEvent for TriggerAbandoned {
+    const TYPE: &'static str = "TriggerAbandoned";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// An admin asked to run an abandoned trigger's failed step again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRetried {
+    pub trigger_id: Uuid,
+    pub step: String,
+    /// Which retry this is (1 for the first), so each retry is its own command.
+    pub retry: u32,
+    pub requested_by: String,
+}
+
+impl DomainEvent for TriggerRetried {
+    const TYPE: &'static str = "TriggerRetried";
+    const SCHEMA_VERSION: u32 = 1;
+}

@@ -1,0 +1,254 @@
+//! The REST calls the executor makes, as one installation of the App.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::client::{GitHubClient, GitHubError};
+
+/// Where a reaction or a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReactionTarget {
+    Issue(u64),
+    IssueComment(u64),
+    ReviewComment(u64),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Installation {
+    pub suspended_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Permission {
+    permission: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Created {
+    pub id: u64,
+    pub html_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Issue {
+    pub title: String,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Comment {
+    pub id: u64,
+    pub body: Option<String>,
+    pub user: Option<User>,
+    pub html_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct User {
+    pub login: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequest {
+    head: Head,
+}
+
+#[derive(Debug, Deserialize)]
+struct Head {
+    #[serde(rename = "ref")]
+    branch: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WorkflowRun {
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowRuns {
+    workflow_runs: Vec<WorkflowRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Mergeable {
+    mergeable: Option<bool>,
+}
+
+/// The `rel="last"` page of a `Link` header, if any.
+fn last_page(link: Option<&str>) -> Option<u32> {
+    link?.split(',').find(|part| part.contains("rel=\"last\"")).and_then(|part| {
+        let url = part.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
+        url.split(['?', '&']).find_map(|pair| pair.strip_prefix("page=")).and_then(|n| n.parse().ok())
+    })
+}
+
+impl GitHubClient {
+    /// The installation, or `None` when it does not exist (uninstalled).
+    pub async fn installation(&self, installation_id: u64) -> Result<Option<Installation>, GitHubError> {
+        let request = self.app_request(Method::GET, &format!("/app/installations/{installation_id}"))?;
+        match self.send_json(request).await {
+            Ok(installation) => Ok(Some(installation)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `admin`, `maintain`, `write`, `triage`, `read` or `none`.
+    pub async fn collaborator_permission(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        login: &str,
+    ) -> Result<String, GitHubError> {
+        let path = format!("/repos/{repo}/collaborators/{login}/permission");
+        let request = self.installation_request(installation_id, Method::GET, &path).await?;
+        match self.send_json::<Permission>(request).await {
+            Ok(p) => Ok(p.permission),
+            Err(e) if e.status() == Some(404) => Ok("none".to_owned()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds 👀. GitHub answers an existing identical reaction with itself, so a retry is harmless.
+    pub async fn add_eyes(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        target: ReactionTarget,
+    ) -> Result<Created, GitHubError> {
+        let path = match target {
+            ReactionTarget::Issue(n) => format!("/repos/{repo}/issues/{n}/reactions"),
+            ReactionTarget::IssueComment(id) => format!("/repos/{repo}/issues/comments/{id}/reactions"),
+            ReactionTarget::ReviewComment(id) => format!("/repos/{repo}/pulls/comments/{id}/reactions"),
+        };
+        let request = self.installation_request(installation_id, Method::POST, &path).await?;
+        self.send_json(request.json(&json!({"content": "eyes"}))).await
+    }
+
+    pub async fn issue(&self, installation_id: u64, repo: &str, number: u64) -> Result<Issue, GitHubError> {
+        let request =
+            self.installation_request(installation_id, Method::GET, &format!("/repos/{repo}/issues/{number}")).await?;
+        self.send_json(request).await
+    }
+
+    /// The head branch of a pull request.
+    pub async fn pull_request_branch(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        number: u64,
+    ) -> Result<String, GitHubError> {
+        let request =
+            self.installation_request(installation_id, Method::GET, &format!("/repos/{repo}/pulls/{number}")).await?;
+        let pull: PullRequest = self.send_json(request).await?;
+        Ok(pull.head.branch)
+    }
+
+    /// Every workflow run of a commit.
+    pub async fn workflow_runs(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Vec<WorkflowRun>, GitHubError> {
+        let path = format!("/repos/{repo}/actions/runs?head_sha={sha}&per_page=100");
+        let request = self.installation_request(installation_id, Method::GET, &path).await?;
+        Ok(self.send_json::<WorkflowRuns>(request).await?.workflow_runs)
+    }
+
+    /// `Some(false)` only when GitHub says there are conflicts (`null`: not computed yet).
+    pub async fn mergeable(&self, installation_id: u64, repo: &str, number: u64) -> Result<Option<bool>, GitHubError> {
+        let request =
+            self.installation_request(installation_id, Method::GET, &format!("/repos/{repo}/pulls/{number}")).await?;
+        Ok(self.send_json::<Mergeable>(request).await?.mergeable)
+    }
+
+    /// The latest comments of an issue or pull request (its last page, oldest first).
+    pub async fn latest_comments(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        number: u64,
+    ) -> Result<Vec<Comment>, GitHubError> {
+        let path = format!("/repos/{repo}/issues/{number}/comments?per_page=100");
+        let request = self.installation_request(installation_id, Method::GET, &path).await?;
+        let response = self.send(request).await?;
+        let last = last_page(response.headers().get("link").and_then(|v| v.to_str().ok()));
+        let mut comments: Vec<Comment> = match last {
+            Some(page) if page > 1 => {
+                let path = format!("{path}&page={page}");
+                let request = self.installation_request(installation_id, Method::GET, &path).await?;
+                self.send_json(request).await?
+            }
+            _ => response.json().await.map_err(|e| GitHubError::Transport(e.without_url().to_string()))?,
+        };
+        // Also read the page before a short last page, for enough context.
+        if comments.len() < 10 {
+            if let Some(page) = last.filter(|p| *p > 1) {
+                let path = format!("{path}&page={}", page - 1);
+                let request = self.installation_request(installation_id, Method::GET, &path).await?;
+                let mut earlier: Vec<Comment> = self.send_json(request).await?;
+                earlier.append(&mut comments);
+                comments = earlier;
+            }
+        }
+        Ok(comments)
+    }
+
+    /// Posts `body` as a comment on the issue or pull request, or as a reply
+    /// in the review thread of an inline comment.
+    pub async fn reply(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        number: u64,
+        review_comment: Option<u64>,
+        body: &str,
+    ) -> Result<Created, GitHubError> {
+        let path = match review_comment {
+            Some(id) => format!("/repos/{repo}/pulls/{number}/comments/{id}/replies"),
+            None => format!("/repos/{repo}/issues/{number}/comments"),
+        };
+        let request = self.installation_request(installation_id, Method::POST, &path).await?;
+        self.send_json(request.json(&json!({"body": body}))).await
+    }
+
+    /// A comment already carrying `marker`, among the latest of the issue or
+    /// pull request (or of its review comments, for a review thread).
+    pub async fn find_reply(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        number: u64,
+        review_thread: bool,
+        marker: &str,
+    ) -> Result<Option<Created>, GitHubError> {
+        let comments = if review_thread {
+            let path = format!("/repos/{repo}/pulls/{number}/comments?per_page=100&sort=created&direction=desc");
+            let request = self.installation_request(installation_id, Method::GET, &path).await?;
+            self.send_json::<Vec<Comment>>(request).await?
+        } else {
+            self.latest_comments(installation_id, repo, number).await?
+        };
+        Ok(comments
+            .into_iter()
+            .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
+            .map(|c| Created { id: c.id, html_url: c.html_url }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_page;
+
+    #[test]
+    fn the_last_page_is_read_from_the_link_header() {
+        let link = r#"<https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=7>; rel="last""#;
+        assert_eq!(last_page(Some(link)), Some(7));
+        assert_eq!(last_page(None), None);
+        assert_eq!(last_page(Some(r#"<https://x/y?page=1>; rel="prev""#)), None);
+    }
+}

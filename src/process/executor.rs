@@ -1,0 +1,581 @@
+//! The executor: the only place that calls GitHub or the agent runtime. It
+//! claims due outbox commands, performs each step, and appends the step's
+//! result to the trigger's stream with event ids derived from the command id,
+//! so a crash after the call but before the row is marked done cannot record
+//! anything twice. A step whose result is already in the stream is not
+//! performed again. Where the remote side cannot deduplicate (comments), a
+//! retried step first looks for its hidden marker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{agent_events, Step};
+use crate::agent::{AgentClient, AgentError, StartConversation};
+use crate::config::ProcessSettings;
+use crate::events::{
+    derived_id, streams, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
+    DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
+    TriggerKind, TriggerRejected,
+};
+use crate::github::classify::MARKER_PREFIX;
+use crate::github::client::{GitHubClient, GitHubError};
+use crate::github::rest::ReactionTarget;
+use crate::sql::{Dialect, SqlDb, SqlError, Statement};
+use crate::sql_params;
+use crate::store::{now_micros, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+/// How long a claimed command is reserved for its executor (another takes it
+/// over after that, should this one die).
+const CLAIM_LEASE: Duration = Duration::from_secs(300);
+/// How often an idle executor looks for due commands.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Comments the agent gets as context, each cut to this many characters.
+const CONTEXT_COMMENTS: usize = 10;
+const COMMENT_CHARS: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("{0}")]
+    NotYet(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StepError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            StepError::GitHub(e) => e.is_retryable(),
+            StepError::Agent(e) => e.is_retryable(),
+            StepError::Store(_) | StepError::Sql(_) | StepError::NotYet(_) => true,
+            StepError::Invalid(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StepError::GitHub(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+struct Claimed {
+    command_id: Uuid,
+    trigger_id: Uuid,
+    step: Step,
+    attempts: u32,
+}
+
+pub struct Executor {
+    store: Arc<dyn EventStore>,
+    db: SqlDb,
+    github: Arc<GitHubClient>,
+    agent: Option<AgentClient>,
+    settings: ProcessSettings,
+}
+
+impl Executor {
+    pub fn new(store: Arc<dyn EventStore>, db: SqlDb, settings: ProcessSettings) -> Self {
+        let github = Arc::new(GitHubClient::new(&settings.github_api_url, settings.github.clone()));
+        let agent = settings.agent.clone().map(AgentClient::new);
+        Executor { store, db, github, agent, settings }
+    }
+
+    /// Performs due commands until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let worked = match self.claim().await {
+                Ok(Some(command)) => {
+                    self.perform(command).await;
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming an outbox command failed");
+                    false
+                }
+            };
+            if !worked {
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    async fn claim(&self) -> Result<Option<Claimed>, SqlError> {
+        let now = now_micros();
+        let lock = match self.db.dialect() {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1, updated_at = ?
+             WHERE command_id = (
+                 SELECT command_id FROM outbox
+                 WHERE status = 'pending' AND due_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
+                 ORDER BY due_at LIMIT 1 {lock})
+             RETURNING command_id, trigger_id, step, attempts"
+        );
+        let lease = now + CLAIM_LEASE.as_micros() as i64;
+        let rows = self.db.write_returning(vec![Statement::new(sql, sql_params![lease, now, now, now])]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let parse = |text: String| Uuid::parse_str(&text).map_err(|e| SqlError::Database(e.to_string()));
+        let step_name: String = row.get(2)?;
+        let step = Step::parse(&step_name).ok_or_else(|| SqlError::Database(format!("unknown step {step_name}")))?;
+        Ok(Some(Claimed {
+            command_id: parse(row.get(0)?)?,
+            trigger_id: parse(row.get(1)?)?,
+            step,
+            attempts: row.get::<u64>(3)? as u32,
+        }))
+    }
+
+    async fn perform(&self, command: Claimed) {
+        let outcome = self.perform_step(&command).await;
+        let result = match outcome {
+            Ok(events) => self.finish(&command, events).await,
+            Err(e) => self.fail(&command, e).await,
+        };
+        if let Err(e) = result {
+            // The lease runs out and the command is tried again; its events are idempotent.
+            tracing::warn!(command = %command.command_id, error = %e, "recording a step's outcome failed");
+        }
+    }
+
+    async fn finish(&self, command: &Claimed, events: Vec<NewEvent>) -> Result<(), StepError> {
+        if !events.is_empty() {
+            self.store.append(&streams::trigger(command.trigger_id), ExpectedVersion::StreamExists, events).await?;
+        }
+        self.mark(command, "done", None, None).await
+    }
+
+    async fn fail(&self, command: &Claimed, error: StepError) -> Result<(), StepError> {
+        let message = error.to_string();
+        tracing::warn!(trigger = %command.trigger_id, step = command.step.as_str(), attempt = command.attempts, error = %message, "step failed");
+        let stream = streams::trigger(command.trigger_id);
+        let attempt = command.attempts.to_string();
+        if error.is_retryable() && command.attempts < self.settings.retry_max_attempts {
+            let delay = error.retry_after().unwrap_or_else(|| self.backoff(command.attempts)).min(MAX_RETRY_DELAY);
+            let retry_at = now_micros() + delay.as_micros() as i64;
+            let failed = StepFailed {
+                trigger_id: command.trigger_id,
+                step: command.step.as_str().to_owned(),
+                attempt: command.attempts,
+                error: message.clone(),
+                retry_at_micros: retry_at,
+            };
+            let id = derived_id(&[&command.command_id.to_string(), "failed", &attempt]);
+            self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&failed, id)?]).await?;
+            self.mark(command, "pending", Some(retry_at), Some(&message)).await
+        } else {
+            let abandoned = TriggerAbandoned {
+                trigger_id: command.trigger_id,
+                step: command.step.as_str().to_owned(),
+                error: message.clone(),
+                attempts: command.attempts,
+            };
+            let id = derived_id(&[&command.command_id.to_string(), "abandoned", &attempt]);
+            self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&abandoned, id)?]).await?;
+            self.mark(command, "abandoned", None, Some(&message)).await
+        }
+    }
+
+    /// Exponential with jitter, from the configured base.
+    fn backoff(&self, attempt: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.settings.retry_base)
+            .with_max_delay(MAX_RETRY_DELAY)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(MAX_RETRY_DELAY)
+    }
+
+    async fn mark(
+        &self,
+        command: &Claimed,
+        status: &str,
+        due_at: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), StepError> {
+        let now = now_micros();
+        self.db
+            .write(vec![Statement::new(
+                "UPDATE outbox SET status = ?, due_at = COALESCE(?, due_at), claimed_until = NULL,
+                     last_error = ?, updated_at = ? WHERE command_id = ?",
+                sql_params![status, due_at, error, now, command.command_id.to_string()],
+            )])
+            .await?;
+        Ok(())
+    }
+
+    async fn perform_step(&self, command: &Claimed) -> Result<Vec<NewEvent>, StepError> {
+        let history = self.store.read_stream(&streams::trigger(command.trigger_id), 0, usize::MAX).await?;
+        let trigger = history
+            .iter()
+            .find_map(|e| TriggerDetected::decode(e).ok())
+            .ok_or_else(|| StepError::Invalid("the trigger stream has no TriggerDetected".into()))?;
+        let ids = EventIds(command.command_id);
+        match command.step {
+            Step::CheckPermission => self.check_permission(&trigger, &history, &ids).await,
+            Step::AddReaction => self.add_reaction(&trigger, &history, &ids).await,
+            Step::StartConversation => self.start_conversation(&trigger, &history, &ids).await,
+            Step::PostAcknowledgement => self.post_acknowledgement(&trigger, &history, command, &ids).await,
+            Step::PostSummary => self.post_summary(&trigger, &history, command, &ids).await,
+            Step::PostSuggestion => self.post_suggestion(&trigger, &history, command, &ids).await,
+        }
+    }
+
+    fn reject(
+        trigger: &TriggerDetected,
+        ids: &EventIds,
+        reason: &str,
+        message: String,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        let rejected = TriggerRejected { trigger_id: trigger.trigger_id, reason: reason.to_owned(), message };
+        Ok(vec![event(&rejected, ids.result(9))?])
+    }
+
+    async fn check_permission(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<PermissionChecked>(history) || has::<TriggerRejected>(history) {
+            return Ok(Vec::new());
+        }
+        if self.agent.is_none() {
+            return Self::reject(trigger, ids, "agent_not_configured", "AGENT_API_URL is not set".into());
+        }
+        if !self.github.is_configured() {
+            return Self::reject(trigger, ids, "github_not_configured", "GITHUB_APP_ID and its key are not set".into());
+        }
+        match self.github.installation(trigger.installation_id).await? {
+            None => {
+                let message = format!("installation {} does not exist", trigger.installation_id);
+                return Self::reject(trigger, ids, "installation_missing", message);
+            }
+            Some(installation) if installation.suspended_at.is_some() => {
+                let message = format!("installation {} is suspended", trigger.installation_id);
+                return Self::reject(trigger, ids, "installation_suspended", message);
+            }
+            Some(_) => {}
+        }
+        let login = &trigger.requester.login;
+        let permission =
+            self.github.collaborator_permission(trigger.installation_id, &trigger.repository.full_name, login).await?;
+        let granted = matches!(permission.as_str(), "admin" | "maintain" | "write");
+        let checked = PermissionChecked {
+            trigger_id: trigger.trigger_id,
+            login: login.clone(),
+            permission: permission.clone(),
+            granted,
+        };
+        let mut events = vec![event(&checked, ids.result(0))?];
+        if !granted {
+            let message = format!("{login} has {permission} permission; admin, maintain or write is needed");
+            events.extend(Self::reject(trigger, ids, "permission_denied", message)?);
+        }
+        Ok(events)
+    }
+
+    async fn add_reaction(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<ReactionAdded>(history) {
+            return Ok(Vec::new());
+        }
+        let (target, name) = match (trigger.kind, trigger.comment_id) {
+            (TriggerKind::ReviewComment, Some(id)) => (ReactionTarget::ReviewComment(id), "review_comment"),
+            (TriggerKind::IssueComment | TriggerKind::PrComment, Some(id)) => {
+                (ReactionTarget::IssueComment(id), "issue_comment")
+            }
+            _ => (ReactionTarget::Issue(trigger.number), "issue"),
+        };
+        let created = self.github.add_eyes(trigger.installation_id, &trigger.repository.full_name, target).await?;
+        let added =
+            ReactionAdded { trigger_id: trigger.trigger_id, target: name.to_owned(), reaction_id: Some(created.id) };
+        Ok(vec![event(&added, ids.result(0))?])
+    }
+
+    async fn start_conversation(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<ConversationStarted>(history) || has::<TriggerRejected>(history) {
+            return Ok(Vec::new());
+        }
+        let agent = self.agent.as_ref().ok_or_else(|| StepError::Invalid("AGENT_API_URL is not set".into()))?;
+        let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
+        let branch = if trigger.kind.is_pull_request() {
+            match &trigger.head_branch {
+                Some(branch) => Some(branch.clone()),
+                None => Some(self.github.pull_request_branch(installation, repo, trigger.number).await?),
+            }
+        } else {
+            None
+        };
+        // The intent comes first: should the call's outcome be unknown, the
+        // stream says a conversation may exist for this trigger.
+        let requested = ConversationRequested {
+            trigger_id: trigger.trigger_id,
+            command_id: ids.0,
+            repository: repo.to_owned(),
+            branch: branch.clone(),
+        };
+        self.store
+            .append(
+                &streams::trigger(trigger.trigger_id),
+                ExpectedVersion::StreamExists,
+                vec![event(&requested, ids.result(1))?],
+            )
+            .await?;
+
+        let issue = self.github.issue(installation, repo, trigger.number).await?;
+        let comments = self.github.latest_comments(installation, repo, trigger.number).await?;
+        let instructions = instructions(trigger, &issue, &comments);
+        let request = StartConversation {
+            repository: repo,
+            git_provider: "github",
+            selected_branch: branch.as_deref(),
+            initial_user_msg: &trigger.message,
+            conversation_instructions: &instructions,
+        };
+        match agent.start_conversation(&request).await {
+            Ok(conversation_id) => {
+                let conversation_url = agent.conversation_url(&conversation_id);
+                let started = ConversationStarted { trigger_id: trigger.trigger_id, conversation_id, conversation_url };
+                Ok(vec![event(&started, ids.result(0))?])
+            }
+            Err(AgentError::Refused(reason)) => Self::reject(trigger, ids, "conversation_refused", reason),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Posts `body` where the request was made, unless an earlier attempt
+    /// of this command already did (its marker is in a recent comment).
+    async fn reply_once(
+        &self,
+        trigger: &TriggerDetected,
+        command: &Claimed,
+        body: &str,
+    ) -> Result<(u64, Option<String>), StepError> {
+        let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
+        let review_comment = match trigger.kind {
+            TriggerKind::ReviewComment => trigger.comment_id,
+            _ => None,
+        };
+        let marker = marker(command.command_id);
+        if command.attempts > 1 {
+            let found =
+                self.github.find_reply(installation, repo, trigger.number, review_comment.is_some(), &marker).await?;
+            if let Some(found) = found {
+                return Ok((found.id, found.html_url));
+            }
+        }
+        let created = self
+            .github
+            .reply(installation, repo, trigger.number, review_comment, &format!("{body}\n\n{marker}"))
+            .await?;
+        Ok((created.id, created.html_url))
+    }
+
+    async fn post_acknowledgement(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        command: &Claimed,
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<AcknowledgementPosted>(history) {
+            return Ok(Vec::new());
+        }
+        let started = last::<ConversationStarted>(history)
+            .ok_or_else(|| StepError::Invalid("no conversation was started".into()))?;
+        let body = format!(
+            "I'm on it! {} can [track my progress here]({}).",
+            trigger.requester.login, started.conversation_url
+        );
+        let (comment_id, comment_url) = self.reply_once(trigger, command, &body).await?;
+        let posted = AcknowledgementPosted { trigger_id: trigger.trigger_id, comment_id, comment_url };
+        Ok(vec![event(&posted, ids.result(0))?])
+    }
+
+    async fn post_summary(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        command: &Claimed,
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<SummaryPosted>(history) {
+            return Ok(Vec::new());
+        }
+        let started = last::<ConversationStarted>(history);
+        let (body, outcome) = match (last::<ConversationStatusChanged>(history), &started) {
+            (Some(changed), Some(started)) => {
+                let link = &started.conversation_url;
+                match changed.agent_state.as_str() {
+                    "finished" | "awaiting_user_input" => {
+                        let summary =
+                            match agent_events::last_agent_message(self.store.as_ref(), &started.conversation_id).await
+                            {
+                                Ok(Some(text)) => text,
+                                Ok(None) => changed.last_message.clone().unwrap_or_else(|| "I'm done.".to_owned()),
+                                Err(e) => return Err(StepError::NotYet(e.to_string())),
+                            };
+                        (
+                            format!("{summary}\n\n[See the whole conversation here]({link})."),
+                            changed.agent_state.clone(),
+                        )
+                    }
+                    state => {
+                        let reason = changed.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+                        let body = format!(
+                            "Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
+                             [See the conversation here]({link})."
+                        );
+                        (body, state.to_owned())
+                    }
+                }
+            }
+            _ => match last::<TriggerRejected>(history) {
+                Some(rejected) => (
+                    format!("Sorry, I couldn't start working on this: {}.", rejected.message.trim_end_matches('.')),
+                    rejected.reason,
+                ),
+                None => return Err(StepError::Invalid("nothing to report yet".into())),
+            },
+        };
+        let (comment_id, _) = self.reply_once(trigger, command, &body).await?;
+        let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome };
+        Ok(vec![event(&posted, ids.result(0))?])
+    }
+
+    async fn post_suggestion(
+        &self,
+        trigger: &TriggerDetected,
+        history: &[RecordedEvent],
+        command: &Claimed,
+        ids: &EventIds,
+    ) -> Result<Vec<NewEvent>, StepError> {
+        if has::<SummaryPosted>(history) {
+            return Ok(Vec::new());
+        }
+        if !self.github.is_configured() {
+            return Self::reject(trigger, ids, "github_not_configured", "GITHUB_APP_ID and its key are not set".into());
+        }
+        let sha = trigger.head_sha.as_deref().ok_or_else(|| StepError::Invalid("no head sha".into()))?;
+        let runs = self.github.workflow_runs(trigger.installation_id, &trigger.repository.full_name, sha).await?;
+        if runs.iter().any(|r| r.status != "completed") {
+            return Err(StepError::NotYet("workflow runs for this commit are still in progress".into()));
+        }
+        let failed: Vec<&str> =
+            runs.iter().filter(|r| r.conclusion.as_deref() == Some("failure")).map(|r| r.name.as_str()).collect();
+        if failed.is_empty() {
+            return Self::reject(trigger, ids, "nothing_to_do", "no workflow run failed in the end".into());
+        }
+        let conflicts =
+            self.github.mergeable(trigger.installation_id, &trigger.repository.full_name, trigger.number).await?
+                == Some(false);
+        let mut body = String::from("Some checks failed on this pull request:\n");
+        for name in &failed {
+            body.push_str(&format!("- {name}\n"));
+        }
+        if conflicts {
+            body.push_str("\nIt also has merge conflicts with its base branch.\n");
+        }
+        body.push_str(&format!("\nMention {} in a comment and I'll try to fix this.", self.settings.rules.mention));
+        let (comment_id, _) = self.reply_once(trigger, command, &body).await?;
+        let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned() };
+        Ok(vec![event(&posted, ids.result(0))?])
+    }
+}
+
+/// Event ids of a command's results: the same command always writes the same ids.
+struct EventIds(Uuid);
+
+impl EventIds {
+    fn result(&self, n: u32) -> Uuid {
+        derived_id(&[&self.0.to_string(), "result", &n.to_string()])
+    }
+}
+
+fn event<T: DomainEvent>(value: &T, id: Uuid) -> Result<NewEvent, StepError> {
+    value.to_new_event(id, None).map_err(|e| StepError::Invalid(e.to_string()))
+}
+
+fn has<T: DomainEvent>(history: &[RecordedEvent]) -> bool {
+    history.iter().any(|e| e.event_type == T::TYPE)
+}
+
+fn last<T: DomainEvent>(history: &[RecordedEvent]) -> Option<T> {
+    history.iter().rev().find(|e| e.event_type == T::TYPE).and_then(|e| T::decode(e).ok())
+}
+
+/// The hidden marker that lets a retried step find its own comment.
+pub fn marker(command_id: Uuid) -> String {
+    format!("{MARKER_PREFIX}{command_id} -->")
+}
+
+fn cut(text: &str, chars: usize) -> String {
+    let mut cut: String = text.chars().take(chars).collect();
+    if text.chars().count() > chars {
+        cut.push('…');
+    }
+    cut
+}
+
+/// What the agent is told about the request: the issue or pull request, its
+/// latest comments, and for an inline comment the file and line. It carries
+/// the trigger id, so a conversation can be traced back to its trigger.
+fn instructions(
+    trigger: &TriggerDetected,
+    issue: &crate::github::rest::Issue,
+    comments: &[crate::github::rest::Comment],
+) -> String {
+    let what = if trigger.kind.is_pull_request() { "pull request" } else { "issue" };
+    let mut text = format!(
+        "You are working on {what} #{} in {}: {}\n\n{}\n",
+        trigger.number,
+        trigger.repository.full_name,
+        issue.title,
+        cut(issue.body.as_deref().unwrap_or(""), 4000)
+    );
+    if let (Some(path), Some(line)) = (&trigger.path, trigger.line) {
+        text.push_str(&format!("\nThe request is an inline review comment on {path}, line {line}.\n"));
+    }
+    let recent: Vec<_> = comments.iter().rev().take(CONTEXT_COMMENTS).collect();
+    if !recent.is_empty() {
+        text.push_str("\nLatest comments, oldest first:\n");
+        for comment in recent.into_iter().rev() {
+            let author = comment.user.as_ref().map_or("someone", |u| u.login.as_str());
+            text.push_str(&format!("- {author}: {}\n", cut(comment.body.as_deref().unwrap_or(""), COMMENT_CHARS)));
+        }
+    }
+    text.push_str(&format!("\n(hookwise:{})\n", trigger.trigger_id));
+    text
+}

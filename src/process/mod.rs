@@ -1,0 +1,235 @@
+//! The process manager: turns deliveries that ask for the agent into one
+//! trigger each, and each step's result into the next step's command. It only
+//! decides; the [`executor`] acts. Commands go to the outbox in the same
+//! transaction as the manager's checkpoint, with ids derived from (trigger,
+//! step), so a replay or a retry can never enqueue a step twice.
+
+pub mod agent_events;
+pub mod executor;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::events::{
+    derived_id, streams, AgentEventsReceived, ConversationStarted, ConversationStatusChanged, DomainEvent,
+    PermissionChecked, TriggerDetected, TriggerRejected, TriggerRetried, WebhookReceived,
+};
+use crate::github::classify::{classify, TriggerRules};
+use crate::projections::runner::{EventHandler, HandlerError};
+use crate::sql::{Migration, Statement};
+use crate::sql_params;
+use crate::store::{now_micros, EventStore, ExpectedVersion, RecordedEvent, StoreError};
+
+pub const NAME: &str = "process_manager";
+
+const MIGRATIONS: &[Migration] = &[(
+    1,
+    "CREATE TABLE outbox (
+        command_id TEXT PRIMARY KEY,
+        trigger_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        due_at BIGINT NOT NULL,
+        claimed_until BIGINT,
+        last_error TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (status, due_at);
+    CREATE TABLE agent_conversations (
+        conversation_id TEXT PRIMARY KEY,
+        trigger_id TEXT NOT NULL
+    );",
+)];
+
+/// The steps of a trigger, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Installation present and not suspended; the requester may write.
+    CheckPermission,
+    /// 👀 where the request was made.
+    AddReaction,
+    StartConversation,
+    /// "I'm on it!" with the conversation link.
+    PostAcknowledgement,
+    /// The agent's result, or a short reply naming why there is none.
+    PostSummary,
+    /// Failed runs: one suggestion comment once every run for the sha is done.
+    PostSuggestion,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CheckPermission => "check_permission",
+            Step::AddReaction => "add_reaction",
+            Step::StartConversation => "start_conversation",
+            Step::PostAcknowledgement => "post_acknowledgement",
+            Step::PostSummary => "post_summary",
+            Step::PostSuggestion => "post_suggestion",
+        }
+    }
+
+    pub fn parse(step: &str) -> Option<Step> {
+        [
+            Step::CheckPermission,
+            Step::AddReaction,
+            Step::StartConversation,
+            Step::PostAcknowledgement,
+            Step::PostSummary,
+            Step::PostSuggestion,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == step)
+    }
+}
+
+/// The command id of a step: the same decision always yields the same id.
+/// A retry asked by an admin is a new command.
+pub fn command_id(trigger_id: Uuid, step: Step, retry: u32) -> Uuid {
+    if retry == 0 {
+        derived_id(&["command", &trigger_id.to_string(), step.as_str()])
+    } else {
+        derived_id(&["command", &trigger_id.to_string(), step.as_str(), &retry.to_string()])
+    }
+}
+
+/// The outbox row of a command; a second insert of the same command is a no-op.
+pub fn enqueue(trigger_id: Uuid, step: Step, retry: u32) -> Statement {
+    let now = now_micros();
+    Statement::new(
+        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at)
+         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
+        sql_params![
+            command_id(trigger_id, step, retry).to_string(),
+            trigger_id.to_string(),
+            step.as_str(),
+            now,
+            now,
+            now
+        ],
+    )
+}
+
+/// Agent states that end a job: the first two with a summary, the rest with
+/// a short reply naming the state.
+pub const FINAL_AGENT_STATES: &[&str] =
+    &["finished", "awaiting_user_input", "error", "rate_limited", "stopped", "rejected"];
+
+pub struct ProcessManager {
+    store: Arc<dyn EventStore>,
+    rules: TriggerRules,
+}
+
+impl ProcessManager {
+    pub fn new(store: Arc<dyn EventStore>, rules: TriggerRules) -> Self {
+        ProcessManager { store, rules }
+    }
+
+    /// Records the trigger a delivery asks for. `NoStream`: the first
+    /// delivery that asks wins; a redelivery, the same comment through
+    /// another hook, or a replay finds the stream and does nothing.
+    async fn detect(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        let received = WebhookReceived::decode(event).map_err(|e| HandlerError::Other(e.to_string()))?;
+        let Some(payload) = event.payload.as_deref() else { return Ok(()) };
+        let Some(trigger) = classify(&received, payload, &event.stream, event.position.0, &self.rules) else {
+            return Ok(());
+        };
+        let event_id = derived_id(&["trigger-detected", &trigger.trigger_id.to_string()]);
+        let new_event = trigger.to_new_event(event_id, None).map_err(|e| HandlerError::Other(e.to_string()))?;
+        match self.store.append(&streams::trigger(trigger.trigger_id), ExpectedVersion::NoStream, vec![new_event]).await
+        {
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn decode<T: DomainEvent>(event: &RecordedEvent) -> Result<T, HandlerError> {
+    T::decode(event).map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))
+}
+
+#[async_trait]
+impl EventHandler for ProcessManager {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn migrations(&self) -> &'static [Migration] {
+        MIGRATIONS
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        Ok(match event.event_type.as_str() {
+            WebhookReceived::TYPE => {
+                self.detect(event).await?;
+                Vec::new()
+            }
+            TriggerDetected::TYPE => {
+                let detected: TriggerDetected = decode(event)?;
+                let first = if detected.kind == crate::events::TriggerKind::FailedWorkflow {
+                    Step::PostSuggestion
+                } else {
+                    Step::CheckPermission
+                };
+                vec![enqueue(detected.trigger_id, first, 0)]
+            }
+            PermissionChecked::TYPE => {
+                let checked: PermissionChecked = decode(event)?;
+                if checked.granted {
+                    vec![enqueue(checked.trigger_id, Step::AddReaction, 0)]
+                } else {
+                    Vec::new()
+                }
+            }
+            crate::events::ReactionAdded::TYPE => {
+                let added: crate::events::ReactionAdded = decode(event)?;
+                vec![enqueue(added.trigger_id, Step::StartConversation, 0)]
+            }
+            ConversationStarted::TYPE => {
+                let started: ConversationStarted = decode(event)?;
+                vec![
+                    enqueue(started.trigger_id, Step::PostAcknowledgement, 0),
+                    Statement::new(
+                        "INSERT INTO agent_conversations (conversation_id, trigger_id) VALUES (?, ?)
+                         ON CONFLICT (conversation_id) DO NOTHING",
+                        sql_params![started.conversation_id, started.trigger_id.to_string()],
+                    ),
+                ]
+            }
+            ConversationStatusChanged::TYPE => {
+                let changed: ConversationStatusChanged = decode(event)?;
+                if FINAL_AGENT_STATES.contains(&changed.agent_state.as_str()) {
+                    vec![enqueue(changed.trigger_id, Step::PostSummary, 0)]
+                } else {
+                    Vec::new()
+                }
+            }
+            TriggerRejected::TYPE => {
+                let rejected: TriggerRejected = decode(event)?;
+                // The agent refused to start: say so where the request was made.
+                if rejected.reason == "conversation_refused" {
+                    vec![enqueue(rejected.trigger_id, Step::PostSummary, 0)]
+                } else {
+                    Vec::new()
+                }
+            }
+            TriggerRetried::TYPE => {
+                let retried: TriggerRetried = decode(event)?;
+                match Step::parse(&retried.step) {
+                    Some(step) => vec![enqueue(retried.trigger_id, step, retried.retry)],
+                    None => Vec::new(),
+                }
+            }
+            AgentEventsReceived::TYPE => {
+                let received: AgentEventsReceived = decode(event)?;
+                agent_events::record_state_changes(self.store.as_ref(), &received).await?;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! The `hookwise` binary as a user runs it: the README's walk-through, and
+//! refusing to start without a secret.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{backend_tests, Backend, TestDatabase};
+
+const HOOKWISE: &str = env!("CARGO_BIN_EXE_hookwise");
+
+#[test]
+fn serve_refuses_to_start_without_a_secret_and_names_the_variable() {
+    for secret in [None, Some("")] {
+        let mut command = Command::new(HOOKWISE);
+        command.arg("serve").env_remove("GITHUB_APP_WEBHOOK_SECRET").env("HOOKWISE_BIND", "127.0.0.1:0");
+        if let Some(secret) = secret {
+            command.env("GITHUB_APP_WEBHOOK_SECRET", secret);
+        }
+        let output = command.stdin(Stdio::null()).output().expect("running hookwise");
+        assert!(!output.status.success(), "serve must not start with secret {secret:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("GITHUB_APP_WEBHOOK_SECRET"), "{stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_public_bind_without_an_api_token() {
+    let output = Command::new(HOOKWISE)
+        .arg("serve")
+        .env("GITHUB_APP_WEBHOOK_SECRET", "s")
+        .env("HOOKWISE_BIND", "0.0.0.0:0")
+        .env_remove("HOOKWISE_API_TOKEN")
+        .output()
+        .expect("running hookwise");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HOOKWISE_API_TOKEN"));
+}
+
+backend_tests!(the_readme_walkthrough_works);
+
+fn hookwise(args: &[&str], database_url: &str) -> (bool, String) {
+    let output = Command::new(HOOKWISE)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", "walkthrough-secret")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running hookwise");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn the_readme_walkthrough_works(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut server = Command::new(HOOKWISE)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", "walkthrough-secret")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting hookwise serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
+        .expect("the listening line");
+    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let url = format!("{base}/integration/github/events");
+
+    let payload = tempfile::NamedTempFile::new().expect("a payload file");
+    let body = br#"{"action":"created","comment":{"body":"hello"},"repository":{"id":1,"full_name":"o/r"}}"#;
+    std::fs::write(payload.path(), body).expect("writing the payload");
+    let file = payload.path().to_str().expect("a UTF-8 path");
+    let send = ["send", "--event", "issue_comment", "--file", file, "--url", &url, "--delivery", "walk-1"];
+
+    let (ok, out) = hookwise(&send, &db.url);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().next(), Some("200"));
+    let answer: Value = serde_json::from_str(out.lines().nth(1).expect("the body")).expect("JSON");
+    assert_eq!(answer["status"], "accepted");
+
+    let (ok, out) = hookwise(&send, &db.url);
+    assert!(ok);
+    let answer: Value = serde_json::from_str(out.lines().nth(1).expect("the body")).expect("JSON");
+    assert_eq!(answer["status"], "duplicate");
+
+    let (ok, out) =
+        hookwise(&["send", "--event", "issue_comment", "--file", file, "--url", &url, "--secret", "wrong"], &db.url);
+    assert!(!ok, "a rejected delivery makes send fail");
+    assert_eq!(out.lines().next(), Some("403"));
+
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let (ok, out) = hookwise(&["events"], &db.url);
+    assert!(ok);
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["type"], "WebhookReceived");
+    assert_eq!(lines[0]["stream"], "delivery-1-walk-1");
+    assert_eq!(lines[0]["payload"]["comment"]["body"], "hello");
+    assert_eq!(lines[0]["data"]["repository"]["full_name"], "o/r");
+    assert!(lines[0]["recorded_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let (ok, out) = hookwise(&["events", "--after", "1"], &db.url);
+    assert!(ok);
+    assert!(out.is_empty());
+}

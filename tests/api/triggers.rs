@@ -1,0 +1,410 @@
+//! From a delivery that asks for the agent to its answer on GitHub, with
+//! wiremock standing in for GitHub and for the agent runtime.
+
+use std::time::{Duration, Instant};
+
+use hookwise::events::{DomainEvent, StepFailed, TriggerDetected, TriggerRejected};
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::helpers::{backend_tests, Backend, TestApp, TestDatabase};
+
+backend_tests!(
+    a_mention_in_an_issue_comment_goes_from_delivery_to_summary,
+    a_label_starts_a_conversation_to_fix_the_issue,
+    a_denied_or_bot_sender_starts_nothing,
+    a_failed_comment_post_is_retried_into_exactly_one_comment,
+    a_rate_limit_is_waited_out_until_its_reset,
+    callbacks_need_the_key_and_a_known_conversation,
+);
+
+const REPO: &str = "Codertocat/Hello-World";
+const INSTALLATION: u64 = 4242;
+const CALLBACK_KEY: &str = "callback-key";
+
+struct Fakes {
+    github: MockServer,
+    agent: MockServer,
+}
+
+impl Fakes {
+    /// A GitHub where the App is installed and `permission` is the sender's.
+    async fn start(permission: &str) -> Fakes {
+        let github = MockServer::start().await;
+        let agent = MockServer::start().await;
+        let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+        Mock::given(method("POST"))
+            .and(path(format!("/app/installations/{INSTALLATION}/access_tokens")))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"token": "ghs_test", "expires_at": "2099-01-01T00:00:00Z"})),
+            )
+            .mount(&github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/app/installations/{INSTALLATION}")))
+            .respond_with(ok(json!({"id": INSTALLATION, "suspended_at": null})))
+            .mount(&github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/collaborators/Codertocat/permission")))
+            .respond_with(ok(json!({"permission": permission})))
+            .mount(&github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex_reactions())
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77, "content": "eyes"})))
+            .mount(&github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/issues/1")))
+            .respond_with(ok(json!({"title": "Spelling error in the README file", "body": "commmit"})))
+            .mount(&github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/issues/1/comments")))
+            .respond_with(ok(json!([{"id": 1, "body": "an earlier remark", "user": {"login": "someone"}}])))
+            .mount(&github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/conversations"))
+            .and(header("authorization", "Bearer agent-key"))
+            .respond_with(ok(json!({"status": "ok", "conversation_id": "conv-1"})))
+            .mount(&agent)
+            .await;
+        Fakes { github, agent }
+    }
+
+    /// Comments are created with ids 500, 501, …
+    async fn accept_comments(&self) {
+        Mock::given(method("POST"))
+            .and(path(format!("/repos/{REPO}/issues/1/comments")))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"})),
+            )
+            .mount(&self.github)
+            .await;
+    }
+
+    fn flags(&self) -> Vec<String> {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-github-app-key.pem");
+        [
+            "--github-app-id",
+            "12345",
+            "--github-app-private-key-path",
+            key,
+            "--github-api-url",
+            &self.github.uri(),
+            "--agent-api-url",
+            &self.agent.uri(),
+            "--agent-api-key",
+            "agent-key",
+            "--agent-conversation-url",
+            "https://agent.example/c/{conversation_id}",
+            "--agent-callback-secret",
+            CALLBACK_KEY,
+            "--retry-base-ms",
+            "50",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    async fn requests(&self, method_name: &str, path_suffix: &str) -> Vec<Request> {
+        let mut all = self.github.received_requests().await.unwrap_or_default();
+        all.extend(self.agent.received_requests().await.unwrap_or_default());
+        all.into_iter().filter(|r| r.method.as_str() == method_name && r.url.path().ends_with(path_suffix)).collect()
+    }
+
+    /// Waits until `count` requests of this kind arrived.
+    async fn wait_for(&self, method_name: &str, path_suffix: &str, count: usize) -> Vec<Request> {
+        let started = Instant::now();
+        loop {
+            let found = self.requests(method_name, path_suffix).await;
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "waited for {count} {method_name} …{path_suffix}, saw {}",
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn path_regex_reactions() -> wiremock::matchers::PathRegexMatcher {
+    wiremock::matchers::path_regex(r"/reactions$")
+}
+
+async fn spawn(backend: Backend, fakes: &Fakes) -> Option<TestApp> {
+    let db = TestDatabase::create(backend).await?;
+    let flags = fakes.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Some(TestApp::spawn_on(db, &flags).await)
+}
+
+fn base_payload() -> Value {
+    json!({
+        "repository": {"id": 186853002, "full_name": REPO, "name": "Hello-World"},
+        "sender": {"id": 21031067, "login": "Codertocat", "type": "User"},
+        "installation": {"id": INSTALLATION},
+    })
+}
+
+fn comment_payload(comment_id: u64, body: &str) -> Vec<u8> {
+    let mut payload = base_payload();
+    payload["action"] = json!("created");
+    payload["issue"] =
+        json!({"number": 1, "title": "Spelling error in the README file", "updated_at": "2019-05-15T15:20:21Z"});
+    payload["comment"] = json!({"id": comment_id, "body": body});
+    serde_json::to_vec(&payload).expect("JSON")
+}
+
+fn body_of(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).expect("a JSON body")
+}
+
+async fn callback(app: &TestApp, key: &str, operations: Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/event-webhook/batch"))
+        .header("x-session-api-key", key)
+        .json(&operations)
+        .send()
+        .await
+        .expect("callback answered")
+}
+
+fn finished_batch(conversation: &str) -> Value {
+    let message = json!({"id": 12, "source": "agent", "action": "message", "args": {"content": "I fixed the spelling in README.md."}});
+    let finished = json!({"id": 14, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "finished", "reason": ""}});
+    json!([
+        {"method": "POST", "path": format!("sessions/{conversation}/events/12.json"), "content": message.to_string()},
+        {"method": "POST", "path": format!("sessions/{conversation}/events/14.json"), "content": finished.to_string()},
+        {"method": "POST", "path": format!("sessions/{conversation}/metadata.json"), "content": "{\"title\":\"x\"}"},
+    ])
+}
+
+async fn a_mention_in_an_issue_comment_goes_from_delivery_to_summary(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let body = comment_payload(9001, "Hey @openhands, please fix the typo.");
+    // Five redeliveries, and the same comment through a second hook.
+    for _ in 0..5 {
+        assert_eq!(app.deliver("issue_comment", "d-mention", &body).await.status(), 200);
+    }
+    let other_hook = app
+        .http
+        .post(app.url("/integration/github/events"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issue_comment")
+        .header("x-github-delivery", "d-mention-hook-2")
+        .header("x-github-hook-id", "99")
+        .header("x-hub-signature-256", crate::helpers::sign(crate::helpers::TEST_SECRET, &body))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(other_hook.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/9001/reactions"));
+    assert_eq!(body_of(&reactions[0]), json!({"content": "eyes"}));
+    assert_eq!(reactions[0].headers.get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer ghs_test"));
+
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    let request = body_of(&started[0]);
+    assert_eq!(request["repository"], REPO);
+    assert_eq!(request["git_provider"], "github");
+    assert_eq!(request["selected_branch"], Value::Null);
+    assert_eq!(request["initial_user_msg"], "Hey @openhands, please fix the typo.");
+    let instructions = request["conversation_instructions"].as_str().expect("instructions");
+    assert!(instructions.contains("Spelling error in the README file") && instructions.contains("an earlier remark"));
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    let ack = body_of(&comments[0])["body"].as_str().expect("a body").to_owned();
+    assert!(
+        ack.starts_with("I'm on it! Codertocat can [track my progress here](https://agent.example/c/conv-1)."),
+        "{ack}"
+    );
+    assert!(ack.contains("<!-- hookwise:"), "the acknowledgement carries its marker");
+
+    let answer = callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await;
+    assert_eq!(answer.status(), 202);
+    let receipt: Value = answer.json().await.expect("JSON");
+    assert_eq!(receipt, json!({"accepted": 3, "ignored": 0}));
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
+    assert!(summary.contains("(https://agent.example/c/conv-1)"));
+
+    // Settle, then count: one of everything, whatever was redelivered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
+    assert_eq!(fakes.requests("POST", "/reactions").await.len(), 1);
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2);
+    let log = app.log().await;
+    let detected: Vec<_> = log.iter().filter(|e| e.event_type == TriggerDetected::TYPE).collect();
+    assert_eq!(detected.len(), 1);
+    let types: Vec<&str> =
+        log.iter().filter(|e| e.stream.starts_with("trigger-")).map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "TriggerDetected",
+            "PermissionChecked",
+            "ReactionAdded",
+            "ConversationRequested",
+            "ConversationStarted",
+            "AcknowledgementPosted",
+            "ConversationStatusChanged",
+            "SummaryPosted"
+        ]
+    );
+    app.stop().await;
+}
+
+async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
+    let fakes = Fakes::start("maintain").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let mut payload = base_payload();
+    payload["action"] = json!("labeled");
+    payload["label"] = json!({"name": "openhands"});
+    payload["issue"] = json!({"number": 1, "title": "Spelling error", "updated_at": "2019-05-15T15:20:21Z"});
+    let body = serde_json::to_vec(&payload).expect("JSON");
+    assert_eq!(app.deliver("issues", "d-label", &body).await.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/1/reactions"));
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    assert_eq!(body_of(&started[0])["initial_user_msg"], "Please fix issue number #1.");
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    app.stop().await;
+}
+
+async fn a_denied_or_bot_sender_starts_nothing(backend: Backend) {
+    let fakes = Fakes::start("read").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let denied = comment_payload(9100, "@openhands do it");
+    assert_eq!(app.deliver("issue_comment", "d-denied", &denied).await.status(), 200);
+    let mut bot: Value = serde_json::from_slice(&comment_payload(9101, "@openhands do it")).expect("JSON");
+    bot["sender"] = json!({"id": 1, "login": "renovate[bot]", "type": "Bot"});
+    assert_eq!(app.deliver("issue_comment", "d-bot", &serde_json::to_vec(&bot).expect("JSON")).await.status(), 200);
+
+    let started = Instant::now();
+    let rejected = loop {
+        let log = app.log().await;
+        if let Some(event) = log.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
+            break TriggerRejected::decode(event).expect("a rejection");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the denied trigger was rejected");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(rejected.reason, "permission_denied");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = app.log().await;
+    assert_eq!(log.iter().filter(|e| e.event_type == TriggerDetected::TYPE).count(), 1, "the bot asked for nothing");
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "a denial posts no comment");
+    app.stop().await;
+}
+
+async fn a_failed_comment_post_is_retried_into_exactly_one_comment(backend: Backend) {
+    let fakes = Fakes::start("admin").await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let body = comment_payload(9200, "@openhands go");
+    assert_eq!(app.deliver("issue_comment", "d-502", &body).await.status(), 200);
+
+    fakes.wait_for("POST", "/issues/1/comments", 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = fakes.requests("POST", "/issues/1/comments").await;
+    assert_eq!(posts.len(), 3, "two failures, then one comment");
+    let log = app.log().await;
+    let failures: Vec<StepFailed> = log
+        .iter()
+        .filter(|e| e.event_type == StepFailed::TYPE)
+        .map(|e| StepFailed::decode(e).expect("decodes"))
+        .collect();
+    assert_eq!(failures.len(), 2);
+    assert!(failures.iter().all(|f| f.step == "post_acknowledgement"));
+    assert_eq!(log.iter().filter(|e| e.event_type == "AcknowledgementPosted").count(), 1);
+    app.stop().await;
+}
+
+async fn a_rate_limit_is_waited_out_until_its_reset(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 2;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/collaborators/Codertocat/permission")))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+                .set_body_json(json!({"message": "API rate limit exceeded"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-limit", &comment_payload(9300, "@openhands go")).await.status(), 200);
+
+    let checks = fakes.wait_for("GET", "/permission", 2).await;
+    let log = app.log().await;
+    let failed = log.iter().find(|e| e.event_type == StepFailed::TYPE).map(|e| StepFailed::decode(e).expect("decodes"));
+    let failed = failed.expect("the rate-limited attempt is recorded");
+    assert!(failed.error.contains("403"), "{}", failed.error);
+    assert!(failed.retry_at_micros >= ((reset - 1) * 1_000_000) as i64, "the retry waits for the reset");
+    drop(checks);
+    fakes.wait_for("POST", "/reactions", 1).await;
+    app.stop().await;
+}
+
+async fn callbacks_need_the_key_and_a_known_conversation(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let before = app.log().await.len();
+
+    let wrong = callback(&app, "not-the-key", finished_batch("conv-1")).await;
+    assert_eq!(wrong.status(), 401);
+    let answer: Value = wrong.json().await.expect("JSON error");
+    assert_eq!(answer["error"], "unauthorized");
+    let missing =
+        app.http.post(app.url("/event-webhook/batch")).json(&finished_batch("conv-1")).send().await.expect("answer");
+    assert_eq!(missing.status(), 401);
+
+    let unknown = callback(&app, CALLBACK_KEY, finished_batch("never-started")).await;
+    assert_eq!(unknown.status(), 202);
+    assert_eq!(unknown.json::<Value>().await.expect("JSON"), json!({"accepted": 0, "ignored": 3}));
+
+    let malformed = app
+        .http
+        .post(app.url("/event-webhook/batch"))
+        .header("x-session-api-key", CALLBACK_KEY)
+        .body("{\"not\": \"an array\"}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(malformed.json::<Value>().await.expect("JSON")["error"], "invalid_batch");
+
+    assert_eq!(app.log().await.len(), before, "nothing was stored");
+    app.stop().await;
+}
