@@ -174,7 +174,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Rebuild { store, read_model } => {
             let models = admin::select(&read_model)?;
-            let (log, db) = open_both(&store.database_url).await?;
+            let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
                 .await
@@ -193,7 +193,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 return Err("--from must be at least 1 and not after --to".into());
             }
             let models = admin::select(&read_model)?;
-            let (log, db) = open_both(&store.database_url).await?;
+            let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             for model in models {
                 let report = hookwise::commands::admin::replay(
@@ -218,7 +218,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let current = WebhookSecret::parse(&webhook_secret).map_err(|e| format!("the webhook secret {e}"))?;
             let previous = webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
             let secrets = WebhookSecrets { current, previous };
-            let log = store::open(&store.database_url).await.map_err(|e| e.to_string())?;
+            let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             let report = admin::verify_log(log.as_ref(), &secrets).await?;
             log.close().await;
             for (position, delivery, problem) in &report.failures {
@@ -237,9 +237,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-async fn open_both(database_url: &str) -> Result<(std::sync::Arc<dyn store::EventStore>, SqlDb), String> {
-    let log = store::open(database_url).await.map_err(|e| e.to_string())?;
-    let db = SqlDb::connect(database_url).await.map_err(|e| e.to_string())?;
+/// The log and the SQL database (read models, checkpoints) that `store` names.
+async fn open_both(store: &StoreArgs) -> Result<(Arc<dyn store::EventStore>, SqlDb), String> {
+    let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+    let db = SqlDb::connect(&store.database_url).await.map_err(|e| e.to_string())?;
     Ok((log, db))
 }
 

@@ -19,8 +19,7 @@ pub async fn rebuild(
     models: &[Arc<dyn ReadModel>],
     requested_by: &str,
 ) -> Result<Vec<RebuildReport>, HandlerError> {
-    let borrowed: Vec<&dyn ReadModel> = models.iter().map(|m| m.as_ref()).collect();
-    let reports = read_model::rebuild_many(store, db, &borrowed).await?;
+    let reports = read_model::rebuild_many(store, db, models).await?;
     for report in &reports {
         let event = ReadModelRebuilt {
             read_model: report.read_model.clone(),

@@ -37,19 +37,3 @@ impl DomainEvent for ReadModelReplayed {
     const TYPE: &'static str = "ReadModelReplayed";
     const SCHEMA_VERSION: u32 = 1;
 }
-
-/// An operator asked for an abandoned trigger to be tried again. Appended to
-/// the trigger's own stream (`trigger-{id}`), so the process manager, which
-/// follows that stream's events, picks the trigger up again from its last
-/// unfinished step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TriggerRetried {
-    pub trigger_id: String,
-    /// `api` or `cli`.
-    pub requested_by: String,
-}
-
-impl DomainEvent for TriggerRetried {
-    const TYPE: &'static str = "TriggerRetried";
-    const SCHEMA_VERSION: u32 = 1;
-}

@@ -209,8 +209,9 @@ fn generic_fact(kind: &'static str, data: &Value) -> Fact {
     let target = match (&repository, number) {
         (Some(repo), Some(n)) => Some(format!("{repo}#{n}")),
         (Some(repo), None) => Some(repo.clone()),
-        (None, _) => first_of(data, &["read_model", "trigger_id", "target"]),
+        (None, _) => first_of(data, &["read_model", "target"]),
     };
-    let detail = first_of(data, &["reason", "step", "kind", "permission", "outcome", "status", "read_model"]);
+    let detail =
+        first_of(data, &["reason", "error", "step", "kind", "permission", "outcome", "agent_state", "read_model"]);
     Fact { kind, actor, target, repository, detail }
 }

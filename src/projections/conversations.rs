@@ -193,14 +193,31 @@ impl ReadModel for Conversations {
                     None => return Ok(vec![]),
                 }
             }
-            "SummaryPosted" => update(
-                t,
-                trigger,
-                event,
-                "summary_posted_at = ?, status = CASE WHEN status IN ('running', 'starting', 'detected')
-                    THEN 'finished' ELSE status END, finished_at = COALESCE(finished_at, ?)",
-                sql_params![at, at],
-            ),
+            "SummaryPosted" => {
+                // Its `outcome` is the agent state it reported (or `suggested`, or a rejection reason).
+                let outcome = field(&data, &["outcome"]).unwrap_or_default();
+                if status_of_agent_state(&outcome) == Some("failed") {
+                    update(
+                        t,
+                        trigger,
+                        event,
+                        "summary_posted_at = ?, status = CASE WHEN status = 'rejected' THEN status ELSE 'failed' END,
+                         failed_at = COALESCE(failed_at, ?), reason = COALESCE(reason, ?)",
+                        sql_params![at, at, outcome],
+                    )
+                } else {
+                    update(
+                        t,
+                        trigger,
+                        event,
+                        "summary_posted_at = ?, status = CASE WHEN status IN ('running', 'starting', 'detected')
+                            THEN 'finished' ELSE status END,
+                         finished_at = CASE WHEN status IN ('running', 'starting', 'detected')
+                            THEN COALESCE(finished_at, ?) ELSE finished_at END",
+                        sql_params![at, at],
+                    )
+                }
+            }
             "StepFailed" => update(t, trigger, event, "last_error = ?", sql_params![reason]),
             "TriggerAbandoned" => update(
                 t,

@@ -16,7 +16,8 @@ pub const OUTCOME_REJECTED: &str = "rejected";
 
 const TABLES: &[&str] = &["deliveries"];
 
-const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}deliveries (
+const CREATE_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {p}deliveries (
     position BIGINT PRIMARY KEY,
     stream TEXT NOT NULL,
     delivery_id TEXT NOT NULL,
@@ -34,10 +35,13 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}deliveries (
     outcome TEXT NOT NULL,
     reason TEXT,
     trigger_id TEXT
-)"];
+)",
+    // Used while projecting (trigger events find their delivery), so built with the table.
+    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_delivery_id ON {p}deliveries (delivery_id)",
+    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_trigger_id ON {p}deliveries (trigger_id)",
+];
 
 const CREATE_INDEXES: &[&str] = &[
-    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_delivery_id ON {p}deliveries (delivery_id)",
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_repository ON {p}deliveries (repository, position)",
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_event ON {p}deliveries (event, position)",
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_sender ON {p}deliveries (sender, position)",

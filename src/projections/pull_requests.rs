@@ -80,13 +80,14 @@ const CREATE_TABLES: &[&str] = &[
     login TEXT NOT NULL,
     PRIMARY KEY (repository_id, number, login)
 )",
+    // Used while projecting (pushes find their PR by head branch; counts by PR), so built with the tables.
+    "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_head ON {p}pull_requests (repository_id, head_ref)",
+    "CREATE INDEX IF NOT EXISTS {p}pr_comments_by_pr ON {p}pr_comments (repository_id, number)",
 ];
 
 const CREATE_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_repository ON {p}pull_requests (repository, position)",
-    "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_head ON {p}pull_requests (repository_id, head_ref)",
     "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_created_at ON {p}pull_requests (created_at)",
-    "CREATE INDEX IF NOT EXISTS {p}pr_comments_by_pr ON {p}pr_comments (repository_id, number)",
 ];
 
 #[derive(Deserialize)]

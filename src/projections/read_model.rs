@@ -9,7 +9,8 @@
 //! makes `replay` safe.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,23 +24,33 @@ use crate::store::{EventStore, Position, RecordedEvent};
 const REBUILD_BATCH: usize = 2000;
 
 /// Where a read model's tables live: the live names, or a shadow set being rebuilt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Tables {
     prefix: String,
+    /// Each template with the prefix filled in, made once: statements borrow
+    /// it instead of allocating per event. (Bounded: a few dozen templates per
+    /// prefix, and a new prefix only per rebuild.)
+    rendered: Arc<Mutex<HashMap<(usize, usize), &'static str>>>,
 }
 
 impl Tables {
     pub fn live() -> Self {
-        Tables { prefix: String::new() }
+        Tables { prefix: String::new(), rendered: Arc::default() }
     }
 
     fn shadow(generation: i64) -> Self {
-        Tables { prefix: format!("rebuild{generation}_") }
+        Tables { prefix: format!("rebuild{generation}_"), rendered: Arc::default() }
     }
 
     /// `template` with each `{p}` replaced by the table prefix.
     pub fn sql(&self, template: &'static str) -> Cow<'static, str> {
-        Cow::Owned(template.replace("{p}", &self.prefix))
+        let key = (template.as_ptr() as usize, template.len());
+        let Ok(mut rendered) = self.rendered.lock() else {
+            return Cow::Owned(template.replace("{p}", &self.prefix));
+        };
+        let sql =
+            rendered.entry(key).or_insert_with(|| Box::leak(template.replace("{p}", &self.prefix).into_boxed_str()));
+        Cow::Borrowed(*sql)
     }
 
     pub fn prefix(&self) -> &str {
@@ -61,9 +72,11 @@ pub trait ReadModel: Send + Sync + 'static {
     fn schema_version(&self) -> i64;
     /// Its tables' names, without prefix.
     fn tables(&self) -> &'static [&'static str];
-    /// `CREATE TABLE` templates (keys and unique constraints included).
+    /// `CREATE TABLE` templates (keys and unique constraints included), and
+    /// the indexes the projection itself needs while it runs (named with the
+    /// `{p}` prefix too: they keep their shadow names after a swap).
     fn create_tables(&self) -> &'static [&'static str];
-    /// `CREATE INDEX` templates, built after a rebuild's bulk load.
+    /// `CREATE INDEX` templates only queries need, built after a rebuild's bulk load.
     fn create_indexes(&self) -> &'static [&'static str];
     /// The statements that apply `event` to `tables`.
     fn apply(&self, tables: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError>;
@@ -130,9 +143,8 @@ pub async fn prepare(db: &SqlDb, model: &dyn ReadModel) -> Result<(), HandlerErr
     let stored = rows.first().map(|r| r.get::<i64>(0)).transpose()?;
     let live = Tables::live();
     if stored == Some(model.schema_version()) {
-        let mut statements = create(model.create_tables(), &live);
-        statements.extend(create(model.create_indexes(), &live));
-        db.write(statements).await?;
+        // The tables exist (created here or swapped in by a rebuild, whose
+        // indexes may carry the shadow set's names): nothing to create.
         return Ok(());
     }
     if stored.is_some() {
@@ -161,73 +173,84 @@ pub struct RebuildReport {
     pub duration_ms: u64,
 }
 
-/// Rebuilds `model` from the whole log into shadow tables while the live
-/// tables keep answering, then swaps them in with the checkpoint in one
-/// transaction. The running handler notices the moved checkpoint and goes on
-/// from there.
-pub async fn rebuild(store: &dyn EventStore, db: &SqlDb, model: &dyn ReadModel) -> Result<RebuildReport, HandlerError> {
-    let mut reports = rebuild_many(store, db, &[model]).await?;
-    reports.pop().ok_or_else(|| HandlerError::Other("nothing was rebuilt".into()))
-}
-
-/// [`rebuild`] for several read models, reading the log once: each batch of
-/// events is applied to every model's shadow tables in one transaction.
+/// Rebuilds `models` from the whole log into shadow tables while the live
+/// tables keep answering, then swaps each in with its checkpoint in one
+/// transaction; the running handlers notice the moved checkpoints and go on
+/// from there. The log is read once: each batch is applied to every model's
+/// shadow tables in one transaction, while the next batch is being read.
 pub async fn rebuild_many(
     store: &dyn EventStore,
     db: &SqlDb,
-    models: &[&dyn ReadModel],
+    models: &[Arc<dyn ReadModel>],
 ) -> Result<Vec<RebuildReport>, HandlerError> {
     let started = Instant::now();
+    let mut checkpoints = Vec::with_capacity(models.len());
     let mut shadows = Vec::with_capacity(models.len());
     for model in models {
         let checkpoint = claim_checkpoint(db, model.name()).await?;
         let shadow = Tables::shadow(checkpoint.generation + 1);
-        let mut statements = drop_tables(*model, &shadow);
+        let mut statements = drop_tables(model.as_ref(), &shadow);
         statements.extend(create(model.create_tables(), &shadow));
         db.write(statements).await?;
-        shadows.push((checkpoint, shadow));
+        checkpoints.push(checkpoint);
+        shadows.push(shadow);
     }
+    let shadows = Arc::new(shadows);
 
-    // Read the next batch while the current one is written.
     let mut after = Position::START;
     let mut applied = 0u64;
-    let mut pending: Option<tokio::task::JoinHandle<Result<(), SqlError>>> = None;
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), HandlerError>>> = None;
     loop {
         let events = store.read_all(after, REBUILD_BATCH).await?;
         let Some(last) = events.last() else { break };
         after = last.position;
         applied += events.len() as u64;
-        // Each model's statements stay in log order; models write disjoint
-        // tables, so one model's statements may run before another's.
-        let mut statements = Vec::with_capacity(events.len() * models.len());
-        for (model, (_, shadow)) in models.iter().zip(&shadows) {
-            let mut own = Vec::with_capacity(events.len());
-            for event in &events {
-                own.extend(model.apply(shadow, event)?);
-            }
-            statements.extend(coalesce_inserts(own));
-        }
         if let Some(previous) = pending.take() {
             previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
         }
-        let db = db.clone();
-        pending = Some(tokio::spawn(async move { db.write(statements).await.map(|_| ()) }));
+        // Applying is CPU work: it runs on a blocking thread, beside the next read.
+        let (models, shadows, db) = (models.to_vec(), shadows.clone(), db.clone());
+        pending = Some(tokio::spawn(async move {
+            let statements = tokio::task::spawn_blocking(move || apply_to_all(&models, &shadows, &events))
+                .await
+                .map_err(|e| HandlerError::Other(e.to_string()))??;
+            db.write(statements).await?;
+            Ok(())
+        }));
     }
     if let Some(previous) = pending.take() {
         previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
     }
 
     let mut reports = Vec::with_capacity(models.len());
-    for (model, (checkpoint, shadow)) in models.iter().zip(&shadows) {
-        reports.push(swap_in(db, *model, *checkpoint, shadow, after).await?);
+    for ((model, checkpoint), shadow) in models.iter().zip(checkpoints).zip(shadows.iter()) {
+        let position = swap_in(db, model.as_ref(), checkpoint, shadow, after).await?;
+        reports.push(RebuildReport {
+            read_model: model.name().to_owned(),
+            events: applied,
+            position: position.0,
+            duration_ms: millis(started.elapsed()),
+        });
     }
-    let duration_ms = millis(started.elapsed());
-    Ok(reports
-        .into_iter()
-        .map(|position| RebuildReport { read_model: String::new(), events: applied, position: position.0, duration_ms })
-        .zip(models)
-        .map(|(report, model)| RebuildReport { read_model: model.name().to_owned(), ..report })
-        .collect())
+    Ok(reports)
+}
+
+/// Each model's statements for `events`, in log order; models write disjoint
+/// tables, so one model's statements may run before another's.
+fn apply_to_all(
+    models: &[Arc<dyn ReadModel>],
+    shadows: &[Tables],
+    events: &[RecordedEvent],
+) -> Result<Vec<Statement>, HandlerError> {
+    let mut statements = Vec::with_capacity(events.len() * models.len());
+    for (model, shadow) in models.iter().zip(shadows) {
+        let mut own = Vec::with_capacity(events.len());
+        for event in events {
+            own.extend(model.apply(shadow, event)?);
+        }
+        statements.extend(coalesce_inserts(own));
+    }
+    Ok(statements)
 }
 
 /// Most parameters one coalesced statement may bind (SQLite allows 32766, PostgreSQL 65535).

@@ -17,6 +17,13 @@ pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Vec<Statement> {
     let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
     match event.event_type.as_str() {
         "TriggerDetected" => {
+            // The catalogue names the delivery by its log position; by its id otherwise.
+            if let Some(position) = data.get("delivery_position").and_then(Value::as_u64) {
+                return vec![Statement::new(
+                    t.sql("UPDATE {p}deliveries SET outcome = ?, trigger_id = ? WHERE position = ? AND outcome = ?"),
+                    sql_params![OUTCOME_TRIGGER, trigger, position, OUTCOME_IGNORED],
+                )];
+            }
             let Some(delivery_id) = field(&data, &["delivery_id", "delivery"]) else {
                 return Vec::new();
             };
@@ -25,10 +32,7 @@ pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Vec<Statement> {
                     "UPDATE {p}deliveries SET outcome = ?, trigger_id = ?
                      WHERE delivery_id = ? AND outcome = ? AND hook_id = COALESCE(?, hook_id)",
                 ),
-                {
-                    let hook_id = field(&data, &["hook_id"]);
-                    sql_params![OUTCOME_TRIGGER, trigger, delivery_id, OUTCOME_IGNORED, hook_id]
-                },
+                sql_params![OUTCOME_TRIGGER, trigger, delivery_id, OUTCOME_IGNORED, field(&data, &["hook_id"])],
             )]
         }
         "TriggerRejected" | "PermissionDenied" => vec![rejected(t, trigger, field(&data, &["reason", "message"]))],

@@ -552,6 +552,40 @@ async fn pull_request_statistics_match_a_scripted_history(backend: Backend) {
     app.stop().await;
 }
 
+/// Appends to a log directly (no server).
+struct LogWriter {
+    store: std::sync::Arc<dyn hookwise::store::EventStore>,
+}
+
+/// Appends a verified delivery as intake would; returns its position.
+async fn append_delivery(store: &dyn hookwise::store::EventStore, event: &str, delivery_id: &str, body: &[u8]) -> u64 {
+    let envelope: Value = serde_json::from_slice(body).expect("JSON");
+    let received = WebhookReceived {
+        delivery_id: delivery_id.to_owned(),
+        hook_id: "42".into(),
+        event: event.to_owned(),
+        action: envelope["action"].as_str().map(str::to_owned),
+        installation_id: envelope["installation"]["id"].as_u64(),
+        repository: None,
+        sender: None,
+        signature: crate::helpers::sign(crate::helpers::TEST_SECRET, body),
+        secret: SecretSlot::Current,
+    };
+    let new_event = received
+        .to_new_event(derived_id(&["delivery", "42", delivery_id]), Some(body.to_vec().into()))
+        .expect("encodes");
+    let result = store
+        .append(&streams::delivery("42", delivery_id), ExpectedVersion::NoStream, vec![new_event])
+        .await
+        .expect("appended");
+    result.first_position.expect("a position").0
+}
+
+async fn append<E: DomainEvent>(app: &LogWriter, trigger: uuid::Uuid, event: &E) {
+    let event = event.to_new_event(uuid::Uuid::new_v4(), None).expect("encodes");
+    app.store.append(&streams::trigger(trigger), ExpectedVersion::Any, vec![event]).await.expect("appended");
+}
+
 async fn append_trigger_event(app: &TestApp, trigger: &str, event_type: &str, data: Value) {
     let event = hookwise::store::NewEvent {
         event_id: uuid::Uuid::new_v4(),
@@ -563,48 +597,146 @@ async fn append_trigger_event(app: &TestApp, trigger: &str, event_type: &str, da
     app.store.append(&format!("trigger-{trigger}"), ExpectedVersion::Any, vec![event]).await.expect("appended");
 }
 
-/// A finished trigger, a rejected one and an abandoned one (then retried).
+/// A finished trigger, a rejected one and an abandoned one (then retried),
+/// as the process manager records them.
 async fn conversations_follow_their_triggers(backend: Backend) {
-    let Some(dir) = payload_examples() else { return };
-    let Some(app) = spawn(backend).await else { return };
-    let body = std::fs::read(dir.join("issue_comment/created.payload.json")).expect("corpus file");
-    for delivery in ["d-finished", "d-rejected", "d-abandoned", "d-ignored"] {
-        assert_eq!(app.deliver("issue_comment", delivery, &body).await.status(), 200);
-    }
-    let detected = |delivery: &str, requester: &str, kind: &str| {
-        json!({"kind": kind, "repository": "acme/widgets", "number": 7, "requester": requester,
-               "delivery_id": delivery, "hook_id": "42"})
+    use hookwise::events::{
+        AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
+        PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind,
+        TriggerRejected,
     };
-    append_trigger_event(&app, "t1", "TriggerDetected", detected("d-finished", "alice", "issue_comment")).await;
-    append_trigger_event(&app, "t1", "PermissionChecked", json!({"granted": true, "permission": "write"})).await;
-    append_trigger_event(&app, "t1", "ReactionAdded", json!({"content": "eyes"})).await;
-    append_trigger_event(&app, "t1", "ConversationRequested", json!({})).await;
-    append_trigger_event(
+    let Some(dir) = payload_examples() else { return };
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    // The history is written before the server starts, with the process
+    // manager's checkpoint past it: it is what the process manager recorded,
+    // and it must not act on it again.
+    let log = db.open_store().await;
+    let app = LogWriter { store: log.clone() };
+    let body = std::fs::read(dir.join("issue_comment/created.payload.json")).expect("corpus file");
+    let mut positions = BTreeMap::new();
+    for delivery in ["d-finished", "d-rejected", "d-abandoned", "d-ignored"] {
+        positions.insert(delivery, append_delivery(log.as_ref(), "issue_comment", delivery, &body).await);
+    }
+    let (t1, t2, t3) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let detected = |trigger_id, delivery: &str, login: &str, kind| TriggerDetected {
+        trigger_id,
+        kind,
+        repository: RepositoryRef { id: 900001, full_name: "acme/widgets".into() },
+        installation_id: 1,
+        number: 7,
+        requester: SenderRef { id: 5, login: login.into(), kind: "User".into() },
+        comment_id: Some(11),
+        message: "@openhands please fix".into(),
+        title: None,
+        head_branch: None,
+        head_sha: None,
+        path: None,
+        line: None,
+        failed_workflows: Vec::new(),
+        delivery_stream: streams::delivery("42", delivery),
+        delivery_position: positions[delivery],
+    };
+    append(&app, t1, &detected(t1, "d-finished", "alice", TriggerKind::IssueComment)).await;
+    append(
         &app,
-        "t1",
-        "ConversationStarted",
-        json!({"conversation_id": "conv-1", "conversation_url": "https://agent.example/conversations/conv-1"}),
+        t1,
+        &PermissionChecked { trigger_id: t1, login: "alice".into(), permission: "write".into(), granted: true },
     )
     .await;
-    append_trigger_event(&app, "t1", "AcknowledgementPosted", json!({"comment_id": 1})).await;
-    append_trigger_event(&app, "t1", "ConversationStatusChanged", json!({"agent_state": "finished"})).await;
-    append_trigger_event(&app, "t1", "SummaryPosted", json!({"comment_id": 2})).await;
-
-    append_trigger_event(&app, "t2", "TriggerDetected", detected("d-rejected", "mallory", "issue_comment")).await;
-    append_trigger_event(
+    append(&app, t1, &ReactionAdded { trigger_id: t1, target: "comment".into(), reaction_id: Some(1) }).await;
+    append(
         &app,
-        "t2",
-        "PermissionChecked",
-        json!({"granted": false, "permission": "read", "reason": "mallory has read permission"}),
+        t1,
+        &ConversationRequested {
+            trigger_id: t1,
+            command_id: uuid::Uuid::new_v4(),
+            repository: "acme/widgets".into(),
+            branch: None,
+        },
+    )
+    .await;
+    append(
+        &app,
+        t1,
+        &ConversationStarted {
+            trigger_id: t1,
+            conversation_id: "conv-1".into(),
+            conversation_url: "https://agent.example/conversations/conv-1".into(),
+        },
+    )
+    .await;
+    append(&app, t1, &AcknowledgementPosted { trigger_id: t1, comment_id: 1, comment_url: None }).await;
+    append(
+        &app,
+        t1,
+        &ConversationStatusChanged {
+            trigger_id: t1,
+            conversation_id: "conv-1".into(),
+            agent_state: "finished".into(),
+            reason: None,
+            last_message: Some("done".into()),
+        },
+    )
+    .await;
+    append(&app, t1, &SummaryPosted { trigger_id: t1, comment_id: 2, outcome: "finished".into() }).await;
+
+    append(&app, t2, &detected(t2, "d-rejected", "mallory", TriggerKind::IssueComment)).await;
+    append(
+        &app,
+        t2,
+        &PermissionChecked { trigger_id: t2, login: "mallory".into(), permission: "read".into(), granted: false },
+    )
+    .await;
+    append(
+        &app,
+        t2,
+        &TriggerRejected {
+            trigger_id: t2,
+            reason: "mallory has read permission".into(),
+            message: "you need write permission".into(),
+        },
     )
     .await;
 
-    append_trigger_event(&app, "t3", "TriggerDetected", detected("d-abandoned", "alice", "issue_label")).await;
-    append_trigger_event(&app, "t3", "StepFailed", json!({"step": "start_conversation", "error": "agent down"})).await;
-    append_trigger_event(&app, "t3", "TriggerAbandoned", json!({"reason": "agent unreachable after 8 attempts"})).await;
+    append(&app, t3, &detected(t3, "d-abandoned", "alice", TriggerKind::Label)).await;
+    append(
+        &app,
+        t3,
+        &StepFailed {
+            trigger_id: t3,
+            step: "start_conversation".into(),
+            attempt: 1,
+            error: "agent down".into(),
+            retry_at_micros: 0,
+        },
+    )
+    .await;
+    append(
+        &app,
+        t3,
+        &TriggerAbandoned {
+            trigger_id: t3,
+            step: "start_conversation".into(),
+            error: "agent unreachable after 8 attempts".into(),
+            attempts: 8,
+        },
+    )
+    .await;
+    let (t1, t2, t3) = (t1.to_string(), t2.to_string(), t3.to_string());
+    let head = log.head().await.expect("head");
+    let sql = SqlDb::connect(&db.url).await.expect("SQL database");
+    sql.migrate("checkpoints", hookwise::projections::CHECKPOINT_MIGRATIONS).await.expect("migrated");
+    sql.write(vec![hookwise::sql::Statement::new(
+        "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, 0)",
+        hookwise::sql_params![hookwise::process::NAME, head.0],
+    )])
+    .await
+    .expect("process manager checkpoint");
+    log.close().await;
+    let app = TestApp::spawn_on(db, &["--api-token", TOKEN]).await;
     caught_up(&app).await;
 
-    let (status, finished) = get(&app, "/api/v1/conversations/t1").await;
+    let (status, finished) = get(&app, &format!("/api/v1/conversations/{t1}")).await;
     assert_eq!(status, 200, "{finished}");
     assert_eq!(finished["status"], "finished");
     assert_eq!(finished["kind"], "issue_comment");
@@ -626,10 +758,10 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     }
     assert!(finished["time_to_acknowledgement_ms"].is_u64(), "{finished}");
 
-    let (_, rejected) = get(&app, "/api/v1/conversations/t2").await;
+    let (_, rejected) = get(&app, &format!("/api/v1/conversations/{t2}")).await;
     assert_eq!(rejected["status"], "rejected");
     assert_eq!(rejected["reason"], "mallory has read permission");
-    let (_, abandoned) = get(&app, "/api/v1/conversations/t3").await;
+    let (_, abandoned) = get(&app, &format!("/api/v1/conversations/{t3}")).await;
     assert_eq!(abandoned["status"], "abandoned");
     assert_eq!(abandoned["last_error"], "agent down");
     assert_eq!(abandoned["reason"], "agent unreachable after 8 attempts");
@@ -642,7 +774,7 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     assert_eq!(outcome("d-abandoned"), Some(json!("trigger")));
     assert_eq!(outcome("d-ignored"), Some(json!("ignored")));
     let rejected_delivery = deliveries.iter().find(|d| d["delivery_id"] == "d-rejected").expect("row");
-    assert_eq!(rejected_delivery["trigger_id"], "t2");
+    assert_eq!(rejected_delivery["trigger_id"], t2.as_str());
     assert_eq!(rejected_delivery["reason"], "mallory has read permission");
 
     // Filters and statistics.
@@ -659,21 +791,21 @@ async fn conversations_follow_their_triggers(backend: Backend) {
         stats["by_kind_and_status"],
         json!([{"kind": "issue_comment", "status": "finished", "count": 1},
                {"kind": "issue_comment", "status": "rejected", "count": 1},
-               {"kind": "issue_label", "status": "abandoned", "count": 1}])
+               {"kind": "label", "status": "abandoned", "count": 1}])
     );
     let (_, audit) = get(&app, "/api/v1/audit?kind=trigger_abandoned").await;
     assert_eq!(audit["items"][0]["target"], "acme/widgets#7", "{audit}");
 
     // Retry: only an abandoned trigger; the event lands on the trigger's stream.
-    assert_eq!(post(&app, "/api/v1/admin/triggers/t1/retry").await.0, 409);
+    assert_eq!(post(&app, &format!("/api/v1/admin/triggers/{t1}/retry")).await.0, 409);
     assert_eq!(post(&app, "/api/v1/admin/triggers/nope/retry").await.0, 404);
-    let (status, retried) = post(&app, "/api/v1/admin/triggers/t3/retry").await;
+    let (status, retried) = post(&app, &format!("/api/v1/admin/triggers/{t3}/retry")).await;
     assert_eq!(status, 200, "{retried}");
     caught_up(&app).await;
-    let (_, again) = get(&app, "/api/v1/conversations/t3").await;
-    assert_eq!(again["status"], "detected");
-    assert_eq!(again["retries"], 1);
-    let stream = app.store.read_stream("trigger-t3", 0, 10).await.expect("stream");
-    assert_eq!(stream.last().map(|e| e.event_type.as_str()), Some("TriggerRetried"));
+    let (_, again) = get(&app, &format!("/api/v1/conversations/{t3}")).await;
+    assert_eq!(again["retries"], 1, "{again}");
+    let stream = app.store.read_stream(&format!("trigger-{t3}"), 0, 100).await.expect("stream");
+    let retried = stream.iter().find_map(|e| hookwise::events::TriggerRetried::decode(e).ok()).expect("TriggerRetried");
+    assert_eq!((retried.step.as_str(), retried.retry, retried.requested_by.as_str()), ("start_conversation", 1, "api"));
     app.stop().await;
 }

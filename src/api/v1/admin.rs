@@ -5,8 +5,8 @@ use poem_openapi::{Object, OpenApi, Tags};
 
 use super::{ApiAuth, ApiResult};
 use crate::api::AppState;
-use crate::events::admin::TriggerRetried;
 use crate::events::DomainEvent;
+use crate::events::{streams, TriggerAbandoned, TriggerRetried};
 use crate::projections::{read_model, read_models};
 use crate::store::ExpectedVersion;
 
@@ -139,12 +139,29 @@ impl AdminApi {
                 format!("trigger {} is {status}; only abandoned triggers can be retried", trigger_id.0),
             );
         }
-        let event = TriggerRetried { trigger_id: trigger_id.0.clone(), requested_by: "api".into() };
+        let Ok(id) = uuid::Uuid::parse_str(&trigger_id.0) else {
+            return ApiResult::not_found(format!("no trigger {}", trigger_id.0));
+        };
+        let stream = streams::trigger(id);
+        // Retry the step it gave up on; `retry` counts the retries so far.
+        let history = match state.store.read_stream(&stream, 0, 10_000).await {
+            Ok(history) => history,
+            Err(e) => return ApiResult::unavailable(e),
+        };
+        let Some(abandoned) = history.iter().rev().find_map(|e| TriggerAbandoned::decode(e).ok()) else {
+            return ApiResult::conflict("not_abandoned", format!("trigger {} was never abandoned", trigger_id.0));
+        };
+        let retries = history.iter().filter(|e| e.event_type == TriggerRetried::TYPE).count();
+        let event = TriggerRetried {
+            trigger_id: id,
+            step: abandoned.step,
+            retry: u32::try_from(retries + 1).unwrap_or(u32::MAX),
+            requested_by: "api".into(),
+        };
         let new_event = match event.to_new_event(uuid::Uuid::new_v4(), None) {
             Ok(e) => e,
             Err(e) => return ApiResult::unavailable(e),
         };
-        let stream = format!("trigger-{}", trigger_id.0);
         match state.store.append(&stream, ExpectedVersion::StreamExists, vec![new_event]).await {
             Ok(result) => ApiResult::Ok(Json(RetryAccepted {
                 trigger_id: trigger_id.0,
