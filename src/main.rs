@@ -117,7 +117,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SQLite work runs on blocking threads: a small pool is plenty and keeps
+    // the allocator from growing an arena per thread.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -154,6 +156,17 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let store =
                 store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
             print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { store, github, since } => {
+            let deliveries = DeliveriesClient::new(Arc::new(github.client().map_err(|e| e.to_string())?));
+            let store =
+                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let options = ReconcileOptions { since: since.into(), ..ReconcileOptions::default() };
+            let outcome = reconcile(store.as_ref(), &deliveries, &options).await;
+            store.close().await;
+            let report = outcome.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi { output } => {
@@ -215,17 +228,6 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             }
             println!("{} deliveries checked, {} failed", report.checked, report.failures.len());
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
-        Command::Reconcile { store, github, since } => {
-            let deliveries = DeliveriesClient::new(Arc::new(github.client().map_err(|e| e.to_string())?));
-            let store =
-                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
-            let options = ReconcileOptions { since: since.into(), ..ReconcileOptions::default() };
-            let outcome = reconcile(store.as_ref(), &deliveries, &options).await;
-            store.close().await;
-            let report = outcome.map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { store } => {
             let store =

@@ -27,7 +27,7 @@ pub struct AppState {
     /// Read models, checkpoints and the outbox.
     pub db: SqlDb,
     /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
-    pub callback_secret: Option<crate::config::ApiToken>,
+    pub callback_secret: Option<ApiToken>,
     /// `None`: the query API is open (allowed on loopback binds only).
     pub api_token: Option<ApiToken>,
     /// One rebuild or replay at a time per process.

@@ -13,7 +13,7 @@ use crate::sql_params;
 use crate::store::{subscribe_all, EventStore, Position, RecordedEvent, StoreError};
 
 /// Events handled per transaction at most.
-const BATCH: usize = 500;
+const BATCH: usize = 100;
 
 pub const CHECKPOINT_MIGRATIONS: &[Migration] = &[
     (

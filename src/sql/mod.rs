@@ -73,7 +73,7 @@ impl SqlDb {
     /// Connects to the database `database_url` names (the same URL as the store's).
     pub async fn connect(database_url: &str) -> Result<Self, SqlError> {
         let engine = if let Some(path) = database_url.strip_prefix("sqlite://") {
-            Engine::Sqlite(sqlite::SqliteDb::open(path).await?)
+            Engine::Sqlite(sqlite::SqliteDb::open(&sqlite_read_side_path(path)).await?)
         } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             Engine::Postgres(postgres::PostgresDb::connect(database_url)?)
         } else {
@@ -126,6 +126,20 @@ impl SqlDb {
     }
 }
 
+/// The SQLite file of the read side, beside the log's: `data/hookwise.db` →
+/// `data/hookwise.read.db`. SQLite has one writer per file; with read models,
+/// checkpoints and the outbox in a file of their own, their transactions never
+/// make intake's group commit wait for the write lock.
+pub fn sqlite_read_side_path(log_path: &str) -> String {
+    let path = std::path::Path::new(log_path);
+    let name = match (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str())) {
+        (Some(stem), Some(extension)) => format!("{stem}.read.{extension}"),
+        (Some(stem), None) => format!("{stem}.read"),
+        _ => "hookwise.read.db".to_owned(),
+    };
+    path.with_file_name(name).to_string_lossy().into_owned()
+}
+
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`, leaving quoted text alone.
 pub(crate) fn numbered_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
@@ -155,6 +169,12 @@ pub(crate) fn numbered_placeholders(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::numbered_placeholders;
+
+    #[test]
+    fn the_read_side_lives_beside_the_log() {
+        assert_eq!(super::sqlite_read_side_path("data/hookwise.db"), "data/hookwise.read.db");
+        assert_eq!(super::sqlite_read_side_path("/tmp/x/log"), "/tmp/x/log.read");
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_quotes() {

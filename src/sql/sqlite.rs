@@ -63,7 +63,7 @@ impl SqliteDb {
                 .map_err(db_error)?;
             let manager = SqliteConnectionManager::file(&path)
                 .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 10000;"));
+                .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024;"));
             let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(db_error)?;
             Ok(SqliteDb { writer: Arc::new(Mutex::new(writer)), readers })
         })

@@ -80,7 +80,8 @@ impl SqliteStore {
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000;"));
+            // Readers stream through the log once: a small page cache each keeps memory flat.
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -512;"));
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(unavailable)?;
 
         let last: i64 =

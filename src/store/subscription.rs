@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use super::{EventStore, Position, RecordedEvent, StoreError};
 
 /// Events read per round trip while catching up.
-const PAGE: usize = 500;
+const PAGE: usize = 100;
 /// How long a live subscription sleeps without a wake-up before it polls
 /// anyway (another instance may have appended, or a hint was lost).
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
