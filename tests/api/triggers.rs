@@ -20,6 +20,7 @@ backend_tests!(
     a_restart_between_conversation_and_acknowledgement_acknowledges_once,
     pull_request_and_inline_mentions_work_on_the_head_branch,
     a_failed_run_gets_one_suggestion_once_every_run_is_done,
+    an_intake_instance_records_and_a_full_instance_acts,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -579,4 +580,28 @@ async fn a_failed_run_gets_one_suggestion_once_every_run_is_done(backend: Backen
     assert!(fakes.requests("POST", "/api/conversations").await.is_empty(), "a suggestion starts nothing");
     assert!(fakes.requests("GET", "/actions/runs").await.len() >= 2, "it waited for every run to finish");
     app.stop().await;
+}
+
+/// An `intake` instance only records; an `all` instance on the same database
+/// does the background work for both.
+async fn an_intake_instance_records_and_a_full_instance_acts(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--role".to_owned(), "intake".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let intake = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(intake.deliver("issue_comment", "d-role", &comment_payload(9700, "@openhands go")).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!intake.log().await.iter().any(|e| e.event_type == TriggerDetected::TYPE), "intake only records");
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    let db = intake.stop().await;
+
+    let flags = fakes.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let worker = TestApp::spawn_on(db, &flags).await;
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
+    worker.stop().await;
 }
