@@ -20,6 +20,7 @@ backend_tests!(
     a_restart_between_conversation_and_acknowledgement_acknowledges_once,
     an_inline_comment_is_answered_in_its_review_thread,
     a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
+    an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -579,5 +580,67 @@ async fn a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_ag
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "posted once, found after the 502");
     assert_eq!(comments.created.lock().expect("lock").len(), 1);
+    app.stop().await;
+}
+
+/// Waits for the first `TriggerRejected` in the log.
+async fn rejection(app: &TestApp) -> TriggerRejected {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
+            return TriggerRejected::decode(event).expect("a rejection");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was rejected");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(backend: Backend) {
+    // No agent runtime configured.
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let flags = fakes.flags();
+    let mut without_agent: Vec<&str> = Vec::new();
+    let mut skip_value = false;
+    for flag in &flags {
+        if skip_value {
+            skip_value = false;
+        } else if flag == "--agent-api-url" {
+            skip_value = true;
+        } else {
+            without_agent.push(flag);
+        }
+    }
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &without_agent).await;
+    assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9700, "@openhands go")).await.status(), 200);
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "agent_not_configured");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
+    app.stop().await;
+
+    // The App's installation is suspended.
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("GET"))
+        .and(path(format!("/app/installations/{INSTALLATION}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": INSTALLATION, "suspended_at": "2026-01-01T00:00:00Z"})),
+        )
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(
+        app.deliver("issue_comment", "d-suspended", &comment_payload(9701, "@openhands go")).await.status(),
+        200
+    );
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "installation_suspended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("GET", "/permission").await.is_empty(), "nothing asked of a suspended installation");
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
     app.stop().await;
 }
