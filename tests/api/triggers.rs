@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use hookwise::events::{AcknowledgementPosted, DomainEvent, StepFailed, TriggerDetected, TriggerRejected};
+use hookwise::events::{
+    AcknowledgementPosted, DomainEvent, StepFailed, TriggerAbandoned, TriggerDetected, TriggerRejected,
+};
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -21,6 +23,7 @@ backend_tests!(
     an_inline_comment_is_answered_in_its_review_thread,
     a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
     an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection,
+    an_abandoned_trigger_runs_again_when_an_admin_retries_it,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -642,5 +645,59 @@ async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(b
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fakes.requests("GET", "/permission").await.is_empty(), "nothing asked of a suspended installation");
     assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
+    app.stop().await;
+}
+
+async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    // The runtime fails both attempts the trigger gets, then recovers.
+    Mock::given(method("POST"))
+        .and(path("/api/conversations"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&fakes.agent)
+        .await;
+    let mut flags = fakes.flags();
+    flags.extend(["--retry-max-attempts", "2", "--api-token", "admin-token"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(app.deliver("issue_comment", "d-abandon", &comment_payload(9800, "@openhands go")).await.status(), 200);
+
+    let started = Instant::now();
+    let abandoned = loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerAbandoned::TYPE) {
+            break TriggerAbandoned::decode(event).expect("decodes");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was abandoned");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(abandoned.step, "start_conversation");
+    assert_eq!(abandoned.attempts, 2);
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing acknowledged yet");
+
+    // The read model may lag the log: retry until the API sees the trigger as abandoned.
+    let retry_url = app.url(&format!("/api/v1/admin/triggers/{}/retry", abandoned.trigger_id));
+    let started = Instant::now();
+    loop {
+        let answer = app.http.post(&retry_url).bearer_auth("admin-token").send().await.expect("answer");
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 409, "only a not-yet-abandoned trigger is refused");
+        assert!(started.elapsed() < Duration::from_secs(20), "the retry was accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let acks = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&acks[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it!")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 3, "two failures, then one conversation");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    let log = app.log().await;
+    assert_eq!(log.iter().filter(|e| e.event_type == "ConversationStarted").count(), 1);
+    assert_eq!(log.iter().filter(|e| e.event_type == "TriggerRetried").count(), 1);
     app.stop().await;
 }
