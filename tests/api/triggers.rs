@@ -24,6 +24,7 @@ backend_tests!(
     a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
     an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection,
     an_abandoned_trigger_runs_again_when_an_admin_retries_it,
+    a_pull_request_comment_works_on_the_head_branch,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -295,6 +296,44 @@ async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
     assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/1/reactions"));
     let started = fakes.wait_for("POST", "/api/conversations", 1).await;
     assert_eq!(body_of(&started[0])["initial_user_msg"], "Please fix issue number #1.");
+    assert_eq!(body_of(&started[0])["selected_branch"], Value::Null);
+    let acks = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&acks[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it! Codertocat can")));
+
+    let answer = callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await;
+    assert_eq!(answer.status(), 202);
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
+    assert!(summary.contains("(https://agent.example/c/conv-1)"), "{summary}");
+    app.stop().await;
+}
+
+async fn a_pull_request_comment_works_on_the_head_branch(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    // An issue_comment on a pull request does not carry the head branch: it is fetched.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "number": 1, "head": {"ref": "feature-x", "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+            "mergeable": true
+        })))
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let mut payload: Value = serde_json::from_slice(&comment_payload(9900, "@openhands fix the tests")).expect("JSON");
+    payload["issue"]["pull_request"] = json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/1")});
+    let body = serde_json::to_vec(&payload).expect("JSON");
+    assert_eq!(app.deliver("issue_comment", "d-pr-comment", &body).await.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/9900/reactions"));
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    assert_eq!(body_of(&started[0])["selected_branch"], "feature-x");
+    assert_eq!(body_of(&started[0])["initial_user_msg"], "@openhands fix the tests");
+    let instructions = body_of(&started[0])["conversation_instructions"].as_str().unwrap_or_default().to_owned();
+    assert!(instructions.contains("pull request #1"), "{instructions}");
     fakes.wait_for("POST", "/issues/1/comments", 1).await;
     app.stop().await;
 }
