@@ -24,7 +24,8 @@ backend_tests!(
     a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
     an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection,
     an_abandoned_trigger_runs_again_when_an_admin_retries_it,
-    a_pull_request_comment_works_on_the_head_branch,
+    pull_request_and_inline_mentions_work_on_the_head_branch,
+    a_failed_run_gets_one_suggestion_once_every_run_is_done,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -309,35 +310,6 @@ async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
     app.stop().await;
 }
 
-async fn a_pull_request_comment_works_on_the_head_branch(backend: Backend) {
-    let fakes = Fakes::start("write").await;
-    fakes.accept_comments().await;
-    // An issue_comment on a pull request does not carry the head branch: it is fetched.
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/{REPO}/pulls/1")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "number": 1, "head": {"ref": "feature-x", "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
-            "mergeable": true
-        })))
-        .mount(&fakes.github)
-        .await;
-    let Some(app) = spawn(backend, &fakes).await else { return };
-    let mut payload: Value = serde_json::from_slice(&comment_payload(9900, "@openhands fix the tests")).expect("JSON");
-    payload["issue"]["pull_request"] = json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/1")});
-    let body = serde_json::to_vec(&payload).expect("JSON");
-    assert_eq!(app.deliver("issue_comment", "d-pr-comment", &body).await.status(), 200);
-
-    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
-    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/9900/reactions"));
-    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
-    assert_eq!(body_of(&started[0])["selected_branch"], "feature-x");
-    assert_eq!(body_of(&started[0])["initial_user_msg"], "@openhands fix the tests");
-    let instructions = body_of(&started[0])["conversation_instructions"].as_str().unwrap_or_default().to_owned();
-    assert!(instructions.contains("pull request #1"), "{instructions}");
-    fakes.wait_for("POST", "/issues/1/comments", 1).await;
-    app.stop().await;
-}
-
 async fn a_denied_or_bot_sender_starts_nothing(backend: Backend) {
     let fakes = Fakes::start("read").await;
     fakes.accept_comments().await;
@@ -394,6 +366,23 @@ async fn a_failed_comment_post_is_retried_into_exactly_one_comment(backend: Back
     assert_eq!(failures.len(), 2);
     assert!(failures.iter().all(|f| f.step == "post_acknowledgement"));
     assert_eq!(log.iter().filter(|e| e.event_type == "AcknowledgementPosted").count(), 1);
+
+    // The executor's and GitHub's metrics saw it (process-wide counters: at least this test's share).
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let sample = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        sample("hookwise_executor_attempts_total{step=\"post_acknowledgement\",outcome=\"retry\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(sample("hookwise_github_api_calls_total{status=\"502\"}") >= 2.0);
+    assert!(metrics.contains("hookwise_outbox_pending"));
     app.stop().await;
 }
 
@@ -738,5 +727,104 @@ async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backe
     let log = app.log().await;
     assert_eq!(log.iter().filter(|e| e.event_type == "ConversationStarted").count(), 1);
     assert_eq!(log.iter().filter(|e| e.event_type == "TriggerRetried").count(), 1);
+    app.stop().await;
+}
+
+async fn pull_request_and_inline_mentions_work_on_the_head_branch(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"head": {"ref": "fix-typo", "sha": "abc"}})))
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/pulls/1/comments/9600/replies")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 601})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+
+    // A mention on a pull request's conversation: the head branch comes from the API.
+    let mut on_pr: Value = serde_json::from_slice(&comment_payload(9500, "@openhands fix the tests")).expect("JSON");
+    on_pr["issue"]["pull_request"] = json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/1")});
+    assert_eq!(app.deliver("issue_comment", "d-pr", &serde_json::to_vec(&on_pr).expect("JSON")).await.status(), 200);
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    assert_eq!(body_of(&started[0])["selected_branch"], "fix-typo");
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&comments[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it!")));
+
+    // An inline review comment: 👀 on the review comment, the reply in its thread.
+    let mut inline = base_payload();
+    inline["action"] = json!("created");
+    inline["pull_request"] = json!({"number": 1, "title": "Fix", "head": {"ref": "fix-typo", "sha": "abc"}});
+    inline["comment"] = json!({"id": 9600, "body": "@openhands rename this", "path": "src/lib.rs", "line": 7});
+    let body = serde_json::to_vec(&inline).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", "d-inline", &body).await.status(), 200);
+    let reactions = fakes.wait_for("POST", "/reactions", 2).await;
+    assert!(reactions.iter().any(|r| r.url.path() == format!("/repos/{REPO}/pulls/comments/9600/reactions")));
+    let started = fakes.wait_for("POST", "/api/conversations", 2).await;
+    let request = body_of(&started[1]);
+    assert_eq!(request["selected_branch"], "fix-typo");
+    assert_eq!(request["initial_user_msg"], "@openhands rename this");
+    let instructions = request["conversation_instructions"].as_str().expect("instructions");
+    assert!(instructions.contains("src/lib.rs, line 7"), "{instructions}");
+    let replies = fakes.wait_for("POST", "/comments/9600/replies", 1).await;
+    assert!(body_of(&replies[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it! Codertocat")));
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "the inline reply went to the thread");
+    app.stop().await;
+}
+
+async fn a_failed_run_gets_one_suggestion_once_every_run_is_done(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let runs = |second_status: &str| {
+        json!({"workflow_runs": [
+            {"name": "CI", "status": "completed", "conclusion": "failure"},
+            {"name": "Lint", "status": second_status, "conclusion": if second_status == "completed" { json!("success") } else { Value::Null }},
+        ]})
+    };
+    // The first look finds a run still going; the next finds all done.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs("in_progress")))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs("completed")))
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"head": {"ref": "fix"}, "mergeable": false})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--proactive".to_owned(), "true".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+
+    let mut run = base_payload();
+    run["action"] = json!("completed");
+    run["workflow_run"] = json!({"name": "CI", "head_sha": "abc", "head_branch": "fix", "conclusion": "failure",
+        "pull_requests": [{"number": 1, "head": {"ref": "fix", "sha": "abc"}}]});
+    let body = serde_json::to_vec(&run).expect("JSON");
+    // Two failing workflows of the same commit report separately: one suggestion.
+    assert_eq!(app.deliver("workflow_run", "d-run-1", &body).await.status(), 200);
+    assert_eq!(app.deliver("workflow_run", "d-run-2", &body).await.status(), 200);
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    let suggestion = body_of(&comments[0])["body"].as_str().expect("a body").to_owned();
+    assert!(suggestion.contains("- CI\n") && !suggestion.contains("- Lint"), "{suggestion}");
+    assert!(suggestion.contains("merge conflicts"), "{suggestion}");
+    assert!(suggestion.contains("@openhands"), "{suggestion}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty(), "a suggestion starts nothing");
+    assert!(fakes.requests("GET", "/actions/runs").await.len() >= 2, "it waited for every run to finish");
     app.stop().await;
 }
