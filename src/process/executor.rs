@@ -160,8 +160,19 @@ impl Executor {
 
     async fn finish(&self, command: &Claimed, events: Vec<NewEvent>) -> Result<(), StepError> {
         count_attempt(command.step, "done");
+        // The runtime may call back as soon as the conversation exists; map it
+        // now rather than when the process manager catches up (which it also does).
+        let started: Vec<ConversationStarted> = events
+            .iter()
+            .filter(|e| e.event_type == ConversationStarted::TYPE)
+            .filter_map(|e| serde_json::from_slice(&e.data).ok())
+            .collect();
         if !events.is_empty() {
             self.store.append(&streams::trigger(command.trigger_id), ExpectedVersion::StreamExists, events).await?;
+        }
+        if !started.is_empty() {
+            let rows = started.iter().map(|s| super::map_conversation(&s.conversation_id, s.trigger_id)).collect();
+            self.db.write(rows).await?;
         }
         self.mark(command, "done", None, None).await
     }

@@ -114,6 +114,16 @@ pub fn enqueue(trigger_id: Uuid, step: Step, retry: u32) -> Statement {
     )
 }
 
+/// Records which trigger a conversation (with a `ConversationStarted` in the
+/// log) belongs to, so its callbacks are accepted. Idempotent.
+pub fn map_conversation(conversation_id: &str, trigger_id: Uuid) -> Statement {
+    Statement::new(
+        "INSERT INTO agent_conversations (conversation_id, trigger_id) VALUES (?, ?)
+         ON CONFLICT (conversation_id) DO NOTHING",
+        sql_params![conversation_id, trigger_id.to_string()],
+    )
+}
+
 /// Agent states that end a job: the first two with a summary, the rest with
 /// a short reply naming the state.
 pub const FINAL_AGENT_STATES: &[&str] =
@@ -193,11 +203,7 @@ impl EventHandler for ProcessManager {
                 let started: ConversationStarted = decode(event)?;
                 vec![
                     enqueue(started.trigger_id, Step::PostAcknowledgement, 0),
-                    Statement::new(
-                        "INSERT INTO agent_conversations (conversation_id, trigger_id) VALUES (?, ?)
-                         ON CONFLICT (conversation_id) DO NOTHING",
-                        sql_params![started.conversation_id, started.trigger_id.to_string()],
-                    ),
+                    map_conversation(&started.conversation_id, started.trigger_id),
                 ]
             }
             ConversationStatusChanged::TYPE => {

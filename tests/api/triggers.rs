@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use hookwise::events::{DomainEvent, StepFailed, TriggerDetected, TriggerRejected};
+use hookwise::events::{
+    AcknowledgementPosted, DomainEvent, StepFailed, TriggerAbandoned, TriggerDetected, TriggerRejected,
+};
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -18,6 +20,10 @@ backend_tests!(
     a_rate_limit_is_waited_out_until_its_reset,
     callbacks_need_the_key_and_a_known_conversation,
     a_restart_between_conversation_and_acknowledgement_acknowledges_once,
+    an_inline_comment_is_answered_in_its_review_thread,
+    a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
+    an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection,
+    an_abandoned_trigger_runs_again_when_an_admin_retries_it,
     pull_request_and_inline_mentions_work_on_the_head_branch,
     a_failed_run_gets_one_suggestion_once_every_run_is_done,
     an_intake_instance_records_and_a_full_instance_acts,
@@ -292,7 +298,16 @@ async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
     assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/1/reactions"));
     let started = fakes.wait_for("POST", "/api/conversations", 1).await;
     assert_eq!(body_of(&started[0])["initial_user_msg"], "Please fix issue number #1.");
-    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert_eq!(body_of(&started[0])["selected_branch"], Value::Null);
+    let acks = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&acks[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it! Codertocat can")));
+
+    let answer = callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await;
+    assert_eq!(answer.status(), 202);
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
+    assert!(summary.contains("(https://agent.example/c/conv-1)"), "{summary}");
     app.stop().await;
 }
 
@@ -481,6 +496,239 @@ async fn read_types(db: &TestDatabase) -> Vec<String> {
     let types = crate::helpers::read_whole_log(store.as_ref()).await.into_iter().map(|e| e.event_type).collect();
     store.close().await;
     types
+}
+
+async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let replies = format!("/repos/{REPO}/pulls/1/comments/9500/replies");
+    Mock::given(method("POST"))
+        .and(path(replies.as_str()))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 700, "html_url": "https://github.com/r/700"})),
+        )
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let mut payload = base_payload();
+    payload["action"] = json!("created");
+    payload["pull_request"] = json!({
+        "number": 1,
+        "title": "Update the README with new information",
+        "head": {"ref": "changes", "sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821"},
+    });
+    payload["comment"] = json!({"id": 9500, "body": "@openhands rename this", "path": "README.md", "line": 3});
+    let body = serde_json::to_vec(&payload).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", "d-inline", &body).await.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/pulls/comments/9500/reactions"));
+    assert_eq!(body_of(&reactions[0]), json!({"content": "eyes"}));
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    let request = body_of(&started[0]);
+    assert_eq!(request["selected_branch"], "changes", "the agent works on the pull request's head");
+    assert_eq!(request["initial_user_msg"], "@openhands rename this");
+
+    let acks = fakes.wait_for("POST", "/replies", 1).await;
+    assert_eq!(acks[0].url.path(), replies);
+    let ack = body_of(&acks[0])["body"].as_str().expect("a body").to_owned();
+    assert!(ack.starts_with("I'm on it! Codertocat can [track my progress here](https://agent.example/c/conv-1)."));
+
+    // The agent ends in error: a short reply in the same thread names the state and reason.
+    let failed = json!({"id": 20, "source": "environment", "observation": "agent_state_changed", "content": "",
+        "extras": {"agent_state": "error", "reason": "the sandbox died"}});
+    let batch = json!([{"method": "POST", "path": "sessions/conv-1/events/20.json", "content": failed.to_string()}]);
+    let answer = callback(&app, CALLBACK_KEY, batch).await;
+    assert_eq!(answer.status(), 202);
+    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 1, "ignored": 0}));
+    let posted = fakes.wait_for("POST", "/replies", 2).await;
+    let reply = body_of(&posted[1])["body"].as_str().expect("a body").to_owned();
+    assert!(reply.contains("`error`") && reply.contains("the sandbox died"), "{reply}");
+    assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing outside the thread");
+    app.stop().await;
+}
+
+/// Answers comment posts 502 the first time although the comment was
+/// created, as a GitHub whose answer was lost would; lists what was created.
+#[derive(Clone, Default)]
+struct LossyComments {
+    created: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+struct PostComment(LossyComments);
+struct ListComments(LossyComments);
+
+impl wiremock::Respond for PostComment {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = body_of(request)["body"].as_str().unwrap_or_default().to_owned();
+        let mut created = self.0.created.lock().expect("lock");
+        created.push(body);
+        if created.len() == 1 {
+            return ResponseTemplate::new(502);
+        }
+        let id = 600 + created.len() as u64;
+        ResponseTemplate::new(201).set_body_json(json!({"id": id, "html_url": format!("https://github.com/c/{id}")}))
+    }
+}
+
+impl wiremock::Respond for ListComments {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let created = self.0.created.lock().expect("lock");
+        let comments: Vec<Value> =
+            created.iter().enumerate().map(|(i, body)| json!({"id": 601 + i as u64, "body": body})).collect();
+        ResponseTemplate::new(200).set_body_json(comments)
+    }
+}
+
+async fn a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let comments = LossyComments::default();
+    let comments_path = format!("/repos/{REPO}/issues/1/comments");
+    Mock::given(method("POST"))
+        .and(path(comments_path.as_str()))
+        .respond_with(PostComment(comments.clone()))
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(comments_path.as_str()))
+        .respond_with(ListComments(comments.clone()))
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-lost", &comment_payload(9600, "@openhands go")).await.status(), 200);
+
+    let started = Instant::now();
+    let acknowledged = loop {
+        let log = app.log().await;
+        if let Some(event) = log.iter().find(|e| e.event_type == AcknowledgementPosted::TYPE) {
+            break AcknowledgementPosted::decode(event).expect("decodes");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the acknowledgement was recorded");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(acknowledged.comment_id, 601, "the comment the lost answer created is the acknowledgement");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "posted once, found after the 502");
+    assert_eq!(comments.created.lock().expect("lock").len(), 1);
+    app.stop().await;
+}
+
+/// Waits for the first `TriggerRejected` in the log.
+async fn rejection(app: &TestApp) -> TriggerRejected {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
+            return TriggerRejected::decode(event).expect("a rejection");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was rejected");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(backend: Backend) {
+    // No agent runtime configured.
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let flags = fakes.flags();
+    let mut without_agent: Vec<&str> = Vec::new();
+    let mut skip_value = false;
+    for flag in &flags {
+        if skip_value {
+            skip_value = false;
+        } else if flag == "--agent-api-url" {
+            skip_value = true;
+        } else {
+            without_agent.push(flag);
+        }
+    }
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &without_agent).await;
+    assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9700, "@openhands go")).await.status(), 200);
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "agent_not_configured");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
+    app.stop().await;
+
+    // The App's installation is suspended.
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("GET"))
+        .and(path(format!("/app/installations/{INSTALLATION}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": INSTALLATION, "suspended_at": "2026-01-01T00:00:00Z"})),
+        )
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(
+        app.deliver("issue_comment", "d-suspended", &comment_payload(9701, "@openhands go")).await.status(),
+        200
+    );
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "installation_suspended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("GET", "/permission").await.is_empty(), "nothing asked of a suspended installation");
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
+    app.stop().await;
+}
+
+async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    // The runtime fails both attempts the trigger gets, then recovers.
+    Mock::given(method("POST"))
+        .and(path("/api/conversations"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&fakes.agent)
+        .await;
+    let mut flags = fakes.flags();
+    flags.extend(["--retry-max-attempts", "2", "--api-token", "admin-token"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(app.deliver("issue_comment", "d-abandon", &comment_payload(9800, "@openhands go")).await.status(), 200);
+
+    let started = Instant::now();
+    let abandoned = loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerAbandoned::TYPE) {
+            break TriggerAbandoned::decode(event).expect("decodes");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was abandoned");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(abandoned.step, "start_conversation");
+    assert_eq!(abandoned.attempts, 2);
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing acknowledged yet");
+
+    // The read model may lag the log: retry until the API sees the trigger as abandoned.
+    let retry_url = app.url(&format!("/api/v1/admin/triggers/{}/retry", abandoned.trigger_id));
+    let started = Instant::now();
+    loop {
+        let answer = app.http.post(&retry_url).bearer_auth("admin-token").send().await.expect("answer");
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 409, "only a not-yet-abandoned trigger is refused");
+        assert!(started.elapsed() < Duration::from_secs(20), "the retry was accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let acks = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&acks[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it!")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 3, "two failures, then one conversation");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    let log = app.log().await;
+    assert_eq!(log.iter().filter(|e| e.event_type == "ConversationStarted").count(), 1);
+    assert_eq!(log.iter().filter(|e| e.event_type == "TriggerRetried").count(), 1);
+    app.stop().await;
 }
 
 async fn pull_request_and_inline_mentions_work_on_the_head_branch(backend: Backend) {
