@@ -28,9 +28,6 @@ use crate::sql::{Dialect, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{now_micros, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
-/// How long a claimed command is reserved for its executor (another takes it
-/// over after that, should this one die).
-const CLAIM_LEASE: Duration = Duration::from_secs(300);
 /// How often an idle executor looks for due commands.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts.
@@ -132,7 +129,7 @@ impl Executor {
                  ORDER BY due_at LIMIT 1 {lock})
              RETURNING command_id, trigger_id, step, attempts"
         );
-        let lease = now + CLAIM_LEASE.as_micros() as i64;
+        let lease = now + self.settings.claim_lease.as_micros() as i64;
         let rows = self.db.write_returning(vec![Statement::new(sql, sql_params![lease, now, now, now])]).await?;
         let Some(row) = rows.first() else { return Ok(None) };
         let parse = |text: String| Uuid::parse_str(&text).map_err(|e| SqlError::Database(e.to_string()));
