@@ -382,7 +382,8 @@ impl Executor {
     ) -> Result<(u64, Option<String>), StepError> {
         let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
         let review_comment = match trigger.kind {
-            TriggerKind::ReviewComment => trigger.comment_id,
+            // Replies go to the thread's first comment.
+            TriggerKind::ReviewComment => trigger.thread_id.or(trigger.comment_id),
             _ => None,
         };
         let marker = marker(command.command_id);

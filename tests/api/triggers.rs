@@ -485,7 +485,8 @@ async fn a_pr_comment_works_on_the_head_branch(backend: Backend) {
 async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
     let fakes = Fakes::start("admin").await;
     fakes.pull_request_two(Value::Null).await;
-    let replies = format!("/repos/{REPO}/pulls/2/comments/284312630/replies");
+    // The mention is itself a reply: answers go to the thread's first comment (GitHub takes no replies to replies).
+    let replies = format!("/repos/{REPO}/pulls/2/comments/284312000/replies");
     Mock::given(method("POST"))
         .and(path(replies.clone()))
         .respond_with(
@@ -494,7 +495,9 @@ async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
         .mount(&fakes.github)
         .await;
     let Some(app) = spawn(backend, &fakes).await else { return };
-    let body = example(ExampleKind::InlineComment);
+    let mut body: Value = serde_json::from_slice(&example(ExampleKind::InlineComment)).expect("JSON");
+    body["comment"]["in_reply_to_id"] = json!(284312000u64);
+    let body = serde_json::to_vec(&body).expect("JSON");
     assert_eq!(app.deliver("pull_request_review_comment", "d-inline", &body).await.status(), 200);
 
     let reactions = fakes.wait_for("POST", "/reactions", 1).await;
