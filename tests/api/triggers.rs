@@ -19,6 +19,7 @@ backend_tests!(
     a_failed_comment_post_is_retried_into_exactly_one_comment,
     a_rate_limit_is_waited_out_until_its_reset,
     callbacks_need_the_key_and_a_known_conversation,
+    a_restart_between_conversation_and_acknowledgement_acknowledges_once,
     a_pr_comment_works_on_the_head_branch,
     an_inline_comment_is_answered_in_its_review_thread,
     a_failed_run_gets_one_suggestion,
@@ -94,6 +95,10 @@ impl Fakes {
     }
 
     fn flags(&self) -> Vec<String> {
+        self.flags_with_retry_base(50)
+    }
+
+    fn flags_with_retry_base(&self, retry_base_ms: u64) -> Vec<String> {
         let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-github-app-key.pem");
         [
             "--github-app-id",
@@ -111,7 +116,7 @@ impl Fakes {
             "--agent-callback-secret",
             CALLBACK_KEY,
             "--retry-base-ms",
-            "50",
+            &retry_base_ms.to_string(),
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -413,6 +418,55 @@ async fn callbacks_need_the_key_and_a_known_conversation(backend: Backend) {
 
     assert_eq!(app.log().await.len(), before, "nothing was stored");
     app.stop().await;
+}
+
+async fn a_restart_between_conversation_and_acknowledgement_acknowledges_once(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    // The first attempt at the acknowledgement fails; the retry waits long
+    // enough (a 2 s base) for the server to be stopped before it.
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let flags = fakes.flags_with_retry_base(2000);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(app.deliver("issue_comment", "d-restart", &comment_payload(9400, "@openhands go")).await.status(), 200);
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    let db = app.stop().await;
+    let log_before = read_types(&db).await;
+    assert!(log_before.contains(&"ConversationStarted".to_owned()));
+    assert!(!log_before.contains(&"AcknowledgementPosted".to_owned()), "stopped before the acknowledgement");
+
+    // The restarted server picks the acknowledgement up from the outbox.
+    let app = TestApp::spawn_on(db, &flags).await;
+    let started = Instant::now();
+    while !app.log().await.iter().any(|e| e.event_type == "AcknowledgementPosted") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the acknowledgement was posted after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = app.log().await;
+    assert_eq!(log.iter().filter(|e| e.event_type == "AcknowledgementPosted").count(), 1);
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1, "the conversation was started once");
+    assert_eq!(
+        fakes.requests("POST", "/issues/1/comments").await.len(),
+        2,
+        "one failed post, then exactly one comment"
+    );
+    app.stop().await;
+}
+
+async fn read_types(db: &TestDatabase) -> Vec<String> {
+    let store = db.open_store().await;
+    let types = crate::helpers::read_whole_log(store.as_ref()).await.into_iter().map(|e| e.event_type).collect();
+    store.close().await;
+    types
 }
 
 /// The `send --example` payload of `kind`, for this test's installation.
