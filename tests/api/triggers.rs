@@ -24,6 +24,7 @@ backend_tests!(
     an_inline_comment_is_answered_in_its_review_thread,
     a_failed_run_gets_one_suggestion,
     the_acknowledgement_is_posted_once_across_a_crash,
+    an_agent_ending_in_error_gets_a_short_reply,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -706,4 +707,32 @@ async fn the_acknowledgement_is_posted_once_across_a_crash(backend: Backend) {
     assert_eq!(ack["comment_id"], 500, "the comment found by its marker: {ack}");
     assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "posted once");
     assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1, "one conversation");
+}
+
+async fn an_agent_ending_in_error_gets_a_short_reply(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-error", &comment_payload(9500, "@openhands go")).await.status(), 200);
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+
+    let state = |id: u32, agent_state: &str, reason: &str| {
+        let event = json!({"id": id, "source": "environment", "observation": "agent_state_changed", "content": "",
+                           "extras": {"agent_state": agent_state, "reason": reason}});
+        json!({"method": "POST", "path": format!("sessions/conv-1/events/{id}.json"), "content": event.to_string()})
+    };
+    // Running is not an end; error is.
+    let running = callback(&app, CALLBACK_KEY, json!([state(3, "running", "")])).await;
+    assert_eq!(running.status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "no reply while the agent runs");
+    let failed = callback(&app, CALLBACK_KEY, json!([state(9, "error", "no LLM API key")])).await;
+    assert_eq!(failed.status(), 202);
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    let reply = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
+    assert!(reply.contains("`error`") && reply.contains("no LLM API key"), "names the state and reason: {reply}");
+    assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
+    app.stop().await;
 }
