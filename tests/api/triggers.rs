@@ -25,6 +25,7 @@ backend_tests!(
     a_failed_run_gets_one_suggestion,
     the_acknowledgement_is_posted_once_across_a_crash,
     an_agent_ending_in_error_gets_a_short_reply,
+    no_agent_or_a_suspended_installation_stops_with_its_reason,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -734,5 +735,58 @@ async fn an_agent_ending_in_error_gets_a_short_reply(backend: Backend) {
     assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
     assert!(reply.contains("`error`") && reply.contains("no LLM API key"), "names the state and reason: {reply}");
     assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
+    app.stop().await;
+}
+
+/// Waits for the trigger's rejection.
+async fn rejection(app: &TestApp) -> TriggerRejected {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
+            return TriggerRejected::decode(event).expect("a rejection");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no rejection");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn no_agent_or_a_suspended_installation_stops_with_its_reason(backend: Backend) {
+    let fakes = Fakes::start("admin").await;
+    fakes.accept_comments().await;
+    // Without AGENT_API_URL (the flags minus the agent's).
+    let flags = fakes.flags();
+    let without_agent: Vec<&str> = flags
+        .chunks(2)
+        .filter(|pair| !pair[0].starts_with("--agent-api-url"))
+        .flat_map(|pair| pair.iter().map(String::as_str))
+        .collect();
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &without_agent).await;
+    assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9600, "@openhands go")).await.status(), 200);
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "agent_not_configured");
+    app.stop().await;
+
+    // A suspended installation.
+    Mock::given(method("GET"))
+        .and(path(format!("/app/installations/{INSTALLATION}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": INSTALLATION, "suspended_at": "2026-01-01T00:00:00Z"})),
+        )
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(
+        app.deliver("issue_comment", "d-suspended", &comment_payload(9601, "@openhands go")).await.status(),
+        200
+    );
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "installation_suspended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "a rejection posts no comment");
     app.stop().await;
 }
