@@ -50,6 +50,19 @@ pub const FORWARD_BATCHES: &str = "hookwise_forward_batches_total";
 /// Counter. Events a sink acknowledged (inside acknowledged batches). Label: `sink`.
 pub const FORWARD_EVENTS: &str = "hookwise_forward_events_total";
 
+// ---- process manager and executor --------------------------------------------
+
+/// Gauge. Outbox commands waiting to run (sampled at scrape time).
+pub const OUTBOX_DEPTH: &str = "hookwise_outbox_pending";
+/// Gauge, seconds. Age of the oldest waiting outbox command (sampled at scrape time).
+pub const OUTBOX_AGE: &str = "hookwise_outbox_oldest_age_seconds";
+/// Counter. Executor attempts. Labels: `step`, `outcome` (`done`, `retry`, `abandoned`).
+pub const EXECUTOR_ATTEMPTS: &str = "hookwise_executor_attempts_total";
+/// Counter. GitHub REST calls answered. Label: `status` (HTTP status, or `error` without an answer).
+pub const GITHUB_CALLS: &str = "hookwise_github_api_calls_total";
+/// Gauge. `x-ratelimit-remaining` of GitHub's latest answer that carried it.
+pub const GITHUB_RATE_REMAINING: &str = "hookwise_github_rate_limit_remaining";
+
 // ---- reconciliation --------------------------------------------------------
 
 /// Counter. Reconciliation runs. Label: `outcome` (`completed`, `failed`).
@@ -140,6 +153,11 @@ fn describe() {
     describe_counter!(FORWARD_FAILURES, "Failed batch POSTs per sink");
     describe_counter!(FORWARD_BATCHES, "Batches acknowledged per sink");
     describe_counter!(FORWARD_EVENTS, "Events acknowledged per sink");
+    describe_gauge!(OUTBOX_DEPTH, "Outbox commands waiting to run");
+    describe_gauge!(OUTBOX_AGE, Unit::Seconds, "Age of the oldest waiting outbox command");
+    describe_counter!(EXECUTOR_ATTEMPTS, "Executor attempts by step and outcome");
+    describe_counter!(GITHUB_CALLS, "GitHub REST calls by HTTP status");
+    describe_gauge!(GITHUB_RATE_REMAINING, "GitHub rate limit remaining, from the latest answer");
     describe_counter!(RECONCILE_RUNS, "Reconciliation runs by outcome");
     describe_counter!(RECONCILE_MISSING, "Deliveries found missing by reconciliation");
     describe_counter!(RECONCILE_REDELIVERIES, "Redelivery requests by outcome");

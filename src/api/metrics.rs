@@ -37,6 +37,14 @@ async fn sample_gauges(state: &MetricsState) {
     for sink in state.sinks.iter() {
         sink.view(head);
     }
+    let outbox = state.db.query("SELECT COUNT(*), MIN(due_at) FROM outbox WHERE status = 'pending'", Vec::new()).await;
+    if let Some(row) = outbox.ok().as_ref().and_then(|rows| rows.first()) {
+        let pending = row.get::<u64>(0).unwrap_or(0);
+        metrics::gauge!(names::OUTBOX_DEPTH).set(pending as f64);
+        let oldest = row.get::<Option<i64>>(1).ok().flatten();
+        let age = oldest.map_or(0.0, |due| (crate::store::now_micros() - due).max(0) as f64 / 1e6);
+        metrics::gauge!(names::OUTBOX_AGE).set(age);
+    }
     let Ok(rows) = state.db.query("SELECT name, position FROM checkpoints", Vec::new()).await else {
         return;
     };

@@ -198,8 +198,19 @@ impl GitHubClient {
     /// Sends `request`; a non-2xx answer becomes [`GitHubError::Status`]
     /// with GitHub's message and when to retry.
     pub async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, GitHubError> {
-        let response = request.send().await.map_err(|e| GitHubError::Transport(e.without_url().to_string()))?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                metrics::counter!(crate::metrics::GITHUB_CALLS, "status" => "error").increment(1);
+                return Err(GitHubError::Transport(e.without_url().to_string()));
+            }
+        };
         let status = response.status();
+        metrics::counter!(crate::metrics::GITHUB_CALLS, "status" => status.as_str().to_owned()).increment(1);
+        let remaining = response.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok());
+        if let Some(remaining) = remaining.and_then(|v| v.trim().parse::<f64>().ok()) {
+            metrics::gauge!(crate::metrics::GITHUB_RATE_REMAINING).set(remaining);
+        }
         if status.is_success() {
             return Ok(response);
         }

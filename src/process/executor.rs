@@ -156,6 +156,7 @@ impl Executor {
     }
 
     async fn finish(&self, command: &Claimed, events: Vec<NewEvent>) -> Result<(), StepError> {
+        count_attempt(command.step, "done");
         if !events.is_empty() {
             self.store.append(&streams::trigger(command.trigger_id), ExpectedVersion::StreamExists, events).await?;
         }
@@ -177,6 +178,7 @@ impl Executor {
                 error: message.clone(),
                 retry_at_micros: retry_at,
             };
+            count_attempt(command.step, "retry");
             let id = derived_id(&[&command.command_id.to_string(), "failed", &attempt]);
             self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&failed, id)?]).await?;
             self.mark(command, "pending", Some(retry_at), Some(&message)).await
@@ -187,6 +189,7 @@ impl Executor {
                 error: message.clone(),
                 attempts: command.attempts,
             };
+            count_attempt(command.step, "abandoned");
             let id = derived_id(&[&command.command_id.to_string(), "abandoned", &attempt]);
             self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&abandoned, id)?]).await?;
             self.mark(command, "abandoned", None, Some(&message)).await
@@ -511,6 +514,10 @@ impl Executor {
         let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned() };
         Ok(vec![event(&posted, ids.result(0))?])
     }
+}
+
+fn count_attempt(step: Step, outcome: &'static str) {
+    metrics::counter!(crate::metrics::EXECUTOR_ATTEMPTS, "step" => step.as_str(), "outcome" => outcome).increment(1);
 }
 
 /// Event ids of a command's results: the same command always writes the same ids.

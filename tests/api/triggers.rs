@@ -357,6 +357,23 @@ async fn a_failed_comment_post_is_retried_into_exactly_one_comment(backend: Back
     assert_eq!(failures.len(), 2);
     assert!(failures.iter().all(|f| f.step == "post_acknowledgement"));
     assert_eq!(log.iter().filter(|e| e.event_type == "AcknowledgementPosted").count(), 1);
+
+    // The executor's and GitHub's metrics saw it (process-wide counters: at least this test's share).
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let sample = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        sample("hookwise_executor_attempts_total{step=\"post_acknowledgement\",outcome=\"retry\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(sample("hookwise_github_api_calls_total{status=\"502\"}") >= 2.0);
+    assert!(metrics.contains("hookwise_outbox_pending"));
     app.stop().await;
 }
 
