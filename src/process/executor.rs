@@ -364,7 +364,7 @@ impl Executor {
             initial_user_msg: &trigger.message,
             conversation_instructions: &instructions,
         };
-        match agent.start_conversation(&request).await {
+        match agent.start_conversation(&request, &ids.0.to_string()).await {
             Ok(conversation_id) => {
                 let conversation_url = agent.conversation_url(&conversation_id);
                 let started = ConversationStarted { trigger_id: trigger.trigger_id, conversation_id, conversation_url };

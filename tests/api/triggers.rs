@@ -545,6 +545,8 @@ async fn a_pr_comment_works_on_the_head_branch(backend: Backend) {
     assert_eq!(request["repository"], REPO);
     assert_eq!(request["selected_branch"], "changes");
     assert_eq!(request["initial_user_msg"], "@openhands please make the tests pass on this branch.");
+    let key = started[0].headers.get("idempotency-key").and_then(|v| v.to_str().ok()).expect("an idempotency key");
+    assert!(uuid::Uuid::parse_str(key).is_ok(), "the command id: {key}");
     let acks = fakes.wait_for("POST", "/issues/2/comments", 1).await;
     assert!(body_of(&acks[0])["body"].as_str().expect("body").starts_with("I'm on it! Codertocat can"));
 
