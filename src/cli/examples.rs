@@ -48,8 +48,48 @@ impl ExampleKind {
         }
     }
 
-    /// The payload bytes, pretty-printed JSON.
+    /// The payload bytes, pretty-printed JSON, with the corpus's ids (the
+    /// same request every time).
     pub fn payload(self, settings: &ExampleSettings) -> Vec<u8> {
+        // Serialising a Value cannot fail.
+        serde_json::to_vec_pretty(&self.value(settings)).unwrap_or_default()
+    }
+
+    /// The payload as a new request from `sender` on `repository`: a fresh
+    /// comment id, `updated_at` and run id (derived from `stamp`), so sending
+    /// an example twice asks twice.
+    pub fn fresh_payload(self, settings: &ExampleSettings, repository: &str, sender: &str, stamp: u64) -> Vec<u8> {
+        let mut payload = self.value(settings);
+        let name = repository.rsplit('/').next().unwrap_or(repository);
+        let now =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        // Only fields the example has are changed (indexing would insert the others).
+        for pointer in ["/repository", "/workflow_run/repository"] {
+            if let Some(repo) = payload.pointer_mut(pointer).and_then(Value::as_object_mut) {
+                repo.insert("full_name".into(), json!(repository));
+                repo.insert("name".into(), json!(name));
+                repo.insert("html_url".into(), json!(format!("https://github.com/{repository}")));
+            }
+        }
+        for pointer in ["/sender", "/comment/user", "/issue/user"] {
+            if let Some(user) = payload.pointer_mut(pointer).and_then(Value::as_object_mut) {
+                user.insert("login".into(), json!(sender));
+            }
+        }
+        if let Some(comment) = payload.pointer_mut("/comment").and_then(Value::as_object_mut) {
+            comment.insert("id".into(), json!(stamp));
+            comment.insert("created_at".into(), json!(now));
+        }
+        if let Some(issue) = payload.pointer_mut("/issue").and_then(Value::as_object_mut) {
+            issue.insert("updated_at".into(), json!(now));
+        }
+        if let Some(run) = payload.pointer_mut("/workflow_run").and_then(Value::as_object_mut) {
+            run.insert("id".into(), json!(stamp));
+        }
+        serde_json::to_vec_pretty(&payload).unwrap_or_default()
+    }
+
+    fn value(self, settings: &ExampleSettings) -> Value {
         let mut payload = match self {
             ExampleKind::Label => {
                 let mut p = corpus(ISSUES_LABELED);
@@ -123,8 +163,7 @@ impl ExampleKind {
             "id": settings.installation_id,
             "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
         });
-        // Serialising a Value cannot fail.
-        serde_json::to_vec_pretty(&payload).unwrap_or_default()
+        payload
     }
 }
 
@@ -182,6 +221,23 @@ mod tests {
             let trigger = classify(&received(example, &payload), &payload, "delivery-1-d", 1, &rules)
                 .unwrap_or_else(|| panic!("{example:?} is not a trigger"));
             assert_eq!((trigger.kind, trigger.number, trigger.installation_id), (kind, number, 4242), "{example:?}");
+        }
+    }
+
+    #[test]
+    fn fresh_examples_are_new_requests_on_the_given_repository() {
+        let rules = TriggerRules { proactive: true, ..TriggerRules::default() };
+        for example in ExampleKind::value_variants().iter().copied() {
+            let first = example.fresh_payload(&settings(), "acme/widgets", "alice", 1);
+            let second = example.fresh_payload(&settings(), "acme/widgets", "alice", 2);
+            let a = classify(&received(example, &first), &first, "s", 1, &rules).expect("a trigger");
+            let b = classify(&received(example, &second), &second, "s", 1, &rules).expect("a trigger");
+            assert_eq!((a.repository.full_name.as_str(), a.requester.login.as_str()), ("acme/widgets", "alice"));
+            if example == ExampleKind::FailedRun {
+                assert_eq!(a.trigger_id, b.trigger_id, "one suggestion per (repository, PR, sha)");
+            } else if example != ExampleKind::Label {
+                assert_ne!(a.trigger_id, b.trigger_id, "{example:?}: a new comment is a new request");
+            }
         }
     }
 

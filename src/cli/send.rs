@@ -1,35 +1,40 @@
-//! `hookwise send`: sign a payload file and post it like GitHub would.
+//! `hookwise send`: sign a payload file (or a built-in example) and post it like GitHub would.
 
 use std::path::PathBuf;
 
-use super::examples::{ExampleKind, ExampleSettings};
+pub use super::examples::ExampleKind as Example;
+use super::examples::ExampleSettings;
 use crate::github::signature::WebhookSecret;
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("payload").required(true).args(["file", "example"])))]
 pub struct SendArgs {
     /// The `X-GitHub-Event` name, e.g. `issue_comment` (implied by `--example`).
     #[arg(long, required_unless_present = "example")]
     pub event: Option<String>,
     /// The JSON payload to send, exactly as stored in the file.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "example", conflicts_with = "example")]
     pub file: Option<PathBuf>,
-    /// Send a realistic trigger payload of this kind instead of a file
-    /// (GitHub's documented example, with an installation and the label or mention).
-    #[arg(long, value_enum, conflicts_with_all = ["file", "event"])]
-    pub example: Option<ExampleKind>,
-    /// With `--example`: print the payload (and its event name on stderr) instead of sending it.
+    /// Send a realistic payload that asks for the agent instead of a file: GitHub's
+    /// documented example with an installation and the label or a mention.
+    #[arg(long, value_enum)]
+    pub example: Option<Example>,
+    /// With `--example`: print the payload (its event name on stderr) instead of sending it.
     #[arg(long, requires = "example")]
     pub print: bool,
-    /// The trigger label the example uses.
+    /// With `--example`: the repository (`owner/name`) and the installation id it names.
+    #[arg(long, default_value = "octo-org/hello-world")]
+    pub repository: String,
+    #[arg(long, default_value_t = 1)]
+    pub installation: u64,
+    /// With `--example`: who asks (the login must have write access for a real run).
+    #[arg(long, default_value = "octocat")]
+    pub sender: String,
+    /// With `--example`: the trigger label it uses.
     #[arg(long, env = "HOOKWISE_TRIGGER_LABEL", default_value = "openhands")]
     pub label: String,
-    /// The handle the example mentions.
+    /// With `--example`: the handle it mentions.
     #[arg(long, env = "HOOKWISE_MENTION", default_value = "@openhands")]
     pub mention: String,
-    /// The installation id the example carries (your App's installation, to try against real GitHub).
-    #[arg(long, default_value = "1")]
-    pub installation_id: u64,
     /// The intake URL.
     #[arg(long, default_value = "http://127.0.0.1:8000/integration/github/events")]
     pub url: String,
@@ -44,14 +49,27 @@ pub struct SendArgs {
     pub hook_id: String,
 }
 
+/// The event name and JSON body of an example with the default trigger words:
+/// a new request (fresh comment id and time) each time it is called.
+pub fn example_payload(example: Example, repository: &str, installation: u64, sender: &str) -> (String, Vec<u8>) {
+    let settings =
+        ExampleSettings { label: "openhands".into(), mention: "@openhands".into(), installation_id: installation };
+    (example.event().to_owned(), fresh(example, &settings, repository, sender))
+}
+
+fn fresh(example: Example, settings: &ExampleSettings, repository: &str, sender: &str) -> Vec<u8> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(1);
+    example.fresh_payload(settings, repository, sender, u64::try_from(stamp).unwrap_or(u64::MAX))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("give --file and --event, or --example KIND")]
-    NoPayload,
     #[error("the secret must not be empty")]
     EmptySecret,
+    #[error("give --event and --file, or --example")]
+    Usage,
     #[error("posting to {url}: {source}")]
     Http { url: String, source: reqwest::Error },
 }
@@ -60,21 +78,21 @@ impl SendArgs {
     /// The event name and the payload bytes to send.
     pub async fn event_and_body(&self) -> Result<(String, Vec<u8>), SendError> {
         match (self.example, &self.file, &self.event) {
-            (Some(kind), _, _) => {
+            (Some(example), _, event) => {
                 let settings = ExampleSettings {
                     label: self.label.clone(),
                     mention: self.mention.clone(),
-                    installation_id: self.installation_id,
+                    installation_id: self.installation,
                 };
-                Ok((kind.event().to_owned(), kind.payload(&settings)))
+                let body = fresh(example, &settings, &self.repository, &self.sender);
+                Ok((event.clone().unwrap_or_else(|| example.event().to_owned()), body))
             }
-            (None, Some(path), Some(event)) => {
+            (None, Some(file), Some(event)) => {
                 let body =
-                    tokio::fs::read(path).await.map_err(|source| SendError::Read { path: path.clone(), source })?;
+                    tokio::fs::read(file).await.map_err(|source| SendError::Read { path: file.clone(), source })?;
                 Ok((event.clone(), body))
             }
-            // clap requires --example, or --file with --event.
-            _ => Err(SendError::NoPayload),
+            _ => Err(SendError::Usage),
         }
     }
 }

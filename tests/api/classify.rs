@@ -128,3 +128,23 @@ fn variants_of_corpus_payloads_trigger_as_the_reference_says() {
     };
     assert!(off.is_none(), "proactive starters are off by default");
 }
+
+#[test]
+fn every_send_example_asks_for_the_agent_as_its_name_says() {
+    use hookwise::cli::send::{example_payload, Example};
+    let cases = [
+        (Example::Label, TriggerKind::Label),
+        (Example::IssueComment, TriggerKind::IssueComment),
+        (Example::PrComment, TriggerKind::PrComment),
+        (Example::InlineComment, TriggerKind::ReviewComment),
+        (Example::FailedRun, TriggerKind::FailedWorkflow),
+    ];
+    for (example, kind) in cases {
+        let (event, body) = example_payload(example, "octo-org/hello-world", 7, "octocat");
+        let received = webhook_received(&headers(&event), SecretSlot::Current, &body).expect("a JSON object");
+        let trigger = classify(&received, &body, "s", 1, &rules()).unwrap_or_else(|| panic!("{example:?} triggers"));
+        assert_eq!(trigger.kind, kind, "{example:?}");
+        assert_eq!(trigger.installation_id, 7);
+        assert_eq!(trigger.repository.full_name, "octo-org/hello-world");
+    }
+}

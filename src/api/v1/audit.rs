@@ -3,7 +3,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{iso, limit_of, next_cursor, time_range, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
 use crate::sql::{SqlError, SqlRow};
 
@@ -92,15 +92,8 @@ impl AuditApi {
              FROM audit_log{} ORDER BY position LIMIT {limit}",
             filter.sql()
         );
-        let rows = match state.db.query(&sql, filter.params).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        match rows.iter().map(entry).collect::<Result<Vec<_>, _>>() {
-            Ok(items) => {
-                let next_cursor = next_cursor(items.iter().map(|d| d.position), items.len(), limit);
-                ApiResult::Ok(Json(AuditPage { items, next_cursor }))
-            }
+        match fetch_page(&state.db, &sql, filter.params, limit, entry, |item| item.position).await {
+            Ok((items, next_cursor)) => ApiResult::Ok(Json(AuditPage { items, next_cursor })),
             Err(e) => e.into(),
         }
     }

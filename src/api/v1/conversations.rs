@@ -3,7 +3,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{iso, limit_of, next_cursor, time_range, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
 use crate::sql::{SqlError, SqlRow};
 use crate::sql_params;
@@ -139,15 +139,8 @@ impl ConversationsApi {
             return e;
         }
         let sql = format!("SELECT {COLUMNS} FROM conversations{} ORDER BY position LIMIT {limit}", filter.sql());
-        let rows = match state.db.query(&sql, filter.params).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        match rows.iter().map(conversation).collect::<Result<Vec<_>, _>>() {
-            Ok(items) => {
-                let next_cursor = next_cursor(items.iter().map(|d| d.position), items.len(), limit);
-                ApiResult::Ok(Json(ConversationPage { items, next_cursor }))
-            }
+        match fetch_page(&state.db, &sql, filter.params, limit, conversation, |item| item.position).await {
+            Ok((items, next_cursor)) => ApiResult::Ok(Json(ConversationPage { items, next_cursor })),
             Err(e) => e.into(),
         }
     }

@@ -216,6 +216,22 @@ pub fn limit_of(limit: Option<u32>) -> u32 {
     limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
+/// Runs a list query and converts its rows: the page's items, and the cursor
+/// of the next page when this one is full.
+pub async fn fetch_page<T>(
+    db: &crate::sql::SqlDb,
+    sql: &str,
+    params: Vec<crate::sql::SqlValue>,
+    limit: u32,
+    convert: impl Fn(&crate::sql::SqlRow) -> Result<T, SqlError>,
+    position: impl Fn(&T) -> u64,
+) -> Result<(Vec<T>, Option<u64>), SqlError> {
+    let rows = db.query(sql, params).await?;
+    let items = rows.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = next_cursor(items.iter().map(position), items.len(), limit);
+    Ok((items, next_cursor))
+}
+
 /// The cursor of the next page: the last row's position when the page is full.
 pub fn next_cursor(positions: impl DoubleEndedIterator<Item = u64>, returned: usize, limit: u32) -> Option<u64> {
     if returned == limit as usize {
