@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
-use crate::config::{ApiToken, Config, ProcessSettings};
+use crate::config::{ApiToken, Config, ProcessSettings, Role};
 use crate::forward::api::{list_sinks, SinksApi};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
@@ -34,6 +34,7 @@ pub struct Application {
     db: SqlDb,
     handlers: Vec<Arc<dyn EventHandler>>,
     process: ProcessSettings,
+    role: Role,
     forward: Arc<ForwardSettings>,
     sinks: Arc<[Arc<SinkStatus>]>,
     api_token: Option<ApiToken>,
@@ -102,7 +103,20 @@ impl Application {
             admin_lock: Arc::default(),
         };
         let process = config.process;
-        Ok(Application { acceptor, local_addr, state, db, handlers, forward, sinks, api_token, reconcile, process })
+        let role = config.role;
+        Ok(Application {
+            acceptor,
+            local_addr,
+            state,
+            db,
+            handlers,
+            forward,
+            sinks,
+            api_token,
+            reconcile,
+            process,
+            role,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -118,24 +132,25 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let (stop, stopped) = watch::channel(false);
-        let background: Vec<_> = self
-            .handlers
+        let background_work = self.role == Role::All;
+        let handlers = if background_work { self.handlers } else { Vec::new() };
+        let sinks: &[Arc<SinkStatus>] = if background_work { &self.sinks } else { &[] };
+        let background: Vec<_> = handlers
             .into_iter()
             .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
         let executor = Executor::new(store.clone(), self.db.clone(), self.process);
-        let executor = tokio::spawn(executor.run(stopped.clone()));
+        let executor = background_work.then(|| tokio::spawn(executor.run(stopped.clone())));
         // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
         let http = reqwest::Client::new();
-        let forwarders: Vec<_> = self
-            .sinks
+        let forwarders: Vec<_> = sinks
             .iter()
             .map(|sink| {
                 let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
                 tokio::spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
             })
             .collect();
-        let reconciler = self.reconcile.map(|(deliveries, interval)| {
+        let reconciler = self.reconcile.filter(|_| background_work).map(|(deliveries, interval)| {
             tokio::spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
         });
         let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
@@ -151,7 +166,9 @@ impl Application {
         for task in background.into_iter().chain(forwarders).chain(reconciler) {
             let _ = task.await;
         }
-        let _ = executor.await;
+        if let Some(executor) = executor {
+            let _ = executor.await;
+        }
         store.close().await;
         result
     }

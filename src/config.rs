@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// Look for missed deliveries this often (e.g. `15m`); unset or `off`: never.
     #[arg(long, env = "HOOKWISE_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<String>,
+    /// `all`: intake, API and the background work (process manager, read
+    /// models, executor, forwarders, reconciliation). `intake`: intake and the
+    /// API only, for extra instances in front of a shared PostgreSQL while one
+    /// `all` instance does the background work.
+    #[arg(long, env = "HOOKWISE_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
     #[command(flatten)]
     pub process: ProcessArgs,
 }
@@ -127,10 +133,18 @@ pub struct Config {
     pub forward: ForwardSettings,
     /// How often to reconcile missed deliveries; `None`: never.
     pub reconcile_interval: Option<std::time::Duration>,
+    pub role: Role,
     pub process: ProcessSettings,
     pub github_api_url: String,
     /// `None`: the App's REST API is not configured.
     pub github_credentials: Option<AppCredentials>,
+}
+
+/// What one `hookwise serve` instance does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Intake,
 }
 
 /// The GitHub App, the agent runtime and the trigger words.
@@ -301,6 +315,7 @@ impl Config {
         let process =
             ProcessSettings::from_args(args.process, github_credentials.clone(), args.github.github_api_url.clone())?;
         Ok(Config {
+            role: args.role,
             process,
             database_url: args.store.database_url,
             eventstore_url,

@@ -20,6 +20,9 @@ backend_tests!(
     a_rate_limit_is_waited_out_until_its_reset,
     callbacks_need_the_key_and_a_known_conversation,
     a_restart_between_conversation_and_acknowledgement_acknowledges_once,
+    pull_request_and_inline_mentions_work_on_the_head_branch,
+    a_failed_run_gets_one_suggestion_once_every_run_is_done,
+    an_intake_instance_records_and_a_full_instance_acts,
     a_pr_comment_works_on_the_head_branch,
     an_inline_comment_is_answered_in_its_review_thread,
     a_failed_run_gets_one_suggestion,
@@ -486,6 +489,129 @@ async fn read_types(db: &TestDatabase) -> Vec<String> {
     let types = crate::helpers::read_whole_log(store.as_ref()).await.into_iter().map(|e| e.event_type).collect();
     store.close().await;
     types
+}
+
+async fn pull_request_and_inline_mentions_work_on_the_head_branch(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"head": {"ref": "fix-typo", "sha": "abc"}})))
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/pulls/1/comments/9600/replies")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 601})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+
+    // A mention on a pull request's conversation: the head branch comes from the API.
+    let mut on_pr: Value = serde_json::from_slice(&comment_payload(9500, "@openhands fix the tests")).expect("JSON");
+    on_pr["issue"]["pull_request"] = json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/1")});
+    assert_eq!(app.deliver("issue_comment", "d-pr", &serde_json::to_vec(&on_pr).expect("JSON")).await.status(), 200);
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    assert_eq!(body_of(&started[0])["selected_branch"], "fix-typo");
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert!(body_of(&comments[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it!")));
+
+    // An inline review comment: 👀 on the review comment, the reply in its thread.
+    let mut inline = base_payload();
+    inline["action"] = json!("created");
+    inline["pull_request"] = json!({"number": 1, "title": "Fix", "head": {"ref": "fix-typo", "sha": "abc"}});
+    inline["comment"] = json!({"id": 9600, "body": "@openhands rename this", "path": "src/lib.rs", "line": 7});
+    let body = serde_json::to_vec(&inline).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", "d-inline", &body).await.status(), 200);
+    let reactions = fakes.wait_for("POST", "/reactions", 2).await;
+    assert!(reactions.iter().any(|r| r.url.path() == format!("/repos/{REPO}/pulls/comments/9600/reactions")));
+    let started = fakes.wait_for("POST", "/api/conversations", 2).await;
+    let request = body_of(&started[1]);
+    assert_eq!(request["selected_branch"], "fix-typo");
+    assert_eq!(request["initial_user_msg"], "@openhands rename this");
+    let instructions = request["conversation_instructions"].as_str().expect("instructions");
+    assert!(instructions.contains("src/lib.rs, line 7"), "{instructions}");
+    let replies = fakes.wait_for("POST", "/comments/9600/replies", 1).await;
+    assert!(body_of(&replies[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it! Codertocat")));
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "the inline reply went to the thread");
+    app.stop().await;
+}
+
+async fn a_failed_run_gets_one_suggestion_once_every_run_is_done(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let runs = |second_status: &str| {
+        json!({"workflow_runs": [
+            {"name": "CI", "status": "completed", "conclusion": "failure"},
+            {"name": "Lint", "status": second_status, "conclusion": if second_status == "completed" { json!("success") } else { Value::Null }},
+        ]})
+    };
+    // The first look finds a run still going; the next finds all done.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs("in_progress")))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs("completed")))
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"head": {"ref": "fix"}, "mergeable": false})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--proactive".to_owned(), "true".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+
+    let mut run = base_payload();
+    run["action"] = json!("completed");
+    run["workflow_run"] = json!({"name": "CI", "head_sha": "abc", "head_branch": "fix", "conclusion": "failure",
+        "pull_requests": [{"number": 1, "head": {"ref": "fix", "sha": "abc"}}]});
+    let body = serde_json::to_vec(&run).expect("JSON");
+    // Two failing workflows of the same commit report separately: one suggestion.
+    assert_eq!(app.deliver("workflow_run", "d-run-1", &body).await.status(), 200);
+    assert_eq!(app.deliver("workflow_run", "d-run-2", &body).await.status(), 200);
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    let suggestion = body_of(&comments[0])["body"].as_str().expect("a body").to_owned();
+    assert!(suggestion.contains("- CI\n") && !suggestion.contains("- Lint"), "{suggestion}");
+    assert!(suggestion.contains("merge conflicts"), "{suggestion}");
+    assert!(suggestion.contains("@openhands"), "{suggestion}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty(), "a suggestion starts nothing");
+    assert!(fakes.requests("GET", "/actions/runs").await.len() >= 2, "it waited for every run to finish");
+    app.stop().await;
+}
+
+/// An `intake` instance only records; an `all` instance on the same database
+/// does the background work for both.
+async fn an_intake_instance_records_and_a_full_instance_acts(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--role".to_owned(), "intake".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let intake = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(intake.deliver("issue_comment", "d-role", &comment_payload(9700, "@openhands go")).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!intake.log().await.iter().any(|e| e.event_type == TriggerDetected::TYPE), "intake only records");
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    let db = intake.stop().await;
+
+    let flags = fakes.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let worker = TestApp::spawn_on(db, &flags).await;
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
+    worker.stop().await;
 }
 
 /// The `send --example` payload of `kind`, for this test's installation.
