@@ -182,6 +182,10 @@ pub struct ProcessArgs {
     /// Attempts of a step before its trigger is abandoned.
     #[arg(long, env = "HOOKWISE_RETRY_MAX_ATTEMPTS", default_value_t = 8)]
     pub retry_max_attempts: u32,
+    /// How long a claimed step is left to its executor before another may take
+    /// it over (after a crash mid-call), in milliseconds.
+    #[arg(long, env = "HOOKWISE_CLAIM_LEASE_MS", default_value_t = 300_000)]
+    pub claim_lease_ms: u64,
 }
 
 /// The agent runtime's address and key.
@@ -209,6 +213,8 @@ pub struct ProcessSettings {
     pub callback_secret: Option<ApiToken>,
     pub retry_base: std::time::Duration,
     pub retry_max_attempts: u32,
+    /// How long a claimed command stays claimed (an executor that died mid-call loses it after this).
+    pub claim_lease: std::time::Duration,
 }
 
 impl ProcessSettings {
@@ -237,6 +243,7 @@ impl ProcessSettings {
             callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(ApiToken),
             retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
             retry_max_attempts: args.retry_max_attempts.max(1),
+            claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
         })
     }
 }

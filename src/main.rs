@@ -146,6 +146,12 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             app.run_until(hookwise::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Send(args) if args.print => {
+            let (event, body) = args.event_and_body().await.map_err(|e| e.to_string())?;
+            eprintln!("X-GitHub-Event: {event}");
+            println!("{}", String::from_utf8_lossy(&body));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send(args) => {
             let (status, body) = send(&args).await.map_err(|e| e.to_string())?;
             println!("{status}");

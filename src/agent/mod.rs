@@ -61,9 +61,19 @@ impl AgentClient {
         AgentClient { http, runtime }
     }
 
-    /// Starts a conversation and returns its id.
-    pub async fn start_conversation(&self, request: &StartConversation<'_>) -> Result<String, AgentError> {
-        let mut call = self.http.post(format!("{}/api/conversations", self.runtime.api_url)).json(request);
+    /// Starts a conversation and returns its id. `idempotency_key` (the command id) is sent
+    /// as `Idempotency-Key`, the same on every attempt, so a runtime that honours it starts
+    /// one conversation however often an attempt with an unknown outcome is repeated.
+    pub async fn start_conversation(
+        &self,
+        request: &StartConversation<'_>,
+        idempotency_key: &str,
+    ) -> Result<String, AgentError> {
+        let mut call = self
+            .http
+            .post(format!("{}/api/conversations", self.runtime.api_url))
+            .header("Idempotency-Key", idempotency_key)
+            .json(request);
         if let Some(key) = &self.runtime.api_key {
             call = call.bearer_auth(key);
         }

@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod events;
+pub mod examples;
 pub mod send;

@@ -68,6 +68,10 @@ pub struct TriggerDetected {
     /// Inline comments: the file and line the comment is on.
     pub path: Option<String>,
     pub line: Option<u64>,
+    /// Inline comments that are themselves replies: the thread's first comment,
+    /// which replies must name (GitHub does not take replies to replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<u64>,
     /// Failed runs: the workflows that failed.
     #[serde(default)]
     pub failed_workflows: Vec<String>,

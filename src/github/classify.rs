@@ -71,6 +71,7 @@ struct Comment {
     path: Option<String>,
     line: Option<u64>,
     original_line: Option<u64>,
+    in_reply_to_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +143,7 @@ pub fn classify(
         head_sha: None,
         path: None,
         line: None,
+        thread_id: None,
         failed_workflows: Vec::new(),
         delivery_stream: delivery_stream.to_owned(),
         delivery_position,
@@ -183,6 +185,7 @@ pub fn classify(
                 head_sha: pull.head.sha,
                 path: comment.path,
                 line: comment.line.or(comment.original_line),
+                thread_id: comment.in_reply_to_id,
                 ..base(TriggerKind::ReviewComment, id, pull.number, sender, body)
             })
         }

@@ -28,9 +28,6 @@ use crate::sql::{Dialect, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{now_micros, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
-/// How long a claimed command is reserved for its executor (another takes it
-/// over after that, should this one die).
-const CLAIM_LEASE: Duration = Duration::from_secs(300);
 /// How often an idle executor looks for due commands.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts.
@@ -132,7 +129,7 @@ impl Executor {
                  ORDER BY due_at LIMIT 1 {lock})
              RETURNING command_id, trigger_id, step, attempts"
         );
-        let lease = now + CLAIM_LEASE.as_micros() as i64;
+        let lease = now + self.settings.claim_lease.as_micros() as i64;
         let rows = self.db.write_returning(vec![Statement::new(sql, sql_params![lease, now, now, now])]).await?;
         let Some(row) = rows.first() else { return Ok(None) };
         let parse = |text: String| Uuid::parse_str(&text).map_err(|e| SqlError::Database(e.to_string()));
@@ -378,7 +375,7 @@ impl Executor {
             initial_user_msg: &trigger.message,
             conversation_instructions: &instructions,
         };
-        match agent.start_conversation(&request).await {
+        match agent.start_conversation(&request, &ids.0.to_string()).await {
             Ok(conversation_id) => {
                 let conversation_url = agent.conversation_url(&conversation_id);
                 let started = ConversationStarted { trigger_id: trigger.trigger_id, conversation_id, conversation_url };
@@ -399,7 +396,8 @@ impl Executor {
     ) -> Result<(u64, Option<String>), StepError> {
         let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
         let review_comment = match trigger.kind {
-            TriggerKind::ReviewComment => trigger.comment_id,
+            // Replies go to the thread's first comment.
+            TriggerKind::ReviewComment => trigger.thread_id.or(trigger.comment_id),
             _ => None,
         };
         let marker = marker(command.command_id);

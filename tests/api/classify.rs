@@ -107,6 +107,11 @@ fn variants_of_corpus_payloads_trigger_as_the_reference_says() {
     assert_eq!(trigger.kind, TriggerKind::ReviewComment);
     assert_eq!(trigger.path.as_deref(), inline["comment"]["path"].as_str());
     assert_eq!(trigger.head_branch.as_deref(), inline["pull_request"]["head"]["ref"].as_str());
+    assert_eq!(trigger.thread_id, None, "a thread's first comment");
+    let mut reply = inline.clone();
+    reply["comment"]["in_reply_to_id"] = json!(426899381u64);
+    let trigger = classify_value("pull_request_review_comment", &reply).expect("a mention in a reply");
+    assert_eq!(trigger.thread_id, Some(426899381), "replies to it go to the thread's first comment");
 
     // A failed run on a pull request's head, with proactive starters on.
     let mut failed = with_installation(run.clone());

@@ -37,7 +37,7 @@ fn serve_refuses_a_public_bind_without_an_api_token() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("HOOKWISE_API_TOKEN"));
 }
 
-backend_tests!(the_readme_walkthrough_works);
+backend_tests!(the_readme_walkthrough_works, every_send_example_is_detected_as_its_trigger);
 
 fn hookwise(args: &[&str], database_url: &str) -> (bool, String) {
     let output = Command::new(HOOKWISE)
@@ -105,4 +105,64 @@ async fn the_readme_walkthrough_works(backend: Backend) {
     let (ok, out) = hookwise(&["events", "--after", "1"], &db.url);
     assert!(ok);
     assert!(out.is_empty());
+}
+
+async fn every_send_example_is_detected_as_its_trigger(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    // No GitHub App or agent configured: each trigger is detected, then stops at a rejection.
+    let mut server = Command::new(HOOKWISE)
+        .args(["serve", "--bind", "127.0.0.1:0", "--proactive", "true"])
+        .env("DATABASE_URL", &db.url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", "walkthrough-secret")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting hookwise serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
+        .expect("the listening line");
+    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let url = format!("{base}/integration/github/events");
+
+    let kinds = [
+        ("label", "label"),
+        ("issue-comment", "issue_comment"),
+        ("pr-comment", "pr_comment"),
+        ("inline-comment", "review_comment"),
+        ("failed-run", "failed_workflow"),
+    ];
+    for (example, _) in kinds {
+        let (ok, out) = hookwise(&["send", "--example", example, "--url", &url], &db.url);
+        assert!(ok, "{example}: {out}");
+        assert_eq!(out.lines().next(), Some("200"), "{example}");
+    }
+    let (ok, printed) = hookwise(&["send", "--example", "inline-comment", "--print"], &db.url);
+    assert!(ok);
+    let printed: Value = serde_json::from_str(&printed).expect("the payload is printed as JSON");
+    assert_eq!(printed["installation"]["id"], 1);
+    assert!(printed["comment"]["body"].as_str().is_some_and(|b| b.starts_with("@openhands ")));
+
+    // The process manager detects each one (the log is read after the server is gone).
+    let started = std::time::Instant::now();
+    let detected = loop {
+        let (_, out) = hookwise(&["events"], &db.url);
+        let detected: Vec<String> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["type"] == "TriggerDetected")
+            .filter_map(|e| e["data"]["kind"].as_str().map(str::to_owned))
+            .collect();
+        if detected.len() >= kinds.len() || started.elapsed() > std::time::Duration::from_secs(15) {
+            break detected;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut detected = detected;
+    detected.sort();
+    let mut expected: Vec<String> = kinds.iter().map(|(_, kind)| (*kind).to_owned()).collect();
+    expected.sort();
+    assert_eq!(detected, expected);
 }

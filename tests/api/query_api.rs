@@ -632,6 +632,7 @@ async fn conversations_follow_their_triggers(backend: Backend) {
         head_sha: None,
         path: None,
         line: None,
+        thread_id: None,
         failed_workflows: Vec::new(),
         delivery_stream: streams::delivery("42", delivery),
         delivery_position: positions[delivery],

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{backend_tests, Backend, TestApp, TestDatabase};
+use hookwise::cli::examples::{ExampleKind, ExampleSettings};
+
+use crate::helpers::{backend_tests, read_whole_log, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
 
 backend_tests!(
     a_mention_in_an_issue_comment_goes_from_delivery_to_summary,
@@ -27,6 +29,12 @@ backend_tests!(
     pull_request_and_inline_mentions_work_on_the_head_branch,
     a_failed_run_gets_one_suggestion_once_every_run_is_done,
     an_intake_instance_records_and_a_full_instance_acts,
+    a_pr_comment_works_on_the_head_branch,
+    an_inline_comment_is_answered_in_its_review_thread,
+    a_failed_run_gets_one_suggestion,
+    the_acknowledgement_is_posted_once_across_a_crash,
+    an_agent_ending_in_error_gets_a_short_reply,
+    no_agent_or_a_suspended_installation_stops_with_its_reason,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -852,4 +860,326 @@ async fn an_intake_instance_records_and_a_full_instance_acts(backend: Backend) {
     fakes.wait_for("POST", "/issues/1/comments", 1).await;
     assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
     worker.stop().await;
+}
+
+/// The `send --example` payload of `kind`, for this test's installation.
+fn example(kind: ExampleKind) -> Vec<u8> {
+    kind.payload(&ExampleSettings {
+        label: "openhands".into(),
+        mention: "@openhands".into(),
+        installation_id: INSTALLATION,
+    })
+}
+
+/// Pull request #2 of the corpus: head `changes` at `ec26c3e…`.
+const PR_HEAD_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+
+impl Fakes {
+    async fn pull_request_two(&self, mergeable: Value) {
+        let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/pulls/2")))
+            .respond_with(ok(
+                json!({"number": 2, "head": {"ref": "changes", "sha": PR_HEAD_SHA}, "mergeable": mergeable}),
+            ))
+            .mount(&self.github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/issues/2")))
+            .respond_with(ok(
+                json!({"title": "Update the README with new information.", "body": "This is a pretty simple change"}),
+            ))
+            .mount(&self.github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/issues/2/comments")))
+            .respond_with(ok(json!([])))
+            .mount(&self.github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/repos/{REPO}/issues/2/comments")))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(json!({"id": 600, "html_url": "https://github.com/c/600"})),
+            )
+            .mount(&self.github)
+            .await;
+    }
+}
+
+async fn a_pr_comment_works_on_the_head_branch(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.pull_request_two(Value::Null).await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-pr", &example(ExampleKind::PrComment)).await.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/492700401/reactions"));
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    let request = body_of(&started[0]);
+    assert_eq!(request["repository"], REPO);
+    assert_eq!(request["selected_branch"], "changes");
+    assert_eq!(request["initial_user_msg"], "@openhands please make the tests pass on this branch.");
+    let key = started[0].headers.get("idempotency-key").and_then(|v| v.to_str().ok()).expect("an idempotency key");
+    assert!(uuid::Uuid::parse_str(key).is_ok(), "the command id: {key}");
+    let acks = fakes.wait_for("POST", "/issues/2/comments", 1).await;
+    assert!(body_of(&acks[0])["body"].as_str().expect("body").starts_with("I'm on it! Codertocat can"));
+
+    assert_eq!(callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await.status(), 202);
+    let comments = fakes.wait_for("POST", "/issues/2/comments", 2).await;
+    assert!(body_of(&comments[1])["body"].as_str().expect("body").starts_with("I fixed the spelling in README.md."));
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
+    app.stop().await;
+}
+
+async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
+    let fakes = Fakes::start("admin").await;
+    fakes.pull_request_two(Value::Null).await;
+    // The mention is itself a reply: answers go to the thread's first comment (GitHub takes no replies to replies).
+    let replies = format!("/repos/{REPO}/pulls/2/comments/284312000/replies");
+    Mock::given(method("POST"))
+        .and(path(replies.clone()))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 700, "html_url": "https://github.com/r/700"})),
+        )
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let mut body: Value = serde_json::from_slice(&example(ExampleKind::InlineComment)).expect("JSON");
+    body["comment"]["in_reply_to_id"] = json!(284312000u64);
+    let body = serde_json::to_vec(&body).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", "d-inline", &body).await.status(), 200);
+
+    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
+    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/pulls/comments/284312630/reactions"));
+    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
+    let request = body_of(&started[0]);
+    assert_eq!(request["selected_branch"], "changes");
+    let instructions = request["conversation_instructions"].as_str().expect("instructions");
+    assert!(instructions.contains("README.md") && instructions.contains("265"), "{instructions}");
+
+    let acks = fakes.wait_for("POST", "/replies", 1).await;
+    assert_eq!(acks[0].url.path(), replies);
+    assert!(body_of(&acks[0])["body"].as_str().expect("body").starts_with("I'm on it! Codertocat can"));
+    assert_eq!(callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await.status(), 202);
+    let answers = fakes.wait_for("POST", "/replies", 2).await;
+    assert!(body_of(&answers[1])["body"].as_str().expect("body").starts_with("I fixed the spelling in README.md."));
+    assert!(
+        fakes.requests("POST", "/issues/2/comments").await.is_empty(),
+        "no top-level comment for an inline request"
+    );
+    app.stop().await;
+}
+
+async fn a_failed_run_gets_one_suggestion(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.pull_request_two(json!(false)).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total_count": 2, "workflow_runs": [
+            {"name": "CI", "status": "completed", "conclusion": "failure"},
+            {"name": "Lint", "status": "completed", "conclusion": "success"},
+        ]})))
+        .mount(&fakes.github)
+        .await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--proactive".to_owned(), "true".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+    // Two runs of the same commit failing: one suggestion.
+    let body = example(ExampleKind::FailedRun);
+    assert_eq!(app.deliver("workflow_run", "d-run-1", &body).await.status(), 200);
+    assert_eq!(app.deliver("workflow_run", "d-run-2", &body).await.status(), 200);
+
+    let posted = fakes.wait_for("POST", "/issues/2/comments", 1).await;
+    let suggestion = body_of(&posted[0])["body"].as_str().expect("body").to_owned();
+    assert!(suggestion.contains("- CI\n") && !suggestion.contains("Lint"), "{suggestion}");
+    assert!(suggestion.contains("merge conflicts"), "mergeable false is a conflict: {suggestion}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/2/comments").await.len(), 1);
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty(), "a suggestion starts nothing");
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    let runs = fakes.requests("GET", "/actions/runs").await;
+    assert_eq!(runs[0].url.query(), Some(format!("head_sha={PR_HEAD_SHA}&per_page=100").as_str()));
+    app.stop().await;
+}
+
+/// Starts the real binary against `fakes`; returns it with its base URL.
+fn start_binary(database_url: &str, fakes: &Fakes) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .arg("serve")
+        .args(fakes.flags())
+        // A crashed executor's claim is taken over after half a second.
+        .args(["--claim-lease-ms", "500"])
+        .env("DATABASE_URL", database_url)
+        .env_remove("EVENTSTORE_URL")
+        .env("GITHUB_APP_WEBHOOK_SECRET", TEST_SECRET)
+        .env("HOOKWISE_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the hookwise binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).expect("reading the listening line");
+    let base = line.trim().strip_prefix("hookwise listening on ").expect("the listening line").to_owned();
+    (child, base)
+}
+
+async fn the_acknowledgement_is_posted_once_across_a_crash(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    // GitHub creates the comment, but its answer comes too late: hookwise dies first.
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&fakes.github)
+        .await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let (mut child, base) = start_binary(&db.url, &fakes);
+    let body = comment_payload(9400, "@openhands fix it");
+    let delivered = reqwest::Client::new()
+        .post(format!("{base}/integration/github/events"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issue_comment")
+        .header("x-github-delivery", "d-crash")
+        .header("x-hub-signature-256", sign(TEST_SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(delivered.status(), 200);
+
+    let posted = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaping the child");
+    let ack_body = body_of(&posted[0])["body"].as_str().expect("body").to_owned();
+    assert!(ack_body.contains("<!-- hookwise:"), "{ack_body}");
+    {
+        let store = db.open_store().await;
+        let log = read_whole_log(store.as_ref()).await;
+        assert!(log.iter().any(|e| e.event_type == "ConversationStarted"));
+        assert!(!log.iter().any(|e| e.event_type == "AcknowledgementPosted"), "killed before the answer came");
+        store.close().await;
+    }
+
+    // GitHub now lists the comment that was created.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 1, "body": "an earlier remark", "user": {"login": "someone"}},
+            {"id": 500, "body": ack_body, "user": {"login": "hookwise[bot]"}, "html_url": "https://github.com/c/500"},
+        ])))
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let listed_before = fakes.requests("GET", "/issues/1/comments").await.len();
+    let (mut child, _) = start_binary(&db.url, &fakes);
+    fakes.wait_for("GET", "/issues/1/comments", listed_before + 1).await;
+    // Wait for the executor to record what it found (reading the log beside the running server).
+    let started = Instant::now();
+    let store = db.open_store().await;
+    let log = loop {
+        let log = read_whole_log(store.as_ref()).await;
+        if log.iter().any(|e| e.event_type == "AcknowledgementPosted") || started.elapsed() > Duration::from_secs(20) {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaping the child");
+    store.close().await;
+    let acks: Vec<_> = log.iter().filter(|e| e.event_type == "AcknowledgementPosted").collect();
+    assert_eq!(acks.len(), 1, "the acknowledgement is recorded once");
+    let ack: Value = serde_json::from_slice(&acks[0].data).expect("JSON");
+    assert_eq!(ack["comment_id"], 500, "the comment found by its marker: {ack}");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "posted once");
+    assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1, "one conversation");
+}
+
+async fn an_agent_ending_in_error_gets_a_short_reply(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-error", &comment_payload(9500, "@openhands go")).await.status(), 200);
+    fakes.wait_for("POST", "/issues/1/comments", 1).await;
+
+    let state = |id: u32, agent_state: &str, reason: &str| {
+        let event = json!({"id": id, "source": "environment", "observation": "agent_state_changed", "content": "",
+                           "extras": {"agent_state": agent_state, "reason": reason}});
+        json!({"method": "POST", "path": format!("sessions/conv-1/events/{id}.json"), "content": event.to_string()})
+    };
+    // Running is not an end; error is.
+    let running = callback(&app, CALLBACK_KEY, json!([state(3, "running", "")])).await;
+    assert_eq!(running.status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "no reply while the agent runs");
+    let failed = callback(&app, CALLBACK_KEY, json!([state(9, "error", "no LLM API key")])).await;
+    assert_eq!(failed.status(), 202);
+
+    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    let reply = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
+    assert!(reply.contains("`error`") && reply.contains("no LLM API key"), "names the state and reason: {reply}");
+    assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
+    app.stop().await;
+}
+
+/// Waits for the trigger's rejection.
+async fn rejection(app: &TestApp) -> TriggerRejected {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
+            return TriggerRejected::decode(event).expect("a rejection");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no rejection");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn no_agent_or_a_suspended_installation_stops_with_its_reason(backend: Backend) {
+    let fakes = Fakes::start("admin").await;
+    fakes.accept_comments().await;
+    // Without AGENT_API_URL (the flags minus the agent's).
+    let flags = fakes.flags();
+    let without_agent: Vec<&str> = flags
+        .chunks(2)
+        .filter(|pair| !pair[0].starts_with("--agent-api-url"))
+        .flat_map(|pair| pair.iter().map(String::as_str))
+        .collect();
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = TestApp::spawn_on(db, &without_agent).await;
+    assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9600, "@openhands go")).await.status(), 200);
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "agent_not_configured");
+    app.stop().await;
+
+    // A suspended installation.
+    Mock::given(method("GET"))
+        .and(path(format!("/app/installations/{INSTALLATION}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": INSTALLATION, "suspended_at": "2026-01-01T00:00:00Z"})),
+        )
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(
+        app.deliver("issue_comment", "d-suspended", &comment_payload(9601, "@openhands go")).await.status(),
+        200
+    );
+    let rejected = rejection(&app).await;
+    assert_eq!(rejected.reason, "installation_suspended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.requests("POST", "/reactions").await.is_empty());
+    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "a rejection posts no comment");
+    app.stop().await;
 }
