@@ -29,12 +29,9 @@ backend_tests!(
     pull_request_and_inline_mentions_work_on_the_head_branch,
     a_failed_run_gets_one_suggestion_once_every_run_is_done,
     an_intake_instance_records_and_a_full_instance_acts,
-    a_pr_comment_works_on_the_head_branch,
-    an_inline_comment_is_answered_in_its_review_thread,
-    a_failed_run_gets_one_suggestion,
+    a_reply_in_a_review_thread_is_answered_in_that_thread,
     the_acknowledgement_is_posted_once_across_a_crash,
     an_agent_ending_in_error_gets_a_short_reply,
-    no_agent_or_a_suspended_installation_stops_with_its_reason,
 );
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -906,32 +903,7 @@ impl Fakes {
     }
 }
 
-async fn a_pr_comment_works_on_the_head_branch(backend: Backend) {
-    let fakes = Fakes::start("write").await;
-    fakes.pull_request_two(Value::Null).await;
-    let Some(app) = spawn(backend, &fakes).await else { return };
-    assert_eq!(app.deliver("issue_comment", "d-pr", &example(ExampleKind::PrComment)).await.status(), 200);
-
-    let reactions = fakes.wait_for("POST", "/reactions", 1).await;
-    assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/492700401/reactions"));
-    let started = fakes.wait_for("POST", "/api/conversations", 1).await;
-    let request = body_of(&started[0]);
-    assert_eq!(request["repository"], REPO);
-    assert_eq!(request["selected_branch"], "changes");
-    assert_eq!(request["initial_user_msg"], "@openhands please make the tests pass on this branch.");
-    let key = started[0].headers.get("idempotency-key").and_then(|v| v.to_str().ok()).expect("an idempotency key");
-    assert!(uuid::Uuid::parse_str(key).is_ok(), "the command id: {key}");
-    let acks = fakes.wait_for("POST", "/issues/2/comments", 1).await;
-    assert!(body_of(&acks[0])["body"].as_str().expect("body").starts_with("I'm on it! Codertocat can"));
-
-    assert_eq!(callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await.status(), 202);
-    let comments = fakes.wait_for("POST", "/issues/2/comments", 2).await;
-    assert!(body_of(&comments[1])["body"].as_str().expect("body").starts_with("I fixed the spelling in README.md."));
-    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
-    app.stop().await;
-}
-
-async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
+async fn a_reply_in_a_review_thread_is_answered_in_that_thread(backend: Backend) {
     let fakes = Fakes::start("admin").await;
     fakes.pull_request_two(Value::Null).await;
     // The mention is itself a reply: answers go to the thread's first comment (GitHub takes no replies to replies).
@@ -967,40 +939,6 @@ async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
         fakes.requests("POST", "/issues/2/comments").await.is_empty(),
         "no top-level comment for an inline request"
     );
-    app.stop().await;
-}
-
-async fn a_failed_run_gets_one_suggestion(backend: Backend) {
-    let fakes = Fakes::start("write").await;
-    fakes.pull_request_two(json!(false)).await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/{REPO}/actions/runs")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total_count": 2, "workflow_runs": [
-            {"name": "CI", "status": "completed", "conclusion": "failure"},
-            {"name": "Lint", "status": "completed", "conclusion": "success"},
-        ]})))
-        .mount(&fakes.github)
-        .await;
-    let Some(db) = TestDatabase::create(backend).await else { return };
-    let mut flags = fakes.flags();
-    flags.extend(["--proactive".to_owned(), "true".to_owned()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let app = TestApp::spawn_on(db, &flags).await;
-    // Two runs of the same commit failing: one suggestion.
-    let body = example(ExampleKind::FailedRun);
-    assert_eq!(app.deliver("workflow_run", "d-run-1", &body).await.status(), 200);
-    assert_eq!(app.deliver("workflow_run", "d-run-2", &body).await.status(), 200);
-
-    let posted = fakes.wait_for("POST", "/issues/2/comments", 1).await;
-    let suggestion = body_of(&posted[0])["body"].as_str().expect("body").to_owned();
-    assert!(suggestion.contains("- CI\n") && !suggestion.contains("Lint"), "{suggestion}");
-    assert!(suggestion.contains("merge conflicts"), "mergeable false is a conflict: {suggestion}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fakes.requests("POST", "/issues/2/comments").await.len(), 1);
-    assert!(fakes.requests("POST", "/api/conversations").await.is_empty(), "a suggestion starts nothing");
-    assert!(fakes.requests("POST", "/reactions").await.is_empty());
-    let runs = fakes.requests("GET", "/actions/runs").await;
-    assert_eq!(runs[0].url.query(), Some(format!("head_sha={PR_HEAD_SHA}&per_page=100").as_str()));
     app.stop().await;
 }
 
@@ -1128,58 +1066,5 @@ async fn an_agent_ending_in_error_gets_a_short_reply(backend: Backend) {
     assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
     assert!(reply.contains("`error`") && reply.contains("no LLM API key"), "names the state and reason: {reply}");
     assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
-    app.stop().await;
-}
-
-/// Waits for the trigger's rejection.
-async fn rejection(app: &TestApp) -> TriggerRejected {
-    let started = Instant::now();
-    loop {
-        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
-            return TriggerRejected::decode(event).expect("a rejection");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no rejection");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn no_agent_or_a_suspended_installation_stops_with_its_reason(backend: Backend) {
-    let fakes = Fakes::start("admin").await;
-    fakes.accept_comments().await;
-    // Without AGENT_API_URL (the flags minus the agent's).
-    let flags = fakes.flags();
-    let without_agent: Vec<&str> = flags
-        .chunks(2)
-        .filter(|pair| !pair[0].starts_with("--agent-api-url"))
-        .flat_map(|pair| pair.iter().map(String::as_str))
-        .collect();
-    let Some(db) = TestDatabase::create(backend).await else { return };
-    let app = TestApp::spawn_on(db, &without_agent).await;
-    assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9600, "@openhands go")).await.status(), 200);
-    let rejected = rejection(&app).await;
-    assert_eq!(rejected.reason, "agent_not_configured");
-    app.stop().await;
-
-    // A suspended installation.
-    Mock::given(method("GET"))
-        .and(path(format!("/app/installations/{INSTALLATION}")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": INSTALLATION, "suspended_at": "2026-01-01T00:00:00Z"})),
-        )
-        .with_priority(1)
-        .mount(&fakes.github)
-        .await;
-    let Some(app) = spawn(backend, &fakes).await else { return };
-    assert_eq!(
-        app.deliver("issue_comment", "d-suspended", &comment_payload(9601, "@openhands go")).await.status(),
-        200
-    );
-    let rejected = rejection(&app).await;
-    assert_eq!(rejected.reason, "installation_suspended");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(fakes.requests("POST", "/reactions").await.is_empty());
-    assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
-    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "a rejection posts no comment");
     app.stop().await;
 }
