@@ -135,23 +135,24 @@ impl Application {
         let background_work = self.role == Role::All;
         let handlers = if background_work { self.handlers } else { Vec::new() };
         let sinks: &[Arc<SinkStatus>] = if background_work { &self.sinks } else { &[] };
+        let runtime = BackgroundRuntime::start()?;
         let background: Vec<_> = handlers
             .into_iter()
-            .map(|handler| tokio::spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
+            .map(|handler| runtime.spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
             .collect();
         let executor = Executor::new(store.clone(), self.db.clone(), self.process);
-        let executor = background_work.then(|| tokio::spawn(executor.run(stopped.clone())));
+        let executor = background_work.then(|| runtime.spawn(executor.run(stopped.clone())));
         // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
         let http = reqwest::Client::new();
         let forwarders: Vec<_> = sinks
             .iter()
             .map(|sink| {
                 let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
-                tokio::spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
+                runtime.spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
             })
             .collect();
         let reconciler = self.reconcile.filter(|_| background_work).map(|(deliveries, interval)| {
-            tokio::spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
+            runtime.spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
         });
         let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
         let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
@@ -169,8 +170,63 @@ impl Application {
         if let Some(executor) = executor {
             let _ = executor.await;
         }
+        runtime.shutdown();
         store.close().await;
         result
+    }
+}
+
+/// How much lower than intake's the background work's CPU priority is (a
+/// nice value). Webhook answers have GitHub's 10-second deadline and are what
+/// must never be lost; the process manager, the read models and forwarding
+/// follow the log and may lag behind a burst, then catch up. Under full load
+/// the kernel gives them roughly a tenth of the CPU instead of an equal share.
+const BACKGROUND_NICENESS: i32 = 10;
+
+/// The threads that run everything that follows the log (handlers, executor,
+/// forwarders, reconciliation), apart from the threads that answer HTTP.
+struct BackgroundRuntime(tokio::runtime::Runtime);
+
+impl BackgroundRuntime {
+    fn start() -> std::io::Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(8)
+            .thread_name("hookwise-background")
+            .on_thread_start(lower_thread_priority)
+            .enable_all()
+            .build()
+            .map(BackgroundRuntime)
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(task)
+    }
+
+    /// Its tasks have all finished by now; this releases the threads without
+    /// blocking the caller's async context.
+    fn shutdown(self) {
+        self.0.shutdown_background();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux keeps a nice value
+/// per thread). Best effort: a failure only costs intake some CPU.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let thread_id = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, thread_id as libc::id_t, BACKGROUND_NICENESS)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the background threads' priority");
+        }
     }
 }
 

@@ -54,6 +54,11 @@ pub struct Fact {
 }
 
 impl ReadModel for AuditLog {
+    /// Everything it records is in the events' data.
+    fn reads_payloads(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "audit_log"
     }

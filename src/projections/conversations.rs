@@ -84,6 +84,11 @@ fn status_of_agent_state(state: &str) -> Option<&'static str> {
 }
 
 impl ReadModel for Conversations {
+    /// Everything it records is in the events' data.
+    fn reads_payloads(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "conversations"
     }

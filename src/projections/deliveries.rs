@@ -49,6 +49,11 @@ const CREATE_INDEXES: &[&str] = &[
 ];
 
 impl ReadModel for Deliveries {
+    /// Everything it records is in the events' data.
+    fn reads_payloads(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "deliveries"
     }

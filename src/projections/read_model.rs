@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use super::runner::{claim_checkpoint, move_checkpoint, Checkpoint, EventHandler, HandlerError};
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
-use crate::store::{EventStore, Position, RecordedEvent};
+use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
 /// Events read and applied per transaction during a rebuild or replay.
 const REBUILD_BATCH: usize = 2000;
@@ -80,6 +80,11 @@ pub trait ReadModel: Send + Sync + 'static {
     fn create_indexes(&self) -> &'static [&'static str];
     /// The statements that apply `event` to `tables`.
     fn apply(&self, tables: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError>;
+    /// Whether `apply` looks at webhook bodies; a read model that does not is
+    /// fed events without them, which spares reading and decompressing them.
+    fn reads_payloads(&self) -> bool {
+        true
+    }
 }
 
 /// Runs a read model over its live tables from its checkpoint.
@@ -103,6 +108,10 @@ impl EventHandler for ReadModelHandler {
     /// Read models manage their tables themselves (see [`prepare`]).
     fn migrations(&self) -> &'static [Migration] {
         &[]
+    }
+
+    fn reads_payloads(&self) -> bool {
+        self.model.reads_payloads()
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
@@ -199,9 +208,10 @@ pub async fn rebuild_many(
 
     let mut after = Position::START;
     let mut applied = 0u64;
+    let payloads = models.iter().any(|m| m.reads_payloads());
     let mut pending: Option<tokio::task::JoinHandle<Result<(), HandlerError>>> = None;
     loop {
-        let events = store.read_all(after, REBUILD_BATCH).await?;
+        let events = read_batch(store, after, payloads).await?;
         let Some(last) = events.last() else { break };
         after = last.position;
         applied += events.len() as u64;
@@ -233,6 +243,15 @@ pub async fn rebuild_many(
         });
     }
     Ok(reports)
+}
+
+/// The next batch of a rebuild or replay, with payloads only when a model needs them.
+async fn read_batch(store: &dyn EventStore, after: Position, payloads: bool) -> Result<Vec<RecordedEvent>, StoreError> {
+    if payloads {
+        store.read_all(after, REBUILD_BATCH).await
+    } else {
+        store.read_all_without_payloads(after, REBUILD_BATCH).await
+    }
 }
 
 /// Each model's statements for `events`, in log order; models write disjoint
@@ -385,7 +404,7 @@ pub async fn replay(
     let live = Tables::live();
     let mut applied = 0u64;
     while checkpoint.position < end {
-        let mut events = store.read_all(checkpoint.position, REBUILD_BATCH).await?;
+        let mut events = read_batch(store, checkpoint.position, model.reads_payloads()).await?;
         events.retain(|e| e.position <= end);
         if events.is_empty() {
             break;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
-use crate::store::{subscribe_all, EventStore, Position, RecordedEvent, StoreError};
+use crate::store::{subscribe_all, subscribe_all_without_payloads, EventStore, Position, RecordedEvent, StoreError};
 
 /// Events handled per transaction at most.
 const BATCH: usize = 100;
@@ -55,6 +55,12 @@ pub trait EventHandler: Send + Sync + 'static {
 
     /// The handler's own tables.
     fn migrations(&self) -> &'static [Migration];
+
+    /// Whether `handle` looks at events' payloads (webhook bodies); when not,
+    /// the runner reads the log without them.
+    fn reads_payloads(&self) -> bool {
+        true
+    }
 
     /// The statements that apply `event`. They run in the same transaction
     /// as the statements of the other events of the batch and the
@@ -115,7 +121,11 @@ pub async fn run_handler(
 
 async fn follow(store: &Arc<dyn EventStore>, db: &SqlDb, handler: &dyn EventHandler) -> Result<(), HandlerError> {
     let mut checkpoint = claim_checkpoint(db, handler.name()).await?;
-    let mut subscription = subscribe_all(store.clone(), checkpoint.position);
+    let mut subscription = if handler.reads_payloads() {
+        subscribe_all(store.clone(), checkpoint.position)
+    } else {
+        subscribe_all_without_payloads(store.clone(), checkpoint.position)
+    };
     loop {
         let batch = subscription.next_batch(BATCH).await?;
         checkpoint = apply_batch_guarded(db, handler, &batch, checkpoint).await?;

@@ -157,6 +157,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// Events with a position strictly after `after`, in position order.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// [`read_all`](Self::read_all) with every `payload` left out (`None`),
+    /// for readers that only need the events' data: the SQL backends then
+    /// neither read nor decompress the stored bodies.
+    async fn read_all_without_payloads(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.read_all(after, limit).await?;
+        for event in &mut events {
+            event.payload = None;
+        }
+        Ok(events)
+    }
+
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, StoreError>;
 
@@ -173,7 +184,12 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Catch-up then live subscription to the whole log, `after` exclusive.
 pub fn subscribe_all(store: Arc<dyn EventStore>, after: Position) -> Subscription {
-    Subscription::new(store, after)
+    Subscription::new(store, after, true)
+}
+
+/// [`subscribe_all`] without the payloads (see [`EventStore::read_all_without_payloads`]).
+pub fn subscribe_all_without_payloads(store: Arc<dyn EventStore>, after: Position) -> Subscription {
+    Subscription::new(store, after, false)
 }
 
 /// Opens (and migrates) the store that `database_url` names:

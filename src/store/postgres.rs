@@ -98,6 +98,21 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(unavailable)
     }
+
+    async fn read_all_selecting(
+        &self,
+        select: &str,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("{select} WHERE position > $1 ORDER BY position LIMIT $2"))
+            .await
+            .map_err(unavailable)?;
+        let rows = client.query(&stmt, &[&sql_int(after.0), &sql_int(limit)]).await.map_err(unavailable)?;
+        rows.iter().map(read_event).collect()
+    }
 }
 
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
@@ -376,6 +391,9 @@ fn read_event(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
 
 const SELECT_EVENT: &str =
     "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at, payload_codec FROM events";
+/// The same columns with the payload left out (never read from disk).
+const SELECT_EVENT_WITHOUT_PAYLOAD: &str =
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, NULL::bytea, recorded_at, payload_codec FROM events";
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -408,13 +426,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!("{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"))
-            .await
-            .map_err(unavailable)?;
-        let rows = client.query(&stmt, &[&sql_int(after.0), &sql_int(limit)]).await.map_err(unavailable)?;
-        rows.iter().map(read_event).collect()
+        self.read_all_selecting(SELECT_EVENT, after, limit).await
+    }
+
+    async fn read_all_without_payloads(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all_selecting(SELECT_EVENT_WITHOUT_PAYLOAD, after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

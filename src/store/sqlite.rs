@@ -119,6 +119,20 @@ impl SqliteStore {
         .await
         .map_err(unavailable)?
     }
+
+    async fn read_all_selecting(
+        &self,
+        select: &'static str,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!("{select} WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+            let rows = stmt.query_map(params![sql_int(after.0), sql_int(limit)], row_to_event)?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -286,6 +300,9 @@ fn commit_group(
 
 const SELECT_EVENT: &str =
     "SELECT position, stream, version, event_id, event_type, schema_version, data, payload, recorded_at, payload_codec FROM events";
+/// The same columns with the payload left out (its overflow pages are never read).
+const SELECT_EVENT_WITHOUT_PAYLOAD: &str =
+    "SELECT position, stream, version, event_id, event_type, schema_version, data, NULL, recorded_at, payload_codec FROM events";
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id_bytes: Vec<u8> = r.get(3)?;
@@ -343,13 +360,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached(&format!("{SELECT_EVENT} WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
-            let rows = stmt.query_map(params![sql_int(after.0), sql_int(limit)], row_to_event)?;
-            rows.collect()
-        })
-        .await
+        self.read_all_selecting(SELECT_EVENT, after, limit).await
+    }
+
+    async fn read_all_without_payloads(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all_selecting(SELECT_EVENT_WITHOUT_PAYLOAD, after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

@@ -18,12 +18,13 @@ pub struct Subscription {
     after: Position,
     buffered: VecDeque<RecordedEvent>,
     hint: watch::Receiver<Position>,
+    payloads: bool,
 }
 
 impl Subscription {
-    pub(super) fn new(store: Arc<dyn EventStore>, after: Position) -> Self {
+    pub(super) fn new(store: Arc<dyn EventStore>, after: Position, payloads: bool) -> Self {
         let hint = store.head_hint();
-        Subscription { store, after, buffered: VecDeque::new(), hint }
+        Subscription { store, after, buffered: VecDeque::new(), hint, payloads }
     }
 
     /// The position of the last event handed out (or the start position).
@@ -56,7 +57,11 @@ impl Subscription {
             // Mark the hint seen before reading, so an append that lands
             // between the read and the wait still wakes us.
             self.hint.borrow_and_update();
-            let page = self.store.read_all(self.after, PAGE).await?;
+            let page = if self.payloads {
+                self.store.read_all(self.after, PAGE).await?
+            } else {
+                self.store.read_all_without_payloads(self.after, PAGE).await?
+            };
             if page.is_empty() {
                 if let Ok(Err(_closed)) = tokio::time::timeout(POLL_INTERVAL, self.hint.changed()).await {
                     // The store stopped sending hints: fall back to polling.

@@ -569,6 +569,15 @@ async fn payloads_data_and_schema_versions_round_trip_exactly(backend: Backend) 
     };
     check(&read_stream(&store, "delivery-1", 0, 100).await);
     check(&read_all(&store, 0, 100).await);
+
+    // Without payloads: the same events, every payload left out.
+    let bare = store.read_all_without_payloads(Position(1), 3).await.expect("read_all_without_payloads");
+    let full = read_all(&store, 1, 3).await;
+    assert_eq!(positions(&bare), vec![2, 3, 4]);
+    for (bare, full) in bare.iter().zip(&full) {
+        assert_eq!(bare.payload, None, "position {}: payload left out", bare.position);
+        assert_eq!(RecordedEvent { payload: None, ..full.clone() }, *bare);
+    }
 }
 
 fn now_micros() -> i64 {
