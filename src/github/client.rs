@@ -188,6 +188,12 @@ impl GitHubClient {
         Ok(self.request(method, path).bearer_auth(token))
     }
 
+    /// The path of `url` relative to the API root, if `url` is under it
+    /// (pagination links are absolute).
+    pub fn api_path<'a>(&self, url: &'a str) -> Option<&'a str> {
+        url.strip_prefix(&self.api_url).filter(|rest| rest.starts_with('/'))
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{}", self.api_url, path))

@@ -77,6 +77,69 @@ struct Mergeable {
     mergeable: Option<bool>,
 }
 
+/// A pull request's totals, as `GET /repos/{repo}/pulls/{number}` gives them.
+#[derive(Debug, Deserialize)]
+pub struct PullRequestTotals {
+    #[serde(default)]
+    pub changed_files: u64,
+    #[serde(default)]
+    pub additions: u64,
+    #[serde(default)]
+    pub deletions: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GitAuthor {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GitCommit {
+    pub author: Option<GitAuthor>,
+}
+
+/// One commit of a pull request: its git author and, when GitHub matched
+/// one, the author's account.
+#[derive(Debug, Deserialize)]
+pub struct PullRequestCommit {
+    pub sha: String,
+    pub commit: GitCommit,
+    pub author: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Review {
+    pub id: u64,
+    pub user: Option<User>,
+    pub body: Option<String>,
+    /// `APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED` or `PENDING`.
+    pub state: Option<String>,
+}
+
+/// Everything the data collector counts about one pull request, each list
+/// read over all its pages and deduplicated by id.
+#[derive(Debug)]
+pub struct PullRequestActivity {
+    pub totals: PullRequestTotals,
+    pub commits: Vec<PullRequestCommit>,
+    pub review_comments: Vec<Comment>,
+    pub reviews: Vec<Review>,
+    pub comments: Vec<Comment>,
+}
+
+/// Pages followed at most for one list: GitHub serves at most 250 commits
+/// and a few thousand comments per PR; this stops a `next` link that loops.
+const MAX_PAGES: usize = 100;
+
+/// The `rel="next"` URL of a `Link` header, if any.
+fn next_link(link: Option<&str>) -> Option<&str> {
+    link?
+        .split(',')
+        .find(|part| part.split(';').skip(1).any(|p| p.trim() == "rel=\"next\""))
+        .and_then(|part| part.split(';').next())
+        .map(|url| url.trim().trim_start_matches('<').trim_end_matches('>'))
+}
+
 /// The `rel="last"` page of a `Link` header, if any.
 fn last_page(link: Option<&str>) -> Option<u32> {
     link?.split(',').find(|part| part.contains("rel=\"last\"")).and_then(|part| {
@@ -198,6 +261,81 @@ impl GitHubClient {
         Ok(comments)
     }
 
+    /// Every item of a list endpoint (`path` asks for `per_page=100`),
+    /// following `Link: rel="next"` and keeping the first item of each `key`,
+    /// so that pages that overlap or repeat (the list changed while it was
+    /// read) never count an item twice. Only links under the API root are
+    /// followed: the installation token goes nowhere else.
+    pub async fn all_pages<T, K>(
+        &self,
+        installation_id: u64,
+        path: &str,
+        key: impl Fn(&T) -> K,
+    ) -> Result<Vec<T>, GitHubError>
+    where
+        T: serde::de::DeserializeOwned,
+        K: Ord,
+    {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut items = Vec::new();
+        let mut next = Some(path.to_owned());
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(GitHubError::Transport(format!("more than {MAX_PAGES} pages of {}", path_only(&path))));
+            }
+            let request = self.installation_request(installation_id, Method::GET, &path).await?;
+            let response = self.send(request).await?;
+            let link = response.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let page: Vec<T> = response
+                .json()
+                .await
+                .map_err(|e| GitHubError::Transport(format!("unreadable answer: {}", e.without_url())))?;
+            for item in page {
+                if seen.insert(key(&item)) {
+                    items.push(item);
+                }
+            }
+            if let Some(url) = next_link(link.as_deref()) {
+                let relative = self.api_path(url).ok_or_else(|| {
+                    GitHubError::Transport(format!("the next page {} is outside the API", path_only(url)))
+                })?;
+                next = Some(relative.to_owned());
+            }
+        }
+        Ok(items)
+    }
+
+    /// A pull request's totals, commits, review comments, reviews and
+    /// general comments, for `PullRequestEnriched`.
+    pub async fn pull_request_activity(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        number: u64,
+    ) -> Result<PullRequestActivity, GitHubError> {
+        let request =
+            self.installation_request(installation_id, Method::GET, &format!("/repos/{repo}/pulls/{number}")).await?;
+        let totals = self.send_json(request).await?;
+        let pulls = format!("/repos/{repo}/pulls/{number}");
+        let commits = self
+            .all_pages(installation_id, &format!("{pulls}/commits?per_page=100"), |c: &PullRequestCommit| c.sha.clone())
+            .await?;
+        let review_comments =
+            self.all_pages(installation_id, &format!("{pulls}/comments?per_page=100"), |c: &Comment| c.id).await?;
+        let reviews =
+            self.all_pages(installation_id, &format!("{pulls}/reviews?per_page=100"), |r: &Review| r.id).await?;
+        let comments = self
+            .all_pages(
+                installation_id,
+                &format!("/repos/{repo}/issues/{number}/comments?per_page=100"),
+                |c: &Comment| c.id,
+            )
+            .await?;
+        Ok(PullRequestActivity { totals, commits, review_comments, reviews, comments })
+    }
+
     /// Posts `body` as a comment on the issue or pull request, or as a reply
     /// in the review thread of an inline comment.
     pub async fn reply(
@@ -240,9 +378,27 @@ impl GitHubClient {
     }
 }
 
+/// A URL without its query (which may carry anything), for messages.
+fn path_only(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::last_page;
+    use super::{last_page, next_link};
+
+    #[test]
+    fn the_next_page_is_read_from_the_link_header() {
+        let link = r#"<https://api.github.com/repositories/1/pulls/2/commits?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/pulls/2/commits?per_page=100&page=3>; rel="last""#;
+        assert_eq!(
+            next_link(Some(link)),
+            Some("https://api.github.com/repositories/1/pulls/2/commits?per_page=100&page=2")
+        );
+        let last_only =
+            r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#;
+        assert_eq!(next_link(Some(last_only)), None);
+        assert_eq!(next_link(None), None);
+    }
 
     #[test]
     fn the_last_page_is_read_from_the_link_header() {

@@ -13,9 +13,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{agent_events, Step};
+use super::{agent_events, PullRequestRef, Step};
 use crate::agent::{AgentClient, AgentError, StartConversation};
 use crate::config::ProcessSettings;
+use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{
     derived_id, streams, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
     DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
@@ -23,7 +24,7 @@ use crate::events::{
 };
 use crate::github::classify::MARKER_PREFIX;
 use crate::github::client::{GitHubClient, GitHubError};
-use crate::github::rest::ReactionTarget;
+use crate::github::rest::{PullRequestActivity, ReactionTarget};
 use crate::sql::{Dialect, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{now_micros, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
@@ -72,9 +73,23 @@ impl StepError {
 
 struct Claimed {
     command_id: Uuid,
+    /// For a PR command, the PR's subject id (see [`super::pull_request_subject`]).
     trigger_id: Uuid,
     step: Step,
     attempts: u32,
+    /// The PR of an [`Step::EnrichPullRequest`].
+    pull_request: Option<PullRequestRef>,
+}
+
+impl Claimed {
+    /// Where the command's results and failures are recorded: its trigger's
+    /// stream, or the PR's own stream (which may not exist yet).
+    fn stream(&self) -> (String, ExpectedVersion) {
+        match &self.pull_request {
+            Some(pr) => (pr.stream(), ExpectedVersion::Any),
+            None => (streams::trigger(self.trigger_id), ExpectedVersion::StreamExists),
+        }
+    }
 }
 
 pub struct Executor {
@@ -127,7 +142,7 @@ impl Executor {
                  SELECT command_id FROM outbox
                  WHERE status = 'pending' AND due_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
                  ORDER BY due_at LIMIT 1 {lock})
-             RETURNING command_id, trigger_id, step, attempts"
+             RETURNING command_id, trigger_id, step, attempts, arguments"
         );
         let lease = now + self.settings.claim_lease.as_micros() as i64;
         let rows = self.db.write_returning(vec![Statement::new(sql, sql_params![lease, now, now, now])]).await?;
@@ -135,11 +150,20 @@ impl Executor {
         let parse = |text: String| Uuid::parse_str(&text).map_err(|e| SqlError::Database(e.to_string()));
         let step_name: String = row.get(2)?;
         let step = Step::parse(&step_name).ok_or_else(|| SqlError::Database(format!("unknown step {step_name}")))?;
+        let pull_request = match step {
+            Step::EnrichPullRequest => {
+                let arguments: Option<String> = row.get(4)?;
+                let pr = arguments.as_deref().and_then(|a| serde_json::from_str(a).ok());
+                Some(pr.ok_or_else(|| SqlError::Database("an enrich_pull_request command without its PR".into()))?)
+            }
+            _ => None,
+        };
         Ok(Some(Claimed {
             command_id: parse(row.get(0)?)?,
             trigger_id: parse(row.get(1)?)?,
             step,
             attempts: row.get::<u64>(3)? as u32,
+            pull_request,
         }))
     }
 
@@ -165,7 +189,8 @@ impl Executor {
             .filter_map(|e| serde_json::from_slice(&e.data).ok())
             .collect();
         if !events.is_empty() {
-            self.store.append(&streams::trigger(command.trigger_id), ExpectedVersion::StreamExists, events).await?;
+            let (stream, expected) = command.stream();
+            self.store.append(&stream, expected, events).await?;
         }
         if !started.is_empty() {
             let rows = started.iter().map(|s| super::map_conversation(&s.conversation_id, s.trigger_id)).collect();
@@ -177,7 +202,7 @@ impl Executor {
     async fn fail(&self, command: &Claimed, error: StepError) -> Result<(), StepError> {
         let message = error.to_string();
         tracing::warn!(trigger = %command.trigger_id, step = command.step.as_str(), attempt = command.attempts, error = %message, "step failed");
-        let stream = streams::trigger(command.trigger_id);
+        let (stream, expected) = command.stream();
         let attempt = command.attempts.to_string();
         if error.is_retryable() && command.attempts < self.settings.retry_max_attempts {
             let delay = error.retry_after().unwrap_or_else(|| self.backoff(command.attempts)).min(MAX_RETRY_DELAY);
@@ -191,7 +216,7 @@ impl Executor {
             };
             count_attempt(command.step, "retry");
             let id = derived_id(&[&command.command_id.to_string(), "failed", &attempt]);
-            self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&failed, id)?]).await?;
+            self.store.append(&stream, expected, vec![event(&failed, id)?]).await?;
             self.mark(command, "pending", Some(retry_at), Some(&message)).await
         } else {
             let abandoned = TriggerAbandoned {
@@ -202,7 +227,7 @@ impl Executor {
             };
             count_attempt(command.step, "abandoned");
             let id = derived_id(&[&command.command_id.to_string(), "abandoned", &attempt]);
-            self.store.append(&stream, ExpectedVersion::StreamExists, vec![event(&abandoned, id)?]).await?;
+            self.store.append(&stream, expected, vec![event(&abandoned, id)?]).await?;
             self.mark(command, "abandoned", None, Some(&message)).await
         }
     }
@@ -238,12 +263,15 @@ impl Executor {
     }
 
     async fn perform_step(&self, command: &Claimed) -> Result<Vec<NewEvent>, StepError> {
+        let ids = EventIds(command.command_id);
+        if let Some(pr) = &command.pull_request {
+            return self.enrich_pull_request(pr, &ids).await;
+        }
         let history = self.store.read_stream(&streams::trigger(command.trigger_id), 0, usize::MAX).await?;
         let trigger = history
             .iter()
             .find_map(|e| TriggerDetected::decode(e).ok())
             .ok_or_else(|| StepError::Invalid("the trigger stream has no TriggerDetected".into()))?;
-        let ids = EventIds(command.command_id);
         match command.step {
             Step::CheckPermission => self.check_permission(&trigger, &history, &ids).await,
             Step::AddReaction => self.add_reaction(&trigger, &history, &ids).await,
@@ -251,6 +279,7 @@ impl Executor {
             Step::PostAcknowledgement => self.post_acknowledgement(&trigger, &history, command, &ids).await,
             Step::PostSummary => self.post_summary(&trigger, &history, command, &ids).await,
             Step::PostSuggestion => self.post_suggestion(&trigger, &history, command, &ids).await,
+            Step::EnrichPullRequest => Err(StepError::Invalid("an enrich_pull_request command without its PR".into())),
         }
     }
 
@@ -524,6 +553,67 @@ impl Executor {
         let (comment_id, _) = self.reply_once(trigger, command, &body).await?;
         let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned() };
         Ok(vec![event(&posted, ids.result(0))?])
+    }
+}
+
+impl Executor {
+    /// Fetches a closed PR's figures from the GitHub API and records them as
+    /// `PullRequestEnriched` (whose id is fixed by the command, so a retry
+    /// after a crash finds it instead of fetching again).
+    async fn enrich_pull_request(&self, pr: &PullRequestRef, ids: &EventIds) -> Result<Vec<NewEvent>, StepError> {
+        let event_id = ids.result(0);
+        let history = self.store.read_stream(&pr.stream(), 0, usize::MAX).await?;
+        if history.iter().any(|e| e.event_id == event_id) {
+            return Ok(Vec::new());
+        }
+        if !self.github.is_configured() {
+            return Err(StepError::Invalid("GITHUB_APP_ID and its key are not set".into()));
+        }
+        let activity = self.github.pull_request_activity(pr.installation_id, &pr.repository, pr.number).await?;
+        Ok(vec![event(&enriched(pr, &activity), event_id)?])
+    }
+}
+
+/// The data collector's figures (REFERENCE.md, "Pull-request statistics")
+/// from a PR's activity, whose lists hold each item once.
+fn enriched(pr: &PullRequestRef, activity: &PullRequestActivity) -> PullRequestEnriched {
+    let login = |user: &Option<crate::github::rest::User>| user.as_ref().map(|u| u.login.clone());
+    let openhands_commits = activity
+        .commits
+        .iter()
+        .filter(|c| {
+            let name = c.commit.author.as_ref().and_then(|a| a.name.as_deref());
+            is_openhands(c.author.as_ref().map(|a| a.login.as_str()), name)
+        })
+        .count();
+    // Pending reviews are drafts only their author sees.
+    let reviews: Vec<_> = activity.reviews.iter().filter(|r| r.state.as_deref() != Some("PENDING")).collect();
+    let review_bodies: Vec<_> =
+        reviews.iter().filter(|r| r.body.as_deref().is_some_and(|b| !b.trim().is_empty())).collect();
+    let openhands_review_comments = activity
+        .review_comments
+        .iter()
+        .map(|c| login(&c.user))
+        .chain(review_bodies.iter().map(|r| login(&r.user)))
+        .filter(|l| is_openhands(l.as_deref(), None))
+        .count();
+    let openhands_general_comments =
+        activity.comments.iter().filter(|c| is_openhands(login(&c.user).as_deref(), None)).count();
+    let reviewers: std::collections::BTreeSet<String> = reviews.iter().filter_map(|r| login(&r.user)).collect();
+    PullRequestEnriched {
+        repository_id: pr.repository_id,
+        repository: pr.repository.clone(),
+        number: pr.number,
+        commits: activity.commits.len() as u64,
+        openhands_commits: openhands_commits as u64,
+        changed_files: activity.totals.changed_files,
+        additions: activity.totals.additions,
+        deletions: activity.totals.deletions,
+        review_comments: (activity.review_comments.len() + review_bodies.len()) as u64,
+        openhands_review_comments: openhands_review_comments as u64,
+        general_comments: activity.comments.len() as u64,
+        openhands_general_comments: openhands_general_comments as u64,
+        reviewers: reviewers.into_iter().collect(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod executor;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::{
@@ -24,9 +25,10 @@ use crate::store::{now_micros, EventStore, ExpectedVersion, RecordedEvent, Store
 
 pub const NAME: &str = "process_manager";
 
-const MIGRATIONS: &[Migration] = &[(
-    1,
-    "CREATE TABLE outbox (
+const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "CREATE TABLE outbox (
         command_id TEXT PRIMARY KEY,
         trigger_id TEXT NOT NULL,
         step TEXT NOT NULL,
@@ -43,7 +45,15 @@ const MIGRATIONS: &[Migration] = &[(
         conversation_id TEXT PRIMARY KEY,
         trigger_id TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE outbox ADD COLUMN arguments TEXT;
+    CREATE TABLE agent_repositories (
+        repository_id BIGINT PRIMARY KEY
+    );",
+    ),
+];
 
 /// The steps of a trigger, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +69,10 @@ pub enum Step {
     PostSummary,
     /// Failed runs: one suggestion comment once every run for the sha is done.
     PostSuggestion,
+    /// Not a trigger's step: a closed PR's figures from the GitHub API
+    /// (`PullRequestEnriched`). Its outbox row's `trigger_id` is the PR's
+    /// [`pull_request_subject`] and its `arguments` the [`PullRequestRef`].
+    EnrichPullRequest,
 }
 
 impl Step {
@@ -70,6 +84,7 @@ impl Step {
             Step::PostAcknowledgement => "post_acknowledgement",
             Step::PostSummary => "post_summary",
             Step::PostSuggestion => "post_suggestion",
+            Step::EnrichPullRequest => "enrich_pull_request",
         }
     }
 
@@ -81,6 +96,7 @@ impl Step {
             Step::PostAcknowledgement,
             Step::PostSummary,
             Step::PostSuggestion,
+            Step::EnrichPullRequest,
         ]
         .into_iter()
         .find(|s| s.as_str() == step)
@@ -112,6 +128,79 @@ pub fn enqueue(trigger_id: Uuid, step: Step, retry: u32) -> Statement {
             now
         ],
     )
+}
+
+/// What the executor needs to enrich a closed PR, kept as its outbox row's
+/// `arguments` (JSON): PR commands belong to no trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    pub installation_id: u64,
+    pub repository_id: u64,
+    /// `owner/name`.
+    pub repository: String,
+    pub number: u64,
+}
+
+impl PullRequestRef {
+    pub fn stream(&self) -> String {
+        streams::pull_request(self.repository_id, self.number)
+    }
+}
+
+/// The outbox `trigger_id` of a PR's enrichment: one per closing (a PR
+/// reopened and closed again is enriched again; a redelivery of the same
+/// closing is not).
+pub fn pull_request_subject(repository_id: u64, number: u64, closed_at: &str) -> Uuid {
+    derived_id(&["pull-request", &repository_id.to_string(), &number.to_string(), closed_at])
+}
+
+/// Enqueues the enrichment of a PR that just closed, only if the agent has
+/// acted in its repository: a trigger there reached `ConversationStarted`
+/// earlier in the log (see [`record_agent_repository`]). Decided in SQL
+/// because the rows of the same batch are not visible to the handler; as
+/// `agent_repositories` is derived from the log in log order, a replay
+/// decides the same for every closing.
+fn enqueue_enrichment(pr: &PullRequestRef, closed_at: &str) -> Result<Statement, HandlerError> {
+    let subject = pull_request_subject(pr.repository_id, pr.number, closed_at);
+    let arguments = serde_json::to_string(pr).map_err(|e| HandlerError::Other(e.to_string()))?;
+    let now = now_micros();
+    Ok(Statement::new(
+        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at, arguments)
+         SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'pending', 0, CAST(? AS BIGINT),
+            CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT)
+         WHERE EXISTS (SELECT 1 FROM agent_repositories WHERE repository_id = ?)
+         ON CONFLICT (command_id) DO NOTHING",
+        sql_params![
+            command_id(subject, Step::EnrichPullRequest, 0).to_string(),
+            subject.to_string(),
+            Step::EnrichPullRequest.as_str(),
+            now,
+            now,
+            now,
+            arguments,
+            pr.repository_id
+        ],
+    ))
+}
+
+/// Marks a repository as one where the agent has acted (a conversation
+/// started there). Idempotent.
+fn record_agent_repository(repository_id: u64) -> Statement {
+    Statement::new(
+        "INSERT INTO agent_repositories (repository_id) VALUES (?) ON CONFLICT (repository_id) DO NOTHING",
+        sql_params![repository_id],
+    )
+}
+
+#[derive(Deserialize)]
+struct ClosedPullRequest {
+    number: u64,
+    closed_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    pull_request: ClosedPullRequest,
 }
 
 /// Records which trigger a conversation (with a `ConversationStarted` in the
@@ -156,6 +245,30 @@ impl ProcessManager {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// A `pull_request.closed` delivery: the PR's enrichment, where the agent has acted.
+    fn closed_pull_request(event: &RecordedEvent, received: &WebhookReceived) -> Result<Vec<Statement>, HandlerError> {
+        let (Some(installation_id), Some(repository)) = (received.installation_id, &received.repository) else {
+            return Ok(Vec::new());
+        };
+        let Some(payload) = event.payload.as_deref().and_then(|p| serde_json::from_slice::<PullRequestPayload>(p).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let pr = PullRequestRef {
+            installation_id,
+            repository_id: repository.id,
+            repository: repository.full_name.clone(),
+            number: payload.pull_request.number,
+        };
+        Ok(vec![enqueue_enrichment(&pr, payload.pull_request.closed_at.as_deref().unwrap_or(""))?])
+    }
+
+    /// The repository of a trigger, from its `TriggerDetected`.
+    async fn trigger_repository(&self, trigger_id: Uuid) -> Result<Option<u64>, HandlerError> {
+        let first = self.store.read_stream(&streams::trigger(trigger_id), 0, 1).await?;
+        Ok(first.first().and_then(|e| TriggerDetected::decode(e).ok()).map(|t| t.repository.id))
+    }
 }
 
 fn decode<T: DomainEvent>(event: &RecordedEvent) -> Result<T, HandlerError> {
@@ -176,7 +289,12 @@ impl EventHandler for ProcessManager {
         Ok(match event.event_type.as_str() {
             WebhookReceived::TYPE => {
                 self.detect(event).await?;
-                Vec::new()
+                let received: WebhookReceived = decode(event)?;
+                if received.event == "pull_request" && received.action.as_deref() == Some("closed") {
+                    Self::closed_pull_request(event, &received)?
+                } else {
+                    Vec::new()
+                }
             }
             TriggerDetected::TYPE => {
                 let detected: TriggerDetected = decode(event)?;
@@ -201,10 +319,14 @@ impl EventHandler for ProcessManager {
             }
             ConversationStarted::TYPE => {
                 let started: ConversationStarted = decode(event)?;
-                vec![
+                let mut statements = vec![
                     enqueue(started.trigger_id, Step::PostAcknowledgement, 0),
                     map_conversation(&started.conversation_id, started.trigger_id),
-                ]
+                ];
+                if let Some(repository_id) = self.trigger_repository(started.trigger_id).await? {
+                    statements.push(record_agent_repository(repository_id));
+                }
+                statements
             }
             ConversationStatusChanged::TYPE => {
                 let changed: ConversationStatusChanged = decode(event)?;

@@ -42,9 +42,10 @@ const CREATE_TABLES: &[&str] = &[
 ];
 
 const CREATE_INDEXES: &[&str] = &[
-    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_repository ON {p}deliveries (repository, position)",
-    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_event ON {p}deliveries (event, position)",
-    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_sender ON {p}deliveries (sender, position)",
+    // As for the audit log: page order, with the time checked in the index.
+    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_repository ON {p}deliveries (repository, position, received_at)",
+    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_event ON {p}deliveries (event, position, received_at)",
+    "CREATE INDEX IF NOT EXISTS {p}deliveries_by_sender ON {p}deliveries (sender, position, received_at)",
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_received_at ON {p}deliveries (received_at)",
 ];
 
@@ -59,7 +60,8 @@ impl ReadModel for Deliveries {
     }
 
     fn schema_version(&self) -> i64 {
-        1
+        // 2: the filter indexes carry the time.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {

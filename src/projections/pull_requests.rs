@@ -3,6 +3,14 @@
 //! GitHub API was asked. Counts of things seen one by one (commits pushed to
 //! the head branch, comments, reviewers) come from child rows keyed by id, so
 //! that seeing an event twice never counts it twice.
+//!
+//! A PR is linked to the agent conversation that opened it when its
+//! description links that conversation (the `conversation_url` of a
+//! `ConversationStarted`), as the agent does in the PRs it opens. Both sides
+//! are kept as child rows (the links of each PR's description, the link of
+//! each conversation) and the PR's `conversation_id` is recomputed from their
+//! join whichever side arrives second, so the order of the webhook and the
+//! conversation in the log does not matter and a replay yields the same rows.
 
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -11,14 +19,18 @@ use time::OffsetDateTime;
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
-use crate::events::{DomainEvent, WebhookReceived};
+use crate::events::{ConversationStarted, DomainEvent, WebhookReceived};
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;
 
 pub struct PullRequests;
 
-const TABLES: &[&str] = &["pull_requests", "pr_commits", "pr_comments", "pr_reviewers"];
+const TABLES: &[&str] =
+    &["pull_requests", "pr_commits", "pr_comments", "pr_reviewers", "pr_description_links", "pr_conversation_links"];
+
+/// Links read from one PR description at most (bots' PRs list many).
+const MAX_DESCRIPTION_LINKS: usize = 50;
 
 const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {p}pull_requests (
@@ -80,7 +92,20 @@ const CREATE_TABLES: &[&str] = &[
     login TEXT NOT NULL,
     PRIMARY KEY (repository_id, number, login)
 )",
-    // Used while projecting (pushes find their PR by head branch; counts by PR), so built with the tables.
+    "CREATE TABLE IF NOT EXISTS {p}pr_description_links (
+    repository_id BIGINT NOT NULL,
+    number BIGINT NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (repository_id, number, url)
+)",
+    "CREATE TABLE IF NOT EXISTS {p}pr_conversation_links (
+    url TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    position BIGINT NOT NULL
+)",
+    // Used while projecting (pushes find their PR by head branch; counts by PR;
+    // a conversation finds the PRs linking it), so built with the tables.
+    "CREATE INDEX IF NOT EXISTS {p}pr_description_links_by_url ON {p}pr_description_links (url)",
     "CREATE INDEX IF NOT EXISTS {p}pull_requests_by_head ON {p}pull_requests (repository_id, head_ref)",
     "CREATE INDEX IF NOT EXISTS {p}pr_comments_by_pr ON {p}pr_comments (repository_id, number)",
 ];
@@ -117,6 +142,7 @@ struct PullRequest {
     closed_at: Option<String>,
     created_at: Option<String>,
     user: Option<User>,
+    body: Option<String>,
     head: Option<Head>,
     commits: Option<u64>,
     changed_files: Option<u64>,
@@ -183,7 +209,8 @@ impl ReadModel for PullRequests {
     }
 
     fn schema_version(&self) -> i64 {
-        1
+        // 2: the description and conversation links.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -201,6 +228,9 @@ impl ReadModel for PullRequests {
     fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
         if event.event_type == PullRequestEnriched::TYPE {
             return Ok(PullRequestEnriched::decode(event).map(|e| enriched(t, event, &e)).unwrap_or_default());
+        }
+        if event.event_type == ConversationStarted::TYPE {
+            return Ok(ConversationStarted::decode(event).map(|c| conversation_link(t, event, &c)).unwrap_or_default());
         }
         if event.event_type != WebhookReceived::TYPE {
             return Ok(vec![]);
@@ -227,6 +257,7 @@ impl ReadModel for PullRequests {
             "pull_request" => {
                 if let Some(pr) = &payload.pull_request {
                     statements.push(upsert_pr(t, event, repository, pr));
+                    statements.extend(description_links(t, repository.id, pr));
                 }
             }
             "pull_request_review" => {
@@ -459,6 +490,94 @@ fn refresh_counts(t: &Tables, repository_id: u64, number: u64) -> Vec<Statement>
     )]
 }
 
+/// The `http(s)` links of a text: markdown and angle-bracket delimiters
+/// and trailing punctuation dropped, each once, in order.
+fn links(text: &str) -> Vec<&str> {
+    let mut found: Vec<&str> = Vec::new();
+    let tokens = text.split(|c: char| c.is_whitespace() || "()<>[]\"'`|".contains(c));
+    for token in tokens {
+        if !(token.starts_with("https://") || token.starts_with("http://")) {
+            continue;
+        }
+        let link = normalized_link(token);
+        if !found.contains(&link) {
+            found.push(link);
+        }
+        if found.len() == MAX_DESCRIPTION_LINKS {
+            break;
+        }
+    }
+    found
+}
+
+/// A link as both sides store it: without trailing punctuation or slash.
+fn normalized_link(link: &str) -> &str {
+    link.trim_end_matches(['.', ',', ';', ':', '!', '?', '/'])
+}
+
+/// The PR's conversation: the earliest-started conversation its description links.
+fn refresh_conversation(t: &Tables, repository_id: u64, number: u64) -> Statement {
+    Statement::new(
+        t.sql(
+            "UPDATE {p}pull_requests SET conversation_id = (
+                SELECT c.conversation_id FROM {p}pr_description_links l
+                JOIN {p}pr_conversation_links c ON c.url = l.url
+                WHERE l.repository_id = ? AND l.number = ? ORDER BY c.position LIMIT 1)
+             WHERE repository_id = ? AND number = ?",
+        ),
+        sql_params![repository_id, number, repository_id, number],
+    )
+}
+
+/// Records the links of the PR's description (kept when it is edited:
+/// the link shows which conversation opened it), then relinks the PR.
+fn description_links(t: &Tables, repository_id: u64, pr: &PullRequest) -> Vec<Statement> {
+    let found = links(pr.body.as_deref().unwrap_or(""));
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let mut statements: Vec<Statement> = found
+        .into_iter()
+        .map(|url| {
+            Statement::new(
+                t.sql(
+                    "INSERT INTO {p}pr_description_links (repository_id, number, url) VALUES (?, ?, ?)
+                     ON CONFLICT (repository_id, number, url) DO NOTHING",
+                ),
+                sql_params![repository_id, pr.number, url],
+            )
+        })
+        .collect();
+    statements.push(refresh_conversation(t, repository_id, pr.number));
+    statements
+}
+
+/// Records a conversation's link, then relinks the PRs whose description has it.
+fn conversation_link(t: &Tables, event: &RecordedEvent, started: &ConversationStarted) -> Vec<Statement> {
+    let url = normalized_link(&started.conversation_url);
+    vec![
+        Statement::new(
+            t.sql(
+                "INSERT INTO {p}pr_conversation_links (url, conversation_id, position) VALUES (?, ?, ?)
+                 ON CONFLICT (url) DO NOTHING",
+            ),
+            sql_params![url, started.conversation_id.as_str(), event.position.0],
+        ),
+        Statement::new(
+            t.sql(
+                "UPDATE {p}pull_requests SET conversation_id = (
+                    SELECT c.conversation_id FROM {p}pr_description_links l
+                    JOIN {p}pr_conversation_links c ON c.url = l.url
+                    WHERE l.repository_id = {p}pull_requests.repository_id AND l.number = {p}pull_requests.number
+                    ORDER BY c.position LIMIT 1)
+                 WHERE EXISTS (SELECT 1 FROM {p}pr_description_links l WHERE l.url = ?
+                    AND l.repository_id = {p}pull_requests.repository_id AND l.number = {p}pull_requests.number)",
+            ),
+            sql_params![url],
+        ),
+    ]
+}
+
 fn enriched(t: &Tables, event: &RecordedEvent, e: &PullRequestEnriched) -> Vec<Statement> {
     vec![Statement::new(
         t.sql(
@@ -499,4 +618,20 @@ fn enriched(t: &Tables, event: &RecordedEvent, e: &PullRequestEnriched) -> Vec<S
             event.recorded_at_micros
         ],
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::links;
+
+    #[test]
+    fn links_are_read_from_markdown_and_plain_text() {
+        let body = "Fixes #1.\n\n@alice can click here to [continue refining the PR](https://agent.example/c/conv-1).\n\
+                    See <https://example.com/a/>, https://example.com/b. And https://agent.example/c/conv-1 again; ftp://x";
+        assert_eq!(
+            links(body),
+            vec!["https://agent.example/c/conv-1", "https://example.com/a", "https://example.com/b"]
+        );
+        assert!(links("no links here").is_empty());
+    }
 }

@@ -11,6 +11,7 @@ mod helpers;
 mod intake;
 mod kurrent;
 mod metrics;
+mod pull_request_enrichment;
 mod query_api;
 mod reconcile;
 mod store_conformance;

@@ -23,21 +23,21 @@ backend_tests!(
     conversations_follow_their_triggers,
 );
 
-const TOKEN: &str = "test-api-token";
+pub(crate) const TOKEN: &str = "test-api-token";
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
     Some(TestApp::spawn_on(db, &["--api-token", TOKEN]).await)
 }
 
-async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app.http.get(app.url(path)).bearer_auth(TOKEN).send().await.expect("the server answers");
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
 }
 
-async fn post(app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app.http.post(app.url(path)).bearer_auth(TOKEN).send().await.expect("the server answers");
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
@@ -45,7 +45,7 @@ async fn post(app: &TestApp, path: &str) -> (u16, Value) {
 }
 
 /// Waits until every read model has applied the whole log.
-async fn caught_up(app: &TestApp) {
+pub(crate) async fn caught_up(app: &TestApp) {
     for _ in 0..600 {
         let (_, body) = get(app, "/readyz").await;
         let lags = body["projection_lag"].as_object().cloned().unwrap_or_default();

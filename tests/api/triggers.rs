@@ -34,18 +34,18 @@ backend_tests!(
     an_agent_ending_in_error_gets_a_short_reply,
 );
 
-const REPO: &str = "Codertocat/Hello-World";
-const INSTALLATION: u64 = 4242;
+pub(crate) const REPO: &str = "Codertocat/Hello-World";
+pub(crate) const INSTALLATION: u64 = 4242;
 const CALLBACK_KEY: &str = "callback-key";
 
-struct Fakes {
-    github: MockServer,
-    agent: MockServer,
+pub(crate) struct Fakes {
+    pub(crate) github: MockServer,
+    pub(crate) agent: MockServer,
 }
 
 impl Fakes {
     /// A GitHub where the App is installed and `permission` is the sender's.
-    async fn start(permission: &str) -> Fakes {
+    pub(crate) async fn start(permission: &str) -> Fakes {
         let github = MockServer::start().await;
         let agent = MockServer::start().await;
         let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
@@ -92,7 +92,7 @@ impl Fakes {
     }
 
     /// Comments are created with ids 500, 501, …
-    async fn accept_comments(&self) {
+    pub(crate) async fn accept_comments(&self) {
         Mock::given(method("POST"))
             .and(path(format!("/repos/{REPO}/issues/1/comments")))
             .respond_with(
@@ -102,7 +102,7 @@ impl Fakes {
             .await;
     }
 
-    fn flags(&self) -> Vec<String> {
+    pub(crate) fn flags(&self) -> Vec<String> {
         self.flags_with_retry_base(50)
     }
 
@@ -131,14 +131,14 @@ impl Fakes {
         .collect()
     }
 
-    async fn requests(&self, method_name: &str, path_suffix: &str) -> Vec<Request> {
+    pub(crate) async fn requests(&self, method_name: &str, path_suffix: &str) -> Vec<Request> {
         let mut all = self.github.received_requests().await.unwrap_or_default();
         all.extend(self.agent.received_requests().await.unwrap_or_default());
         all.into_iter().filter(|r| r.method.as_str() == method_name && r.url.path().ends_with(path_suffix)).collect()
     }
 
     /// Waits until `count` requests of this kind arrived.
-    async fn wait_for(&self, method_name: &str, path_suffix: &str, count: usize) -> Vec<Request> {
+    pub(crate) async fn wait_for(&self, method_name: &str, path_suffix: &str, count: usize) -> Vec<Request> {
         let started = Instant::now();
         loop {
             let found = self.requests(method_name, path_suffix).await;
@@ -166,7 +166,7 @@ async fn spawn(backend: Backend, fakes: &Fakes) -> Option<TestApp> {
     Some(TestApp::spawn_on(db, &flags).await)
 }
 
-fn base_payload() -> Value {
+pub(crate) fn base_payload() -> Value {
     json!({
         "repository": {"id": 186853002, "full_name": REPO, "name": "Hello-World"},
         "sender": {"id": 21031067, "login": "Codertocat", "type": "User"},
@@ -174,7 +174,7 @@ fn base_payload() -> Value {
     })
 }
 
-fn comment_payload(comment_id: u64, body: &str) -> Vec<u8> {
+pub(crate) fn comment_payload(comment_id: u64, body: &str) -> Vec<u8> {
     let mut payload = base_payload();
     payload["action"] = json!("created");
     payload["issue"] =

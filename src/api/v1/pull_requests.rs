@@ -43,9 +43,10 @@ pub struct PullRequest {
     pub num_openhands_general_comments: u64,
     /// At least one OpenHands commit.
     pub openhands_helped_author: bool,
-    /// Figures come from the GitHub API (complete) rather than the webhooks alone.
+    /// Figures come from the GitHub API (complete) rather than the webhooks alone: done when a PR
+    /// closes in a repository where the agent has started a conversation.
     pub enriched: bool,
-    /// The agent conversation that opened it, when known.
+    /// The agent conversation that opened it: the one whose link its description carries.
     pub conversation_id: Option<String>,
 }
 
