@@ -20,6 +20,17 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h (the crate exports no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Returns freed memory to the OS at once instead of after mimalloc's default
+/// 10 ms: under load, the bodies of thousands of deliveries a second pass
+/// through many threads' heaps, and the delay kept ~20 MB more resident.
+fn return_freed_memory_promptly() {
+    // SAFETY: sets a global option of the allocator; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Parser)]
 #[command(name = "hookwise", version, about = "Verified, durable GitHub App webhook intake for AI coding agents")]
 struct Cli {
@@ -120,6 +131,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_promptly();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // SQLite work runs on blocking threads: a small pool is plenty and keeps

@@ -26,9 +26,10 @@ use super::{
 const APPEND_LOCK: i64 = 0x686f_6f6b_7769_7365;
 const NOTIFY_CHANNEL: &str = "hookwise_events";
 
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE events (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE events (
         position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         stream TEXT NOT NULL,
         version BIGINT NOT NULL,
@@ -43,7 +44,15 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     -- Payloads arrive compressed (src/store/codec.rs): no second compression by TOAST.
     ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;",
-)];
+    ),
+    (
+        2,
+        // A typical compressed delivery (4-8 KB) stays in the row instead of
+        // being cut into TOAST chunks: one heap insert and no TOAST index
+        // insert per event, and reads need no second lookup.
+        "ALTER TABLE events SET (toast_tuple_target = 8160);",
+    ),
+];
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
 
