@@ -170,7 +170,7 @@ impl Application {
         if let Some(executor) = executor {
             let _ = executor.await;
         }
-        runtime.shutdown();
+        drop(runtime);
         store.close().await;
         result
     }
@@ -185,7 +185,8 @@ const BACKGROUND_NICENESS: i32 = 10;
 
 /// The threads that run everything that follows the log (handlers, executor,
 /// forwarders, reconciliation), apart from the threads that answer HTTP.
-struct BackgroundRuntime(tokio::runtime::Runtime);
+/// Always `Some` until dropped.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
 
 impl BackgroundRuntime {
     fn start() -> std::io::Result<Self> {
@@ -196,7 +197,7 @@ impl BackgroundRuntime {
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()
-            .map(BackgroundRuntime)
+            .map(|runtime| BackgroundRuntime(Some(runtime)))
     }
 
     fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -204,13 +205,20 @@ impl BackgroundRuntime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.0.spawn(task)
+        match &self.0 {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
+}
 
-    /// Its tasks have all finished by now; this releases the threads without
-    /// blocking the caller's async context.
-    fn shutdown(self) {
-        self.0.shutdown_background();
+impl Drop for BackgroundRuntime {
+    /// Releases the threads without blocking: dropping a runtime the usual way
+    /// from async code (the server's future, finished or cancelled) panics.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

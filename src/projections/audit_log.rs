@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
+use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::{DomainEvent, WebhookReceived};
 use crate::sql::Statement;
 use crate::sql_params;
@@ -12,7 +13,11 @@ use crate::store::RecordedEvent;
 
 pub struct AuditLog;
 
-const TABLES: &[&str] = &["audit_log", "audit_triggers"];
+const TABLES: &[&str] = &["audit_log", "audit_triggers", "audit_log_time_ranges"];
+
+/// The audit rows' times per block of positions (see [`time_ranges`]).
+pub const TIME_RANGES: &str = "audit_log_time_ranges";
+const TIME_RANGES_UPSERT: &str = time_ranges_upsert!("audit_log_time_ranges");
 
 const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {p}audit_log (
@@ -34,6 +39,7 @@ const CREATE_TABLES: &[&str] = &[
     target TEXT,
     repository TEXT
 )",
+    time_ranges_table!("audit_log_time_ranges"),
 ];
 
 const CREATE_INDEXES: &[&str] = &[
@@ -66,8 +72,8 @@ impl ReadModel for AuditLog {
     }
 
     fn schema_version(&self) -> i64 {
-        // 3: the filter indexes carry the time.
-        3
+        // 3: the filter indexes carry the time; 4: time ranges per block of positions.
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -87,7 +93,8 @@ impl ReadModel for AuditLog {
             return Ok(vec![]);
         };
         let trigger = event.stream.strip_prefix("trigger-");
-        let mut statements = Vec::with_capacity(2);
+        let mut statements = Vec::with_capacity(3);
+        statements.push(time_ranges::record(t, TIME_RANGES_UPSERT, event.position, event.recorded_at_micros));
         if let (Some(trigger), "TriggerDetected") = (trigger, event.event_type.as_str()) {
             statements.push(Statement::new(
                 t.sql(

@@ -2,6 +2,7 @@
 
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
+use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::{DomainEvent, WebhookReceived};
 use crate::sql::Statement;
 use crate::sql_params;
@@ -14,7 +15,11 @@ pub const OUTCOME_IGNORED: &str = "ignored";
 pub const OUTCOME_TRIGGER: &str = "trigger";
 pub const OUTCOME_REJECTED: &str = "rejected";
 
-const TABLES: &[&str] = &["deliveries"];
+const TABLES: &[&str] = &["deliveries", "deliveries_time_ranges"];
+
+/// The deliveries' receipt times per block of positions (see [`time_ranges`]).
+pub const TIME_RANGES: &str = "deliveries_time_ranges";
+const TIME_RANGES_UPSERT: &str = time_ranges_upsert!("deliveries_time_ranges");
 
 const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {p}deliveries (
@@ -39,6 +44,7 @@ const CREATE_TABLES: &[&str] = &[
     // Used while projecting (trigger events find their delivery), so built with the table.
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_delivery_id ON {p}deliveries (delivery_id)",
     "CREATE INDEX IF NOT EXISTS {p}deliveries_by_trigger_id ON {p}deliveries (trigger_id)",
+    time_ranges_table!("deliveries_time_ranges"),
 ];
 
 const CREATE_INDEXES: &[&str] = &[
@@ -60,8 +66,8 @@ impl ReadModel for Deliveries {
     }
 
     fn schema_version(&self) -> i64 {
-        // 2: the filter indexes carry the time.
-        2
+        // 2: the filter indexes carry the time; 3: time ranges per block of positions.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -82,7 +88,10 @@ impl ReadModel for Deliveries {
                 tracing::warn!(position = event.position.0, "undecodable WebhookReceived skipped by deliveries");
                 return Ok(vec![]);
             };
-            return Ok(vec![insert(t, event, &delivery)]);
+            return Ok(vec![
+                insert(t, event, &delivery),
+                time_ranges::record(t, TIME_RANGES_UPSERT, event.position, event.recorded_at_micros),
+            ]);
         }
         Ok(super::trigger_outcomes::delivery_outcome(t, event))
     }

@@ -8,6 +8,7 @@ pub mod installations;
 pub mod pull_requests;
 pub mod read_model;
 pub mod runner;
+pub mod time_ranges;
 mod trigger_outcomes;
 
 use std::sync::Arc;

@@ -3,8 +3,9 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, time_window, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
+use crate::projections::audit_log;
 use crate::sql::{SqlError, SqlRow};
 
 #[derive(Tags)]
@@ -84,8 +85,18 @@ impl AuditApi {
         filter.and_some("kind = ?", kind.0);
         filter.and_some("actor = ?", actor.0);
         filter.and_some("repository = ?", repository.0);
-        if let Err(e) = time_range(&mut filter, "occurred_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
+        let window = time_window(
+            &state.db,
+            &mut filter,
+            "occurred_at",
+            audit_log::TIME_RANGES,
+            since.0.as_deref(),
+            until.0.as_deref(),
+        );
+        match window.await {
+            Ok(true) => {}
+            Ok(false) => return ApiResult::Ok(Json(AuditPage { items: Vec::new(), next_cursor: None })),
+            Err(e) => return e,
         }
         let sql = format!(
             "SELECT position, kind, actor, target, repository, occurred_at, event_type, event_id, stream, detail

@@ -3,8 +3,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, time_window, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
+use crate::projections::deliveries as read_model;
 use crate::sql::{SqlError, SqlRow};
 
 #[derive(Tags)]
@@ -124,8 +125,18 @@ impl DeliveriesApi {
         filter.and_some("action = ?", action.0);
         filter.and_some("sender = ?", sender.0);
         filter.and_some("outcome = ?", status.0);
-        if let Err(e) = time_range(&mut filter, "received_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
+        let window = time_window(
+            &state.db,
+            &mut filter,
+            "received_at",
+            read_model::TIME_RANGES,
+            since.0.as_deref(),
+            until.0.as_deref(),
+        );
+        match window.await {
+            Ok(true) => {}
+            Ok(false) => return ApiResult::Ok(Json(DeliveryPage { items: Vec::new(), next_cursor: None })),
+            Err(e) => return e,
         }
         let sql = format!("SELECT {COLUMNS} FROM deliveries{} ORDER BY position LIMIT {limit}", filter.sql());
         match fetch_page(&state.db, &sql, filter.params, limit, delivery, |item| item.position).await {

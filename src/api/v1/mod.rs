@@ -20,6 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::AppState;
+use crate::projections::time_ranges;
 use crate::sql::{SqlError, SqlValue};
 
 /// Page size when the request names none, and the largest allowed.
@@ -239,6 +240,33 @@ pub fn next_cursor(positions: impl DoubleEndedIterator<Item = u64>, returned: us
     } else {
         None
     }
+}
+
+/// `since`/`until` on a read model that keeps its times per block of
+/// positions (`ranges`, see [`time_ranges`]): the time filter, plus the
+/// positions outside which no row can match, so that a page never walks the
+/// table from its first row. `Ok(false)`: no row can match at all.
+pub async fn time_window<T: ToJSON>(
+    db: &crate::sql::SqlDb,
+    filter: &mut Filter,
+    column: &str,
+    ranges: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<bool, ApiResult<T>> {
+    let since = parse_time("since", since).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
+    let until = parse_time("until", until).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
+    if since.is_none() && until.is_none() {
+        return Ok(true);
+    }
+    let Some((from, to)) = time_ranges::positions_between(db, ranges, since, until).await? else {
+        return Ok(false);
+    };
+    filter.and_some(&format!("{column} >= ?"), since);
+    filter.and_some(&format!("{column} < ?"), until);
+    filter.and_some("position >= ?", from);
+    filter.and_some("position < ?", to);
+    Ok(true)
 }
 
 /// `since`/`until` as a filter on a micros column, or the 400 to answer.

@@ -1,0 +1,84 @@
+//! The earliest and latest time of each block of log positions in a read
+//! model's table, so that a `since`/`until` query starts and stops at the
+//! blocks that can hold a match instead of walking the table from its first
+//! row (with a million rows, a window that matches late or nothing took
+//! hundreds of milliseconds). Correct whatever order the times come in: a
+//! block whose latest time is before `since` holds no row at or after it.
+
+use super::read_model::Tables;
+use crate::sql::{SqlDb, SqlError, Statement};
+use crate::sql_params;
+use crate::store::Position;
+
+/// Positions per block: 4096.
+const BLOCK_BITS: u32 = 12;
+
+/// Widens the block of `position` to cover `time`. `upsert` names the table,
+/// shaped like `AUDIT_LOG_UPSERT`. Idempotent, so replays leave it as it was.
+pub fn record(t: &Tables, upsert: &'static str, position: Position, time: i64) -> Statement {
+    Statement::new(t.sql(upsert), sql_params![position.0 >> BLOCK_BITS, time, time])
+}
+
+/// `CREATE TABLE` template of a time-ranges table called `name`.
+macro_rules! time_ranges_table {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS {p}",
+            $name,
+            " (block BIGINT PRIMARY KEY, earliest BIGINT NOT NULL, latest BIGINT NOT NULL)"
+        )
+    };
+}
+
+/// The upsert template of the time-ranges table called `name`.
+macro_rules! time_ranges_upsert {
+    ($name:literal) => {
+        concat!(
+            "INSERT INTO {p}",
+            $name,
+            " (block, earliest, latest) VALUES (?, ?, ?) ON CONFLICT (block) DO UPDATE SET ",
+            "earliest = CASE WHEN excluded.earliest < {p}",
+            $name,
+            ".earliest THEN excluded.earliest ELSE {p}",
+            $name,
+            ".earliest END, latest = CASE WHEN excluded.latest > {p}",
+            $name,
+            ".latest THEN excluded.latest ELSE {p}",
+            $name,
+            ".latest END WHERE excluded.earliest < {p}",
+            $name,
+            ".earliest OR excluded.latest > {p}",
+            $name,
+            ".latest"
+        )
+    };
+}
+pub(crate) use {time_ranges_table, time_ranges_upsert};
+
+/// The positions a query for times in `[since, until)` can match: `Some((from,
+/// to))` with `from` inclusive and `to` exclusive (either open), or `None`
+/// when no row can match. `table` is the time-ranges table's live name.
+pub async fn positions_between(
+    db: &SqlDb,
+    table: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Option<(Option<u64>, Option<u64>)>, SqlError> {
+    let mut from = None;
+    if let Some(since) = since {
+        let rows = db.query(&format!("SELECT MIN(block) FROM {table} WHERE latest >= ?"), sql_params![since]).await?;
+        match rows.first().map(|r| r.get::<Option<u64>>(0)).transpose()?.flatten() {
+            Some(block) => from = Some(block << BLOCK_BITS),
+            None => return Ok(None),
+        }
+    }
+    let mut to = None;
+    if let Some(until) = until {
+        let rows = db.query(&format!("SELECT MAX(block) FROM {table} WHERE earliest < ?"), sql_params![until]).await?;
+        match rows.first().map(|r| r.get::<Option<u64>>(0)).transpose()?.flatten() {
+            Some(block) => to = Some((block + 1) << BLOCK_BITS),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((from, to)))
+}
