@@ -231,10 +231,9 @@ impl ProcessManager {
     /// Records the trigger a delivery asks for. `NoStream`: the first
     /// delivery that asks wins; a redelivery, the same comment through
     /// another hook, or a replay finds the stream and does nothing.
-    async fn detect(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        let received = WebhookReceived::decode(event).map_err(|e| HandlerError::Other(e.to_string()))?;
+    async fn detect(&self, event: &RecordedEvent, received: &WebhookReceived) -> Result<(), HandlerError> {
         let Some(payload) = event.payload.as_deref() else { return Ok(()) };
-        let Some(trigger) = classify(&received, payload, &event.stream, event.position.0, &self.rules) else {
+        let Some(trigger) = classify(received, payload, &event.stream, event.position.0, &self.rules) else {
             return Ok(());
         };
         let event_id = derived_id(&["trigger-detected", &trigger.trigger_id.to_string()]);
@@ -288,8 +287,8 @@ impl EventHandler for ProcessManager {
     async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
         Ok(match event.event_type.as_str() {
             WebhookReceived::TYPE => {
-                self.detect(event).await?;
                 let received: WebhookReceived = decode(event)?;
+                self.detect(event, &received).await?;
                 if received.event == "pull_request" && received.action.as_deref() == Some("closed") {
                     Self::closed_pull_request(event, &received)?
                 } else {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::runner::{claim_checkpoint, move_checkpoint, Checkpoint, EventHandler, HandlerError};
+use super::time_ranges;
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
@@ -267,7 +268,7 @@ fn apply_to_all(
         for event in events {
             own.extend(model.apply(shadow, event)?);
         }
-        statements.extend(coalesce_inserts(own));
+        statements.extend(coalesce_inserts(time_ranges::fold(own)));
     }
     Ok(statements)
 }
@@ -415,7 +416,7 @@ pub async fn replay(
         for event in &events {
             statements.extend(model.apply(&live, event)?);
         }
-        db.write(statements).await?;
+        db.write(time_ranges::fold(statements)).await?;
         applied += events.len() as u64;
         checkpoint = next;
     }

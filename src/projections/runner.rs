@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::time_ranges;
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{subscribe_all, subscribe_all_without_payloads, EventStore, Position, RecordedEvent, StoreError};
@@ -195,7 +196,7 @@ pub async fn apply_batch_guarded(
     for event in events {
         statements.extend(handler.handle(event).await?);
     }
-    match db.write(statements).await {
+    match db.write(time_ranges::fold(statements)).await {
         Ok(_) => Ok(to),
         Err(e) if is_checkpoint_conflict(&e) => Err(HandlerError::CheckpointMoved),
         Err(e) => Err(e.into()),
@@ -218,6 +219,6 @@ pub async fn apply_batch(db: &SqlDb, handler: &dyn EventHandler, events: &[Recor
         statements.extend(handler.handle(event).await?);
     }
     statements.push(save_checkpoint(handler.name(), last.position));
-    db.write(statements).await?;
+    db.write(time_ranges::fold(statements)).await?;
     Ok(())
 }

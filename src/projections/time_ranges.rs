@@ -6,7 +6,7 @@
 //! block whose latest time is before `since` holds no row at or after it.
 
 use super::read_model::Tables;
-use crate::sql::{SqlDb, SqlError, Statement};
+use crate::sql::{SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::Position;
 
@@ -17,6 +17,44 @@ const BLOCK_BITS: u32 = 12;
 /// shaped like `AUDIT_LOG_UPSERT`. Idempotent, so replays leave it as it was.
 pub fn record(t: &Tables, upsert: &'static str, position: Position, time: i64) -> Statement {
     Statement::new(t.sql(upsert), sql_params![position.0 >> BLOCK_BITS, time, time])
+}
+
+/// What every time-ranges upsert contains (see `time_ranges_upsert!`).
+const UPSERT_MARKER: &str = " (block, earliest, latest) VALUES (?, ?, ?) ON CONFLICT (block)";
+
+/// Folds a batch's time-range upserts into one per table and block. They
+/// commute (a minimum and a maximum), so they may all go last; the other
+/// statements keep their order. A batch of a rebuild holds thousands of them
+/// for a handful of blocks.
+pub fn fold(statements: Vec<Statement>) -> Vec<Statement> {
+    let mut others = Vec::with_capacity(statements.len());
+    let mut folded: Vec<Statement> = Vec::new();
+    for statement in statements {
+        let block_and_times = match statement.params.as_slice() {
+            [SqlValue::Int(block), SqlValue::Int(earliest), SqlValue::Int(latest)]
+                if statement.sql.contains(UPSERT_MARKER) =>
+            {
+                Some((*block, *earliest, *latest))
+            }
+            _ => None,
+        };
+        let Some((block, earliest, latest)) = block_and_times else {
+            others.push(statement);
+            continue;
+        };
+        let same = folded
+            .iter_mut()
+            .find(|f| f.sql == statement.sql && matches!(f.params.first(), Some(SqlValue::Int(b)) if *b == block));
+        match same.map(|f| f.params.as_mut_slice()) {
+            Some([_, SqlValue::Int(e), SqlValue::Int(l)]) => {
+                *e = (*e).min(earliest);
+                *l = (*l).max(latest);
+            }
+            _ => folded.push(statement),
+        }
+    }
+    others.append(&mut folded);
+    others
 }
 
 /// `CREATE TABLE` template of a time-ranges table called `name`.
@@ -81,4 +119,40 @@ pub async fn positions_between(
         }
     }
     Ok(Some((from, to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_keeps_one_upsert_per_table_and_block_with_the_widest_range() {
+        const A: &str = time_ranges_upsert!("a_time_ranges");
+        const B: &str = time_ranges_upsert!("b_time_ranges");
+        let t = Tables::live();
+        let other = |n: i64| Statement::new("INSERT INTO x VALUES (?)", sql_params![n]);
+        let statements = vec![
+            other(1),
+            record(&t, A, Position(5), 50),
+            record(&t, A, Position(6), 20),
+            other(2),
+            record(&t, B, Position(7), 70),
+            record(&t, A, Position(4096), 10),
+            record(&t, A, Position(4000), 90),
+        ];
+        let folded: Vec<(String, Vec<SqlValue>)> =
+            fold(statements).into_iter().map(|s| (s.sql.into_owned(), s.params)).collect();
+        let a = A.replace("{p}", "");
+        let b = B.replace("{p}", "");
+        assert_eq!(
+            folded,
+            vec![
+                ("INSERT INTO x VALUES (?)".to_owned(), sql_params![1]),
+                ("INSERT INTO x VALUES (?)".to_owned(), sql_params![2]),
+                (a.clone(), sql_params![0, 20, 90]),
+                (b, sql_params![0, 70, 70]),
+                (a, sql_params![1, 10, 10]),
+            ]
+        );
+    }
 }
