@@ -3,7 +3,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_window, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, positions_and_time_window, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
 use crate::projections::audit_log;
 use crate::sql::{SqlError, SqlRow};
@@ -81,15 +81,14 @@ impl AuditApi {
     ) -> ApiResult<AuditPage> {
         let limit = limit_of(limit.0);
         let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
         filter.and_some("kind = ?", kind.0);
         filter.and_some("actor = ?", actor.0);
         filter.and_some("repository = ?", repository.0);
-        let window = time_window(
+        let window = positions_and_time_window(
             &state.db,
             &mut filter,
-            "occurred_at",
-            audit_log::TIME_RANGES,
+            after.0.unwrap_or(0),
+            ("occurred_at", audit_log::TIME_RANGES),
             since.0.as_deref(),
             until.0.as_deref(),
         );

@@ -3,7 +3,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_window, ApiAuth, ApiResult, Filter};
+use super::{fetch_page, iso, limit_of, positions_and_time_window, ApiAuth, ApiResult, Filter};
 use crate::api::AppState;
 use crate::projections::deliveries as read_model;
 use crate::sql::{SqlError, SqlRow};
@@ -119,17 +119,16 @@ impl DeliveriesApi {
     ) -> ApiResult<DeliveryPage> {
         let limit = limit_of(limit.0);
         let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
         filter.and_some("repository = ?", repository.0);
         filter.and_some("event = ?", event.0);
         filter.and_some("action = ?", action.0);
         filter.and_some("sender = ?", sender.0);
         filter.and_some("outcome = ?", status.0);
-        let window = time_window(
+        let window = positions_and_time_window(
             &state.db,
             &mut filter,
-            "received_at",
-            read_model::TIME_RANGES,
+            after.0.unwrap_or(0),
+            ("received_at", read_model::TIME_RANGES),
             since.0.as_deref(),
             until.0.as_deref(),
         );

@@ -242,30 +242,34 @@ pub fn next_cursor(positions: impl DoubleEndedIterator<Item = u64>, returned: us
     }
 }
 
-/// `since`/`until` on a read model that keeps its times per block of
-/// positions (`ranges`, see [`time_ranges`]): the time filter, plus the
-/// positions outside which no row can match, so that a page never walks the
-/// table from its first row. `Ok(false)`: no row can match at all.
-pub async fn time_window<T: ToJSON>(
+/// The page's positions (after the cursor `after`) and `since`/`until` on a
+/// read model that keeps its times per block of positions (`ranges`, see
+/// [`time_ranges`]): the time filter, plus the positions outside which no
+/// row can match, so that a page never walks the table from its first row.
+/// One lower bound on `position`: SQLite's planner uses only one of several.
+/// `Ok(false)`: no row can match at all.
+pub async fn positions_and_time_window<T: ToJSON>(
     db: &crate::sql::SqlDb,
     filter: &mut Filter,
-    column: &str,
-    ranges: &str,
+    after: u64,
+    (column, ranges): (&str, &str),
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<bool, ApiResult<T>> {
     let since = parse_time("since", since).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
     let until = parse_time("until", until).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
-    if since.is_none() && until.is_none() {
-        return Ok(true);
+    let (mut after, mut before) = (after, None);
+    if since.is_some() || until.is_some() {
+        let Some((from, to)) = time_ranges::positions_between(db, ranges, since, until).await? else {
+            return Ok(false);
+        };
+        after = after.max(from.map_or(0, |from| from.saturating_sub(1)));
+        before = to;
     }
-    let Some((from, to)) = time_ranges::positions_between(db, ranges, since, until).await? else {
-        return Ok(false);
-    };
+    filter.and("position > ?", after);
+    filter.and_some("position < ?", before);
     filter.and_some(&format!("{column} >= ?"), since);
     filter.and_some(&format!("{column} < ?"), until);
-    filter.and_some("position >= ?", from);
-    filter.and_some("position < ?", to);
     Ok(true)
 }
 
