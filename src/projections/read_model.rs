@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::runner::{claim_checkpoint, move_checkpoint, Checkpoint, EventHandler, HandlerError};
-use super::time_ranges;
+use super::runner::{claim_checkpoint, compact, move_checkpoint, Checkpoint, EventHandler, HandlerError};
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
@@ -268,7 +267,7 @@ fn apply_to_all(
         for event in events {
             own.extend(model.apply(shadow, event)?);
         }
-        statements.extend(coalesce_inserts(time_ranges::fold(own)));
+        statements.extend(compact(own));
     }
     Ok(statements)
 }
@@ -416,7 +415,7 @@ pub async fn replay(
         for event in &events {
             statements.extend(model.apply(&live, event)?);
         }
-        db.write(time_ranges::fold(statements)).await?;
+        db.write(compact(statements)).await?;
         applied += events.len() as u64;
         checkpoint = next;
     }

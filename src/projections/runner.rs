@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::read_model::coalesce_inserts;
 use super::time_ranges;
 use crate::sql::{Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
@@ -196,11 +197,17 @@ pub async fn apply_batch_guarded(
     for event in events {
         statements.extend(handler.handle(event).await?);
     }
-    match db.write(time_ranges::fold(statements)).await {
+    match db.write(compact(statements)).await {
         Ok(_) => Ok(to),
         Err(e) if is_checkpoint_conflict(&e) => Err(HandlerError::CheckpointMoved),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A batch's statements, as few as they can be: time-range upserts folded to
+/// one per block, runs of the same insert-or-ignore merged into one insert.
+pub fn compact(statements: Vec<Statement>) -> Vec<Statement> {
+    coalesce_inserts(time_ranges::fold(statements))
 }
 
 /// The guard of [`move_checkpoint`] fired (SQLite and PostgreSQL word it differently).
@@ -219,6 +226,6 @@ pub async fn apply_batch(db: &SqlDb, handler: &dyn EventHandler, events: &[Recor
         statements.extend(handler.handle(event).await?);
     }
     statements.push(save_checkpoint(handler.name(), last.position));
-    db.write(time_ranges::fold(statements)).await?;
+    db.write(compact(statements)).await?;
     Ok(())
 }
