@@ -65,6 +65,11 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
         if event.event_type != Self::TYPE {
             return Err(DecodeError::WrongType { expected: Self::TYPE, found: event.event_type.clone() });
         }
+        // The current version reads straight into the type; only older ones
+        // go through a JSON tree to be upcast.
+        if event.schema_version == Self::SCHEMA_VERSION {
+            return Ok(serde_json::from_slice(&event.data)?);
+        }
         let value: serde_json::Value = serde_json::from_slice(&event.data)?;
         let current = Self::upcast(event.schema_version, value)?;
         Ok(serde_json::from_value(current)?)
