@@ -185,8 +185,11 @@ const BACKGROUND_NICENESS: i32 = 10;
 
 /// The threads that run everything that follows the log (handlers, executor,
 /// forwarders, reconciliation), apart from the threads that answer HTTP.
-/// Always `Some` until dropped.
-struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+struct BackgroundRuntime {
+    handle: tokio::runtime::Handle,
+    /// Taken when dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
 
 impl BackgroundRuntime {
     fn start() -> std::io::Result<Self> {
@@ -197,7 +200,7 @@ impl BackgroundRuntime {
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()
-            .map(|runtime| BackgroundRuntime(Some(runtime)))
+            .map(|runtime| BackgroundRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
     }
 
     fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -205,10 +208,7 @@ impl BackgroundRuntime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.0 {
-            Some(runtime) => runtime.spawn(task),
-            None => tokio::spawn(task),
-        }
+        self.handle.spawn(task)
     }
 }
 
@@ -216,7 +216,7 @@ impl Drop for BackgroundRuntime {
     /// Releases the threads without blocking: dropping a runtime the usual way
     /// from async code (the server's future, finished or cancelled) panics.
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
