@@ -15,8 +15,8 @@ use crate::store::Position;
 /// ranges table has one row per 512 log positions.
 const BLOCK_BITS: u32 = 9;
 
-/// Widens the block of `position` to cover `time`. `upsert` names the table,
-/// shaped like `AUDIT_LOG_UPSERT`. Idempotent, so replays leave it as it was.
+/// Widens the block of `position` to cover `time`. `upsert` is the table's
+/// template from `time_ranges_upsert!`. Idempotent, so replays leave it as it was.
 pub fn record(t: &Tables, upsert: &'static str, position: Position, time: i64) -> Statement {
     Statement::new(t.sql(upsert), sql_params![position.0 >> BLOCK_BITS, time, time])
 }
