@@ -554,9 +554,7 @@ impl Executor {
         let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned() };
         Ok(vec![event(&posted, ids.result(0))?])
     }
-}
 
-impl Executor {
     /// Fetches a closed PR's figures from the GitHub API and records them as
     /// `PullRequestEnriched` (whose id is fixed by the command, so a retry
     /// after a crash finds it instead of fetching again).
