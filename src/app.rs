@@ -196,7 +196,7 @@ impl BackgroundRuntime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(8)
-            .thread_name("hookwise-background")
+            .thread_name("background")
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::events::{derived_id, streams, DomainEvent, SecretSlot, WebhookReceived};
+use crate::events::{streams, DomainEvent, SecretSlot, WebhookReceived};
 use crate::github::webhook::{PayloadEnvelope, PayloadError};
 use crate::store::{EventStore, ExpectedVersion, Position, StoreError};
 
@@ -65,7 +65,10 @@ pub async fn receive_webhook(
     let event = webhook_received(headers, secret, &body)?;
     let action = event.action.clone();
     let stream = streams::delivery(headers.hook_id, headers.delivery_id);
-    let event_id = derived_id(&["delivery", headers.hook_id, headers.delivery_id]);
+    // The stream, not the event id, recognises a redelivery (`NoStream`), so the id
+    // is free to be time-ordered: a random one put every append on a random leaf
+    // of the log's event-id index, a page written to the WAL per delivery.
+    let event_id = uuid::Uuid::now_v7();
     let new_event = event.to_new_event(event_id, Some(body)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     match store.append(&stream, ExpectedVersion::NoStream, vec![new_event]).await {
         Ok(result) => Ok(Receipt {

@@ -96,12 +96,12 @@ impl SqliteStore {
         checkpointer.execute_batch("PRAGMA busy_timeout = 5000;").map_err(unavailable)?;
         let alive = head.subscribe();
         std::thread::Builder::new()
-            .name("hookwise-sqlite-checkpoint".into())
+            .name("sqlite-checkpt".into())
             .spawn(move || run_checkpointer(checkpointer, alive))
             .map_err(unavailable)?;
         let head_for_writer = head.clone();
         std::thread::Builder::new()
-            .name("hookwise-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || run_writer(writer, inbox, head_for_writer))
             .map_err(unavailable)?;
         Ok(SqliteStore { queue, readers, head })
