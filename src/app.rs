@@ -132,28 +132,32 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let (stop, stopped) = watch::channel(false);
-        let background_work = self.role == Role::All;
-        let handlers = if background_work { self.handlers } else { Vec::new() };
-        let sinks: &[Arc<SinkStatus>] = if background_work { &self.sinks } else { &[] };
-        let runtime = BackgroundRuntime::start()?;
-        let background: Vec<_> = handlers
-            .into_iter()
-            .map(|handler| runtime.spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())))
-            .collect();
-        let executor = Executor::new(store.clone(), self.db.clone(), self.process);
-        let executor = background_work.then(|| runtime.spawn(executor.run(stopped.clone())));
-        // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
-        let http = reqwest::Client::new();
-        let forwarders: Vec<_> = sinks
-            .iter()
-            .map(|sink| {
+        // The intake role only answers HTTP: no background threads at all.
+        let runtime = (self.role == Role::All).then(BackgroundRuntime::start).transpose()?;
+        let mut background = Vec::new();
+        if let Some(runtime) = &runtime {
+            for handler in self.handlers {
+                background.push(runtime.spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())));
+            }
+            let executor = Executor::new(store.clone(), self.db.clone(), self.process);
+            background.push(runtime.spawn(executor.run(stopped.clone())));
+            // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
+            let http = reqwest::Client::new();
+            for sink in self.sinks.iter() {
                 let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
-                runtime.spawn(run_sink(store, db, http.clone(), settings, sink.clone(), stopped.clone()))
-            })
-            .collect();
-        let reconciler = self.reconcile.filter(|_| background_work).map(|(deliveries, interval)| {
-            runtime.spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone()))
-        });
+                background.push(runtime.spawn(run_sink(
+                    store,
+                    db,
+                    http.clone(),
+                    settings,
+                    sink.clone(),
+                    stopped.clone(),
+                )));
+            }
+            if let Some((deliveries, interval)) = self.reconcile {
+                background.push(runtime.spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone())));
+            }
+        }
         let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
         let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
         let routes = Route::new()
@@ -164,11 +168,8 @@ impl Application {
             .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
-        for task in background.into_iter().chain(forwarders).chain(reconciler) {
+        for task in background {
             let _ = task.await;
-        }
-        if let Some(executor) = executor {
-            let _ = executor.await;
         }
         drop(runtime);
         store.close().await;
