@@ -160,10 +160,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(unavailable)
 }
 
-/// How often the WAL is copied back into the database file. Each checkpoint
-/// ends with a sync of the database file that the writer's next WAL sync waits
-/// behind on the same disk: small, frequent checkpoints make shorter stalls
-/// (intake p99 35 ms at 200 ms, 25 ms at 50 ms, for 3 % of throughput).
+/// How often the WAL is copied back into the database file. The writer's WAL
+/// syncs wait behind whatever of the database file's writes is in flight on the
+/// same disk: small, frequent checkpoints keep each burst of them short
+/// (docs/benchmarks.md has the measurements).
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Checkpoints passively (never blocking the writer or readers) until the
