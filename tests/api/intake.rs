@@ -15,6 +15,7 @@ backend_tests!(
     bad_requests_are_refused_and_store_nothing,
     a_delivery_signed_with_the_previous_secret_is_accepted,
     disabled_intake_answers_503_and_stores_nothing,
+    the_same_delivery_sent_at_once_is_stored_once,
 );
 
 /// PostgreSQL only: the database going away is a 503 (GitHub may redeliver),
@@ -64,25 +65,27 @@ async fn every_corpus_payload_is_stored_once(backend: Backend) {
         let answer: Value = response.json().await.expect("a JSON answer");
         assert_eq!(status, 200, "{}: {answer}", file.display());
         assert_eq!(answer["status"], "accepted", "{}", file.display());
-        bodies.push((event.clone(), delivery, body));
+        bodies.push((event.clone(), delivery, body, answer["position"].clone()));
     }
     let log = app.log().await;
     assert_eq!(log.len(), files.len());
     // Each stored exactly as received, in its own stream.
     let by_stream: HashMap<&str, _> = log.iter().map(|e| (e.stream.as_str(), e)).collect();
-    for (event, delivery, body) in &bodies {
+    for (event, delivery, body, position) in &bodies {
         let stored = by_stream[format!("delivery-42-{delivery}").as_str()];
+        assert_eq!(position.as_u64(), Some(stored.position.0), "{delivery}");
         assert_eq!(stored.payload.as_deref(), Some(body.as_slice()));
         let received = WebhookReceived::decode(stored).expect("a WebhookReceived");
         assert_eq!(&received.event, event);
         assert_eq!(received.secret, SecretSlot::Current);
     }
 
-    for (event, delivery, body) in &bodies {
+    for (event, delivery, body, position) in &bodies {
         let response = app.deliver(event, delivery, body).await;
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.expect("a JSON answer");
         assert_eq!(answer["status"], "duplicate", "{delivery}");
+        assert_eq!(&answer["position"], position, "a redelivery answers with the original's position");
     }
     assert_eq!(app.log().await.len(), files.len(), "redeliveries stored nothing");
     app.stop().await;
@@ -258,6 +261,28 @@ async fn a_delivery_signed_with_the_previous_secret_is_accepted(backend: Backend
     for event in &log {
         let data = String::from_utf8_lossy(&event.data);
         assert!(!data.contains("the-old-secret") && !data.contains(TEST_SECRET), "no secret in the log");
+    }
+    app.stop().await;
+}
+
+/// GitHub's retry can overlap the original: the copies share one group commit
+/// or follow each other, and the stream's `NoStream` lets exactly one in.
+async fn the_same_delivery_sent_at_once_is_stored_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let body = br#"{"action":"created","installation":{"id":5},"comment":{"body":"hi"}}"#;
+    let answers = futures_util::future::join_all((0..8).map(|_| async {
+        let response = app.deliver("issue_comment", "overlapping-1", body).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("a JSON answer")
+    }))
+    .await;
+    let log = app.log().await;
+    assert_eq!(log.len(), 1, "stored once");
+    let accepted = answers.iter().filter(|a| a["status"] == "accepted").count();
+    let duplicates = answers.iter().filter(|a| a["status"] == "duplicate").count();
+    assert_eq!((accepted, duplicates), (1, 7), "{answers:?}");
+    for answer in &answers {
+        assert_eq!(answer["position"].as_u64(), Some(log[0].position.0), "every answer names the stored position");
     }
     app.stop().await;
 }
