@@ -18,7 +18,9 @@ use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
 use crate::process::ProcessManager;
-use crate::projections::{read_model, read_models, run_handler, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS};
+use crate::projections::{
+    read_model, read_models, run_handlers, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS,
+};
 use crate::reconcile::{run_periodically, DeliveriesClient};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
@@ -32,7 +34,8 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     db: SqlDb,
-    handlers: Vec<Arc<dyn EventHandler>>,
+    /// Handlers that follow the log together: one reading and one transaction per batch.
+    handler_groups: Vec<Vec<Arc<dyn EventHandler>>>,
     process: ProcessSettings,
     role: Role,
     forward: Arc<ForwardSettings>,
@@ -64,16 +67,19 @@ impl Application {
     /// backend pairs a remote log with a SQL database).
     pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
-        // Read models and the process manager: each follows the log from its checkpoint.
+        // The process manager follows the log on its own; the read models
+        // share one reading of it and one transaction per batch. Each keeps
+        // its own checkpoint.
         let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
-        let mut handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(process_manager)];
+        let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
             read_model::prepare(&db, model.as_ref())
                 .await
                 .map_err(|e| StartError::Sql(SqlError::Database(e.to_string())))?;
-            handlers.push(Arc::new(ReadModelHandler::new(model)));
+            read_model_handlers.push(Arc::new(ReadModelHandler::new(model)));
         }
-        for handler in &handlers {
+        let handler_groups = vec![vec![Arc::new(process_manager) as Arc<dyn EventHandler>], read_model_handlers];
+        for handler in handler_groups.iter().flatten() {
             db.migrate(handler.name(), handler.migrations()).await?;
         }
         let acceptor = TcpListener::bind(config.bind)
@@ -109,7 +115,7 @@ impl Application {
             local_addr,
             state,
             db,
-            handlers,
+            handler_groups,
             forward,
             sinks,
             api_token,
@@ -136,8 +142,8 @@ impl Application {
         let runtime = (self.role == Role::All).then(BackgroundRuntime::start).transpose()?;
         let mut background = Vec::new();
         if let Some(runtime) = &runtime {
-            for handler in self.handlers {
-                background.push(runtime.spawn(run_handler(store.clone(), self.db.clone(), handler, stopped.clone())));
+            for group in self.handler_groups {
+                background.push(runtime.spawn(run_handlers(store.clone(), self.db.clone(), group, stopped.clone())));
             }
             let executor = Executor::new(store.clone(), self.db.clone(), self.process);
             background.push(runtime.spawn(executor.run(stopped.clone())));

@@ -14,7 +14,7 @@ mod trigger_outcomes;
 use std::sync::Arc;
 
 pub use read_model::{ReadModel, ReadModelHandler, Tables};
-pub use runner::{checkpoint_of, run_handler, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
+pub use runner::{checkpoint_of, run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
 
 /// Every read model, by name. The process manager is not one: it is never
 /// rebuilt or replayed.

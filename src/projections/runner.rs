@@ -1,5 +1,5 @@
-//! Runs an [`EventHandler`] over the log: catch up from its checkpoint, then
-//! follow. Each batch's statements and the new checkpoint commit in one
+//! Runs [`EventHandler`]s over the log: catch up from their checkpoints, then
+//! follow. Each batch's statements and the new checkpoints commit in one
 //! transaction, so a crash can neither skip an event nor apply it twice.
 
 use std::sync::Arc;
@@ -89,29 +89,29 @@ pub fn save_checkpoint(name: &str, position: Position) -> Statement {
     )
 }
 
-/// Follows the log with `handler` until `stop` turns true. Failures are
-/// logged and retried from the last checkpoint; nothing is skipped.
-pub async fn run_handler(
+/// Follows the log with `handlers` until `stop` turns true. They share one
+/// reading of the log and one transaction per batch (each with its own
+/// checkpoint); failures are logged and retried from the last checkpoints;
+/// nothing is skipped.
+pub async fn run_handlers(
     store: Arc<dyn EventStore>,
     db: SqlDb,
-    handler: Arc<dyn EventHandler>,
+    handlers: Vec<Arc<dyn EventHandler>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
         let result = tokio::select! {
-            result = follow(&store, &db, handler.as_ref()) => result,
+            result = follow(&store, &db, &handlers) => result,
             _ = stop.changed() => return,
         };
         if let Err(HandlerError::CheckpointMoved) = result {
-            tracing::info!(
-                handler = handler.name(),
-                "checkpoint moved (rebuild or replay); following from the new one"
-            );
+            tracing::info!(handlers = %names, "checkpoint moved (rebuild or replay); following from the new one");
             continue;
         }
         if let Err(e) = result {
-            tracing::warn!(handler = handler.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "event handler failed; retrying from its checkpoint");
+            tracing::warn!(handlers = %names, error = %e, retry_in_ms = backoff.as_millis() as u64, "event handler failed; retrying from its checkpoint");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => return,
@@ -121,16 +121,52 @@ pub async fn run_handler(
     }
 }
 
-async fn follow(store: &Arc<dyn EventStore>, db: &SqlDb, handler: &dyn EventHandler) -> Result<(), HandlerError> {
-    let mut checkpoint = claim_checkpoint(db, handler.name()).await?;
-    let mut subscription = if handler.reads_payloads() {
-        subscribe_all(store.clone(), checkpoint.position)
+async fn follow(
+    store: &Arc<dyn EventStore>,
+    db: &SqlDb,
+    handlers: &[Arc<dyn EventHandler>],
+) -> Result<(), HandlerError> {
+    let mut checkpoints = Vec::with_capacity(handlers.len());
+    for handler in handlers {
+        checkpoints.push(claim_checkpoint(db, handler.name()).await?);
+    }
+    let Some(start) = checkpoints.iter().map(|c| c.position).min() else {
+        return Ok(());
+    };
+    let mut subscription = if handlers.iter().any(|h| h.reads_payloads()) {
+        subscribe_all(store.clone(), start)
     } else {
-        subscribe_all_without_payloads(store.clone(), checkpoint.position)
+        subscribe_all_without_payloads(store.clone(), start)
     };
     loop {
         let batch = subscription.next_batch(BATCH).await?;
-        checkpoint = apply_batch_guarded(db, handler, &batch, checkpoint).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            continue;
+        };
+        let mut statements = Vec::new();
+        let mut moved = checkpoints.clone();
+        for ((handler, from), to) in handlers.iter().zip(&checkpoints).zip(&mut moved) {
+            // A handler behind the others (its checkpoint reset by a schema
+            // change at start, say) catches up within the same reading; one
+            // ahead skips what it has applied.
+            let unapplied = &batch[batch.partition_point(|e| e.position <= from.position)..];
+            if unapplied.is_empty() {
+                continue;
+            }
+            *to = Checkpoint { position: last, generation: from.generation };
+            statements.extend(move_checkpoint(handler.name(), *from, *to));
+            for event in unapplied {
+                statements.extend(handler.handle(event).await?);
+            }
+        }
+        if statements.is_empty() {
+            continue;
+        }
+        match db.write(compact(statements)).await {
+            Ok(_) => checkpoints = moved,
+            Err(e) if is_checkpoint_conflict(&e) => return Err(HandlerError::CheckpointMoved),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -179,29 +215,6 @@ pub fn move_checkpoint(name: &str, from: Checkpoint, to: Checkpoint) -> Vec<Stat
             sql_params![name, to.position.0, to.generation],
         ),
     ]
-}
-
-/// Applies `events` and moves the checkpoint from `from` past the last, in
-/// one transaction that fails if the checkpoint was moved meanwhile.
-pub async fn apply_batch_guarded(
-    db: &SqlDb,
-    handler: &dyn EventHandler,
-    events: &[RecordedEvent],
-    from: Checkpoint,
-) -> Result<Checkpoint, HandlerError> {
-    let Some(last) = events.last() else {
-        return Ok(from);
-    };
-    let to = Checkpoint { position: last.position, generation: from.generation };
-    let mut statements = move_checkpoint(handler.name(), from, to);
-    for event in events {
-        statements.extend(handler.handle(event).await?);
-    }
-    match db.write(compact(statements)).await {
-        Ok(_) => Ok(to),
-        Err(e) if is_checkpoint_conflict(&e) => Err(HandlerError::CheckpointMoved),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A batch's statements, as few as they can be: time-range upserts folded to

@@ -22,6 +22,7 @@ backend_tests!(
     pull_request_statistics_match_a_scripted_history,
     conversations_follow_their_triggers,
     time_windows_find_every_row_whatever_order_the_times_come_in,
+    a_read_model_behind_the_others_catches_up_in_their_reading,
 );
 
 pub(crate) const TOKEN: &str = "test-api-token";
@@ -317,6 +318,37 @@ async fn snapshot(db: &SqlDb) -> BTreeMap<String, Vec<String>> {
         }
     }
     tables
+}
+
+/// The read models follow the log together, in one reading that starts at the
+/// earliest of their checkpoints: one far behind the others (here reset to the
+/// start with its rows deleted while the server was down) catches up in it,
+/// and every table ends as it was.
+async fn a_read_model_behind_the_others_catches_up_in_their_reading(backend: Backend) {
+    let Some(dir) = payload_examples() else { return };
+    let Some(app) = spawn(backend).await else { return };
+    for (event, delivery, body) in scripted_pr_history(&dir) {
+        assert_eq!(app.deliver(&event, &delivery, &body).await.status(), 200);
+    }
+    caught_up(&app).await;
+    let database = app.stop().await;
+    let db = SqlDb::connect(&database.url).await.expect("SQL database");
+    let before = snapshot(&db).await;
+    assert!(!before["deliveries"].is_empty() && !before["pull_requests"].is_empty(), "{before:?}");
+
+    let deliveries = read_models().into_iter().find(|m| m.name() == "deliveries").expect("the deliveries model");
+    let mut reset: Vec<_> = deliveries
+        .tables()
+        .iter()
+        .map(|table| hookwise::sql::Statement::new(format!("DELETE FROM {table}"), vec![]))
+        .collect();
+    reset.push(hookwise::sql::Statement::new("UPDATE checkpoints SET position = 0 WHERE name = 'deliveries'", vec![]));
+    db.write(reset).await.expect("reset");
+
+    let app = TestApp::spawn_on(database, &["--api-token", TOKEN]).await;
+    caught_up(&app).await;
+    assert_eq!(snapshot(&db).await, before);
+    app.stop().await;
 }
 
 async fn rebuild_and_replay_equal_incremental_projection(backend: Backend) {
