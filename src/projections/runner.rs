@@ -99,6 +99,9 @@ pub async fn run_handlers(
     handlers: Vec<Arc<dyn EventHandler>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    if handlers.is_empty() {
+        return;
+    }
     let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
@@ -130,9 +133,7 @@ async fn follow(
     for handler in handlers {
         checkpoints.push(claim_checkpoint(db, handler.name()).await?);
     }
-    let Some(start) = checkpoints.iter().map(|c| c.position).min() else {
-        return Ok(());
-    };
+    let start = checkpoints.iter().map(|c| c.position).min().unwrap_or_default();
     let mut subscription = if handlers.iter().any(|h| h.reads_payloads()) {
         subscribe_all(store.clone(), start)
     } else {
