@@ -229,17 +229,3 @@ pub fn is_checkpoint_conflict(e: &SqlError) -> bool {
     let text = e.to_string();
     text.contains("checkpoint_conflicts") || text.contains("never = 1")
 }
-
-/// Applies `events` (in order) and moves the checkpoint past the last, in one transaction.
-pub async fn apply_batch(db: &SqlDb, handler: &dyn EventHandler, events: &[RecordedEvent]) -> Result<(), HandlerError> {
-    let Some(last) = events.last() else {
-        return Ok(());
-    };
-    let mut statements = Vec::new();
-    for event in events {
-        statements.extend(handler.handle(event).await?);
-    }
-    statements.push(save_checkpoint(handler.name(), last.position));
-    db.write(compact(statements)).await?;
-    Ok(())
-}

@@ -327,10 +327,7 @@ async fn snapshot(db: &SqlDb) -> BTreeMap<String, Vec<String>> {
 async fn a_read_model_behind_the_others_catches_up_in_their_reading(backend: Backend) {
     let Some(dir) = payload_examples() else { return };
     let Some(app) = spawn(backend).await else { return };
-    for (event, delivery, body) in scripted_pr_history(&dir) {
-        assert_eq!(app.deliver(&event, &delivery, &body).await.status(), 200);
-    }
-    caught_up(&app).await;
+    deliver_scripted_pr_history(&app, &dir).await;
     let database = app.stop().await;
     let db = SqlDb::connect(&database.url).await.expect("SQL database");
     let before = snapshot(&db).await;
@@ -503,6 +500,14 @@ fn with(mut value: Value, changes: Value) -> Value {
     value
 }
 
+/// Delivers [`scripted_pr_history`] through intake and waits for the read models.
+async fn deliver_scripted_pr_history(app: &TestApp, dir: &std::path::Path) {
+    for (event, delivery, body) in scripted_pr_history(dir) {
+        assert_eq!(app.deliver(&event, &delivery, &body).await.status(), 200);
+    }
+    caught_up(app).await;
+}
+
 /// PR #101 by alice gets two agent commits and one of hers, an agent review
 /// comment, and is merged; PR #102 by bob is closed unmerged.
 fn scripted_pr_history(dir: &std::path::Path) -> Vec<(String, String, Vec<u8>)> {
@@ -562,10 +567,7 @@ fn scripted_pr_history(dir: &std::path::Path) -> Vec<(String, String, Vec<u8>)> 
 async fn pull_request_statistics_match_a_scripted_history(backend: Backend) {
     let Some(dir) = payload_examples() else { return };
     let Some(app) = spawn(backend).await else { return };
-    for (event, delivery, body) in scripted_pr_history(&dir) {
-        assert_eq!(app.deliver(&event, &delivery, &body).await.status(), 200);
-    }
-    caught_up(&app).await;
+    deliver_scripted_pr_history(&app, &dir).await;
 
     let (status, helped) = get(&app, "/api/v1/pull-requests/acme/widgets/101").await;
     assert_eq!(status, 200, "{helped}");
