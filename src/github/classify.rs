@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::prefilter::may_contain;
 use crate::events::{derived_id, SenderRef, TriggerDetected, TriggerKind, WebhookReceived};
 
 /// Hidden in every comment hookwise writes: a body that carries it never triggers.
@@ -128,6 +129,17 @@ pub fn classify(
         return None;
     }
     let action = received.action.as_deref()?;
+    // Only four kinds of delivery can ask, and a comment only by naming the
+    // handle: everything else is answered without parsing the body.
+    let may_ask = match (received.event.as_str(), action) {
+        ("issues", "labeled") => true,
+        ("issue_comment" | "pull_request_review_comment", "created") => may_contain(payload, &rules.mention),
+        ("workflow_run", "completed") => rules.proactive,
+        _ => false,
+    };
+    if !may_ask {
+        return None;
+    }
     let payload: Payload = serde_json::from_slice(payload).ok()?;
     let base = |kind, trigger_id, number, requester: SenderRef, message: String| TriggerDetected {
         trigger_id,

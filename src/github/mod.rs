@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod client;
+pub mod prefilter;
 pub mod rest;
 pub mod signature;
 pub mod webhook;

@@ -20,6 +20,7 @@ use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{ConversationStarted, DomainEvent, WebhookReceived};
+use crate::github::prefilter::may_contain;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;
@@ -245,7 +246,14 @@ impl ReadModel for PullRequests {
         if !relevant {
             return Ok(vec![]);
         }
-        let Some(payload) = event.payload.as_deref().and_then(|p| serde_json::from_slice::<Payload>(p).ok()) else {
+        let Some(body) = event.payload.as_deref() else {
+            return Ok(vec![]);
+        };
+        // Most comments are on issues, and only those on pull requests count.
+        if delivery.event == "issue_comment" && !may_contain(body, "pull_request") {
+            return Ok(vec![]);
+        }
+        let Ok(payload) = serde_json::from_slice::<Payload>(body) else {
             return Ok(vec![]);
         };
         let Some(repository) = &payload.repository else {
