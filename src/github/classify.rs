@@ -223,7 +223,35 @@ pub fn classify(
 
 #[cfg(test)]
 mod tests {
-    use super::mentions;
+    use super::{classify, mentions, TriggerRules};
+    use crate::events::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
+
+    fn comment_created() -> WebhookReceived {
+        WebhookReceived {
+            delivery_id: "d-1".into(),
+            hook_id: "1".into(),
+            event: "issue_comment".into(),
+            action: Some("created".into()),
+            installation_id: Some(7),
+            repository: Some(RepositoryRef { id: 3, full_name: "acme/app".into() }),
+            sender: Some(SenderRef { id: 5, login: "alice".into(), kind: "User".into() }),
+            signature: "sha256=00".into(),
+            secret: SecretSlot::Current,
+        }
+    }
+
+    #[test]
+    fn a_comment_asks_only_when_its_body_names_the_handle_escaped_or_not() {
+        let rules = TriggerRules::default();
+        let ask = |body: &str| {
+            let payload = format!(r#"{{"issue":{{"number":4}},"comment":{{"id":9,"body":"{body}"}}}}"#);
+            classify(&comment_created(), payload.as_bytes(), "delivery-1-d-1", 1, &rules).map(|t| t.message)
+        };
+        assert_eq!(ask("please @OpenHands fix"), Some("please @OpenHands fix".to_owned()));
+        assert_eq!(ask(r"please \u0040openhands fix"), Some("please @openhands fix".to_owned()));
+        assert_eq!(ask(r"please \u003cb\u003e fix"), None);
+        assert_eq!(ask("please @openhand fix"), None);
+    }
 
     #[test]
     fn the_mention_rule_of_the_reference() {
