@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::read_model::coalesce_inserts;
 use super::time_ranges;
@@ -89,49 +89,166 @@ pub fn save_checkpoint(name: &str, position: Position) -> Statement {
     )
 }
 
+/// A handler further behind the furthest of its group than this (a read
+/// model reset by a schema change at start, say) catches up on a reading of
+/// its own before it rejoins: in the shared reading it would hold the others'
+/// live updates back until it reached the head.
+const CATCH_UP_ALONE_BEYOND: u64 = 10 * BATCH as u64;
+
 /// Follows the log with `handlers` until `stop` turns true. They share one
 /// reading of the log and one transaction per batch (each with its own
-/// checkpoint); failures are logged and retried from the last checkpoints;
-/// nothing is skipped.
+/// checkpoint), except that one far behind the others catches up on a
+/// reading of its own first; failures are logged and retried from the last
+/// checkpoints; nothing is skipped.
 pub async fn run_handlers(
     store: Arc<dyn EventStore>,
     db: SqlDb,
     handlers: Vec<Arc<dyn EventHandler>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     if handlers.is_empty() {
         return;
     }
-    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
-    let mut backoff = Duration::from_millis(100);
-    while !*stop.borrow() {
-        let result = tokio::select! {
-            result = follow(&store, &db, &handlers) => result,
-            _ = stop.changed() => return,
-        };
-        if let Err(HandlerError::CheckpointMoved) = result {
-            tracing::info!(handlers = %names, "checkpoint moved (rebuild or replay); following from the new one");
-            continue;
+    let (rejoin, mut rejoining) = mpsc::unbounded_channel();
+    let mut group = handlers;
+    loop {
+        let (laggards, target) = split_off_laggards(&db, &mut group).await;
+        if !laggards.is_empty() {
+            tokio::spawn(catch_up_alone(store.clone(), db.clone(), laggards, target, rejoin.clone(), stop.clone()));
         }
-        if let Err(e) = result {
-            tracing::warn!(handlers = %names, error = %e, retry_in_ms = backoff.as_millis() as u64, "event handler failed; retrying from its checkpoint");
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => return,
+        tokio::select! {
+            ended = follow_with_retries(&store, &db, &group, Until::Stopped, stop.clone()) => {
+                if ended == Ended::Stopped {
+                    return;
+                }
+                // A rebuild or a replay moved a checkpoint: see who is behind now.
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            // The group's reading restarts from the earliest checkpoint, theirs.
+            Some(caught_up) = rejoining.recv() => group.extend(caught_up),
         }
     }
 }
 
+/// Moves the handlers far behind the furthest one out of `group`; returns
+/// them and the furthest one's position. A checkpoint that cannot be read
+/// leaves the group whole (its reading will meet the same error and retry).
+async fn split_off_laggards(
+    db: &SqlDb,
+    group: &mut Vec<Arc<dyn EventHandler>>,
+) -> (Vec<Arc<dyn EventHandler>>, Position) {
+    let mut positions = Vec::with_capacity(group.len());
+    for handler in group.iter() {
+        match checkpoint_of(db, handler.name()).await {
+            Ok(position) => positions.push(position),
+            Err(_) => return (Vec::new(), Position::START),
+        }
+    }
+    let furthest = positions.iter().copied().max().unwrap_or_default();
+    let (mut kept, mut laggards) = (Vec::new(), Vec::new());
+    for (handler, position) in group.drain(..).zip(positions) {
+        if position.0.saturating_add(CATCH_UP_ALONE_BEYOND) < furthest.0 {
+            laggards.push(handler);
+        } else {
+            kept.push(handler);
+        }
+    }
+    *group = kept;
+    (laggards, furthest)
+}
+
+/// Brings `handlers` up to `target` on a reading of their own, then hands
+/// them back through `rejoin`.
+async fn catch_up_alone(
+    store: Arc<dyn EventStore>,
+    db: SqlDb,
+    handlers: Vec<Arc<dyn EventHandler>>,
+    target: Position,
+    rejoin: mpsc::UnboundedSender<Vec<Arc<dyn EventHandler>>>,
+    stop: watch::Receiver<bool>,
+) {
+    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
+    tracing::info!(handlers = %names, target = target.0, "far behind the others: catching up on a reading of their own");
+    loop {
+        match follow_with_retries(&store, &db, &handlers, Until::Reached(target), stop.clone()).await {
+            Ended::Reached => break,
+            Ended::CheckpointMoved => continue,
+            Ended::Stopped => return,
+        }
+    }
+    tracing::info!(handlers = %names, "caught up: following the log with the others again");
+    let _ = rejoin.send(handlers);
+}
+
+/// When a reading is to end (besides an error, which it retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Stopped,
+    /// Every handler has applied the log up to here.
+    Reached(Position),
+}
+
+/// How a reading ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Reached,
+    /// A rebuild, a replay or another runner moved a checkpoint.
+    CheckpointMoved,
+    Stopped,
+}
+
+/// Runs [`follow`] until `until`, retrying failures from the last
+/// checkpoints with a growing pause.
+async fn follow_with_retries(
+    store: &Arc<dyn EventStore>,
+    db: &SqlDb,
+    handlers: &[Arc<dyn EventHandler>],
+    until: Until,
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
+    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
+    let mut backoff = Duration::from_millis(100);
+    while !*stop.borrow() {
+        let result = tokio::select! {
+            result = follow(store, db, handlers, until) => result,
+            _ = stop.changed() => return Ended::Stopped,
+        };
+        match result {
+            Ok(()) => return Ended::Reached,
+            Err(HandlerError::CheckpointMoved) => {
+                tracing::info!(handlers = %names, "checkpoint moved (rebuild or replay); following from the new one");
+                return Ended::CheckpointMoved;
+            }
+            Err(e) => {
+                tracing::warn!(handlers = %names, error = %e, retry_in_ms = backoff.as_millis() as u64, "event handler failed; retrying from its checkpoint");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return Ended::Stopped,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    Ended::Stopped
+}
+
+/// Applies the log to `handlers` from their checkpoints; returns `Ok` only
+/// once they have all reached `until`'s position.
 async fn follow(
     store: &Arc<dyn EventStore>,
     db: &SqlDb,
     handlers: &[Arc<dyn EventHandler>],
+    until: Until,
 ) -> Result<(), HandlerError> {
     let mut checkpoints = Vec::with_capacity(handlers.len());
     for handler in handlers {
         checkpoints.push(claim_checkpoint(db, handler.name()).await?);
+    }
+    let reached = |checkpoints: &[Checkpoint]| match until {
+        Until::Reached(target) => checkpoints.iter().all(|c| c.position >= target),
+        Until::Stopped => false,
+    };
+    if reached(&checkpoints) {
+        return Ok(());
     }
     let start = checkpoints.iter().map(|c| c.position).min().unwrap_or_default();
     let mut subscription = if handlers.iter().any(|h| h.reads_payloads()) {
@@ -147,9 +264,8 @@ async fn follow(
         let mut statements = Vec::new();
         let mut moved = checkpoints.clone();
         for ((handler, from), to) in handlers.iter().zip(&checkpoints).zip(&mut moved) {
-            // A handler behind the others (its checkpoint reset by a schema
-            // change at start, say) catches up within the same reading; one
-            // ahead skips what it has applied.
+            // A handler a little behind the others catches up within the
+            // same reading; one ahead skips what it has applied.
             let unapplied = &batch[batch.partition_point(|e| e.position <= from.position)..];
             if unapplied.is_empty() {
                 continue;
@@ -160,13 +276,15 @@ async fn follow(
                 statements.extend(handler.handle(event).await?);
             }
         }
-        if statements.is_empty() {
-            continue;
+        if !statements.is_empty() {
+            match db.write(compact(statements)).await {
+                Ok(_) => checkpoints = moved,
+                Err(e) if is_checkpoint_conflict(&e) => return Err(HandlerError::CheckpointMoved),
+                Err(e) => return Err(e.into()),
+            }
         }
-        match db.write(compact(statements)).await {
-            Ok(_) => checkpoints = moved,
-            Err(e) if is_checkpoint_conflict(&e) => return Err(HandlerError::CheckpointMoved),
-            Err(e) => return Err(e.into()),
+        if reached(&checkpoints) {
+            return Ok(());
         }
     }
 }

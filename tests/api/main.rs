@@ -14,6 +14,7 @@ mod metrics;
 mod pull_request_enrichment;
 mod query_api;
 mod reconcile;
+mod runner;
 mod store_conformance;
 mod test_sink;
 mod triggers;
