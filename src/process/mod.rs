@@ -53,6 +53,8 @@ const MIGRATIONS: &[Migration] = &[
         repository_id BIGINT PRIMARY KEY
     );",
     ),
+    // The admin API finds a pull request's enrichment by its subject id.
+    (3, "CREATE INDEX outbox_subject ON outbox (trigger_id)"),
 ];
 
 /// The steps of a trigger, in order.
@@ -152,6 +154,27 @@ impl PullRequestRef {
 /// closing is not).
 pub fn pull_request_subject(repository_id: u64, number: u64, closed_at: &str) -> Uuid {
     derived_id(&["pull-request", &repository_id.to_string(), &number.to_string(), closed_at])
+}
+
+/// Enqueues an admin's retry of an abandoned enrichment: a new command with
+/// the first one's pull request (its outbox row is derived from the log, so a
+/// replay finds it there too).
+fn enqueue_enrichment_retry(subject: Uuid, retry: u32) -> Statement {
+    let now = now_micros();
+    Statement::new(
+        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at, arguments)
+         SELECT CAST(? AS TEXT), trigger_id, step, 'pending', 0, CAST(? AS BIGINT), CAST(? AS BIGINT),
+            CAST(? AS BIGINT), arguments
+         FROM outbox WHERE command_id = ?
+         ON CONFLICT (command_id) DO NOTHING",
+        sql_params![
+            command_id(subject, Step::EnrichPullRequest, retry).to_string(),
+            now,
+            now,
+            now,
+            command_id(subject, Step::EnrichPullRequest, 0).to_string()
+        ],
+    )
 }
 
 /// Enqueues the enrichment of a PR that just closed, only if the agent has
@@ -347,6 +370,7 @@ impl EventHandler for ProcessManager {
             TriggerRetried::TYPE => {
                 let retried: TriggerRetried = decode(event)?;
                 match Step::parse(&retried.step) {
+                    Some(Step::EnrichPullRequest) => vec![enqueue_enrichment_retry(retried.trigger_id, retried.retry)],
                     Some(step) => vec![enqueue(retried.trigger_id, step, retried.retry)],
                     None => Vec::new(),
                 }

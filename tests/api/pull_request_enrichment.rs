@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use hookwise::events::pull_request::PullRequestEnriched;
-use hookwise::events::{DomainEvent, StepFailed};
+use hookwise::events::{DomainEvent, StepFailed, TriggerAbandoned};
 use hookwise::sql::SqlDb;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
@@ -21,6 +21,7 @@ backend_tests!(
     a_closed_pr_where_the_agent_acted_is_enriched_once_and_linked_to_its_conversation,
     a_closed_pr_where_the_agent_never_acted_costs_no_github_call,
     a_502_while_enriching_is_retried_into_one_event,
+    an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event,
 );
 
 /// The pull request the agent opened (issue #1 is where it was asked).
@@ -311,5 +312,52 @@ async fn a_502_while_enriching_is_retried_into_one_event(backend: Backend) {
     assert_eq!(failures[0].step, "enrich_pull_request");
     assert!(failures[0].error.contains("502"), "{}", failures[0].error);
     assert_eq!(log.iter().filter(|e| e.event_type == PullRequestEnriched::TYPE).count(), 1);
+    app.stop().await;
+}
+
+async fn an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    // GitHub fails the reviews twice: both attempts, then the step is abandoned.
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/{PR}/reviews")))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .expect(2)
+        .mount(&fakes.github)
+        .await;
+    mount_pull_request(&fakes, 1..=3).await;
+    let mut flags = fakes.flags();
+    flags.extend(["--api-token", TOKEN, "--retry-max-attempts", "2"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+    agent_acts(&app, &fakes).await;
+    assert_eq!(app.deliver("pull_request", "d-pr-closed", &pull_request_payload("closed")).await.status(), 200);
+
+    let started = Instant::now();
+    let abandoned = loop {
+        let log = app.log().await;
+        if let Some(event) = log.iter().find(|e| e.event_type == TriggerAbandoned::TYPE) {
+            break TriggerAbandoned::decode(event).expect("decodes");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the enrichment was abandoned");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(abandoned.step, "enrich_pull_request");
+    assert_eq!(abandoned.attempts, 2);
+    let subject = abandoned.trigger_id;
+
+    // Once GitHub answers again, the admin's retry fetches the figures once.
+    let (status, body) = post(&app, &format!("/api/v1/admin/triggers/{subject}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(wait_for_enrichment(&app).await, vec![expected_figures()]);
+    let (status, body) = post(&app, &format!("/api/v1/admin/triggers/{subject}/retry")).await;
+    assert_eq!(status, 409, "only an abandoned enrichment is retried: {body}");
+    let (status, _) = post(&app, &format!("/api/v1/admin/triggers/{}/retry", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.log().await.iter().filter(|e| e.event_type == PullRequestEnriched::TYPE).count(), 1);
     app.stop().await;
 }

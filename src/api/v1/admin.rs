@@ -7,7 +7,10 @@ use super::{ApiAuth, ApiResult};
 use crate::api::AppState;
 use crate::events::DomainEvent;
 use crate::events::{streams, TriggerAbandoned, TriggerRetried};
+use crate::process::{PullRequestRef, Step};
 use crate::projections::{read_model, read_models};
+use crate::sql::SqlError;
+use crate::sql_params;
 use crate::store::ExpectedVersion;
 
 #[derive(Tags)]
@@ -111,8 +114,9 @@ impl AdminApi {
         }
     }
 
-    /// Try an abandoned trigger again: appends `TriggerRetried` to its stream; the process manager takes it
-    /// from there.
+    /// Try an abandoned trigger again, or a pull request's abandoned enrichment (by the subject id its
+    /// `TriggerAbandoned` carries): appends `TriggerRetried` to its stream; the process manager takes it from
+    /// there.
     #[oai(path = "/admin/triggers/:trigger_id/retry", method = "post", operation_id = "retry_trigger")]
     async fn retry_trigger(
         &self,
@@ -120,18 +124,13 @@ impl AdminApi {
         _auth: ApiAuth,
         trigger_id: Path<String>,
     ) -> ApiResult<RetryAccepted> {
-        let rows = match state
-            .db
-            .query("SELECT status FROM conversations WHERE trigger_id = ?", crate::sql_params![trigger_id.0.as_str()])
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
+        let Ok(id) = uuid::Uuid::parse_str(&trigger_id.0) else {
+            return ApiResult::not_found(format!("no trigger {}", trigger_id.0));
         };
-        let status = match rows.first().map(|r| r.get::<String>(0)) {
-            None => return ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
-            Some(Err(e)) => return e.into(),
-            Some(Ok(status)) => status,
+        let (stream, status) = match abandonable(&state, id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
+            Err(e) => return e.into(),
         };
         if status != "abandoned" {
             return ApiResult::conflict(
@@ -139,19 +138,23 @@ impl AdminApi {
                 format!("trigger {} is {status}; only abandoned triggers can be retried", trigger_id.0),
             );
         }
-        let Ok(id) = uuid::Uuid::parse_str(&trigger_id.0) else {
-            return ApiResult::not_found(format!("no trigger {}", trigger_id.0));
-        };
-        let stream = streams::trigger(id);
-        // Retry the step it gave up on; `retry` counts the retries so far.
+        // Retry the step it gave up on; `retry` counts the retries so far. A
+        // pull request's stream holds every closing's enrichment: only this one counts.
         let history = match state.store.read_stream(&stream, 0, 10_000).await {
             Ok(history) => history,
             Err(e) => return ApiResult::unavailable(e),
         };
-        let Some(abandoned) = history.iter().rev().find_map(|e| TriggerAbandoned::decode(e).ok()) else {
+        let Some(abandoned) =
+            history.iter().rev().filter_map(|e| TriggerAbandoned::decode(e).ok()).find(|a| a.trigger_id == id)
+        else {
             return ApiResult::conflict("not_abandoned", format!("trigger {} was never abandoned", trigger_id.0));
         };
-        let retries = history.iter().filter(|e| e.event_type == TriggerRetried::TYPE).count();
+        let retries = history
+            .iter()
+            .filter(|e| e.event_type == TriggerRetried::TYPE)
+            .filter_map(|e| TriggerRetried::decode(e).ok())
+            .filter(|r| r.trigger_id == id)
+            .count();
         let event = TriggerRetried {
             trigger_id: id,
             step: abandoned.step,
@@ -170,4 +173,27 @@ impl AdminApi {
             Err(e) => ApiResult::unavailable(e),
         }
     }
+}
+
+/// The stream and status of what `id` names: a trigger (its conversation's
+/// status), or else a pull request's enrichment (its latest command's status).
+async fn abandonable(state: &AppState, id: uuid::Uuid) -> Result<Option<(String, String)>, SqlError> {
+    let key = id.to_string();
+    let rows =
+        state.db.query("SELECT status FROM conversations WHERE trigger_id = ?", sql_params![key.as_str()]).await?;
+    if let Some(row) = rows.first() {
+        return Ok(Some((streams::trigger(id), row.get::<String>(0)?)));
+    }
+    let rows = state
+        .db
+        .query(
+            "SELECT status, arguments FROM outbox WHERE trigger_id = ? AND step = ?
+             ORDER BY created_at DESC LIMIT 1",
+            sql_params![key.as_str(), Step::EnrichPullRequest.as_str()],
+        )
+        .await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let pull_request: PullRequestRef = serde_json::from_str(&row.get::<String>(1)?)
+        .map_err(|e| SqlError::Database(format!("outbox arguments of {key}: {e}")))?;
+    Ok(Some((pull_request.stream(), row.get::<String>(0)?)))
 }
