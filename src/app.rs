@@ -12,8 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
-use crate::config::{ApiToken, Config, ProcessSettings, Role};
-use crate::forward::api::{list_sinks, SinksApi};
+use crate::config::{Config, ProcessSettings, Role};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
@@ -40,7 +39,6 @@ pub struct Application {
     role: Role,
     forward: Arc<ForwardSettings>,
     sinks: Arc<[Arc<SinkStatus>]>,
-    api_token: Option<ApiToken>,
     /// The periodic missed-delivery reconciliation, when configured.
     reconcile: Option<(DeliveriesClient, Duration)>,
 }
@@ -91,7 +89,6 @@ impl Application {
         let sinks: Arc<[Arc<SinkStatus>]> =
             config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
         let forward = Arc::new(config.forward);
-        let api_token = config.api_token;
         let reconcile = match (config.reconcile_interval, config.github_credentials) {
             (Some(interval), Some(credentials)) => {
                 let github = Arc::new(GitHubClient::new(&config.github_api_url, Some(credentials)));
@@ -105,24 +102,13 @@ impl Application {
             webhooks_enabled: config.webhooks_enabled,
             db: db.clone(),
             callback_secret: config.process.callback_secret.clone(),
-            api_token: api_token.clone(),
+            api_token: config.api_token,
             admin_lock: Arc::default(),
+            sinks: sinks.clone(),
         };
         let process = config.process;
         let role = config.role;
-        Ok(Application {
-            acceptor,
-            local_addr,
-            state,
-            db,
-            handler_groups,
-            forward,
-            sinks,
-            api_token,
-            reconcile,
-            process,
-            role,
-        })
+        Ok(Application { acceptor, local_addr, state, db, handler_groups, forward, sinks, reconcile, process, role })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -164,12 +150,9 @@ impl Application {
                 background.push(runtime.spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone())));
             }
         }
-        let sinks_api = SinksApi { store: store.clone(), sinks: self.sinks.clone(), api_token: self.api_token.clone() };
         let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
-        let routes = Route::new()
-            .at("/metrics", get(render_metrics).data(metrics_state))
-            .at("/api/v1/sinks", get(list_sinks).data(sinks_api))
-            .nest("/", api::routes(self.state));
+        let routes =
+            Route::new().at("/metrics", get(render_metrics).data(metrics_state)).nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
             .await;

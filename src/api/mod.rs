@@ -12,6 +12,7 @@ use std::sync::Arc;
 use poem::{get, post, Endpoint, EndpointExt, Route};
 
 use crate::config::ApiToken;
+use crate::forward::SinkStatus;
 use crate::github::signature::WebhookSecrets;
 use crate::sql::SqlDb;
 use crate::store::EventStore;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub api_token: Option<ApiToken>,
     /// One rebuild or replay at a time per process.
     pub admin_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The forwarding sinks' live status.
+    pub sinks: Arc<[Arc<SinkStatus>]>,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {

@@ -9,7 +9,6 @@
 //! marked failing and resumes from its checkpoint when it recovers, also
 //! after a restart. Design notes: docs/decisions/forwarding.md.
 
-pub mod api;
 mod batch;
 mod sink;
 

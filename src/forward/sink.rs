@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -18,8 +17,8 @@ use crate::store::{subscribe_all, EventStore, Position, StoreError};
 /// Events taken from the subscription per read.
 const READ_BATCH: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
 pub enum SinkState {
     /// Not yet caught up from its checkpoint, or idle and well.
     Healthy,
@@ -30,7 +29,8 @@ pub enum SinkState {
 }
 
 /// What `GET /api/v1/sinks` shows of a sink.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SinkView {
     pub name: String,
     /// Scheme, host and port only (a URL may carry credentials).

@@ -8,6 +8,7 @@ mod conversations;
 mod deliveries;
 mod installations;
 mod pull_requests;
+mod sinks;
 mod stats;
 
 use poem::http::StatusCode;
@@ -128,6 +129,7 @@ type Apis = (
     stats::StatsApi,
     audit::AuditApi,
     installations::InstallationsApi,
+    sinks::SinksApi,
     admin::AdminApi,
 );
 
@@ -140,6 +142,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             stats::StatsApi,
             audit::AuditApi,
             installations::InstallationsApi,
+            sinks::SinksApi,
             admin::AdminApi,
         ),
         "hookwise",
