@@ -111,6 +111,18 @@ async fn mount_pull_request(fakes: &Fakes, times: RangeInclusive<u64>) {
     mount(comments, Some("2"), ok(json!([repeated, last]))).await;
 }
 
+/// GitHub answers the PR's reviews with `502` the first `times` times.
+async fn fail_reviews(fakes: &Fakes, times: u64) {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/{PR}/reviews")))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(times)
+        .with_priority(1)
+        .expect(times)
+        .mount(&fakes.github)
+        .await;
+}
+
 /// GETs of the PR's figures that reached GitHub.
 async fn enrichment_calls(fakes: &Fakes) -> Vec<String> {
     let pulls = format!("/repos/{REPO}/pulls/{PR}");
@@ -284,14 +296,7 @@ async fn a_closed_pr_where_the_agent_never_acted_costs_no_github_call(backend: B
 async fn a_502_while_enriching_is_retried_into_one_event(backend: Backend) {
     let fakes = Fakes::start("write").await;
     fakes.accept_comments().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/{REPO}/pulls/{PR}/reviews")))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&fakes.github)
-        .await;
+    fail_reviews(&fakes, 1).await;
     // The retry reads the PR, its commits and review comments again.
     mount_pull_request(&fakes, 1..=2).await;
     let Some(app) = spawn(backend, &fakes).await else { return };
@@ -320,14 +325,7 @@ async fn an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event(ba
     let fakes = Fakes::start("write").await;
     fakes.accept_comments().await;
     // GitHub fails the reviews twice: both attempts, then the step is abandoned.
-    Mock::given(method("GET"))
-        .and(path(format!("/repos/{REPO}/pulls/{PR}/reviews")))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .expect(2)
-        .mount(&fakes.github)
-        .await;
+    fail_reviews(&fakes, 2).await;
     mount_pull_request(&fakes, 1..=3).await;
     let mut flags = fakes.flags();
     flags.extend(["--api-token", TOKEN, "--retry-max-attempts", "2"].map(str::to_owned));
@@ -336,15 +334,7 @@ async fn an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event(ba
     agent_acts(&app, &fakes).await;
     assert_eq!(app.deliver("pull_request", "d-pr-closed", &pull_request_payload("closed")).await.status(), 200);
 
-    let started = Instant::now();
-    let abandoned = loop {
-        let log = app.log().await;
-        if let Some(event) = log.iter().find(|e| e.event_type == TriggerAbandoned::TYPE) {
-            break TriggerAbandoned::decode(event).expect("decodes");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the enrichment was abandoned");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let abandoned: TriggerAbandoned = app.first_event().await;
     assert_eq!(abandoned.step, "enrich_pull_request");
     assert_eq!(abandoned.attempts, 2);
     let subject = abandoned.trigger_id;

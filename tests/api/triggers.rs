@@ -326,15 +326,7 @@ async fn a_denied_or_bot_sender_starts_nothing(backend: Backend) {
     bot["sender"] = json!({"id": 1, "login": "renovate[bot]", "type": "Bot"});
     assert_eq!(app.deliver("issue_comment", "d-bot", &serde_json::to_vec(&bot).expect("JSON")).await.status(), 200);
 
-    let started = Instant::now();
-    let rejected = loop {
-        let log = app.log().await;
-        if let Some(event) = log.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
-            break TriggerRejected::decode(event).expect("a rejection");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the denied trigger was rejected");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let rejected: TriggerRejected = app.first_event().await;
     assert_eq!(rejected.reason, "permission_denied");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = app.log().await;
@@ -604,15 +596,7 @@ async fn a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_ag
     let Some(app) = spawn(backend, &fakes).await else { return };
     assert_eq!(app.deliver("issue_comment", "d-lost", &comment_payload(9600, "@openhands go")).await.status(), 200);
 
-    let started = Instant::now();
-    let acknowledged = loop {
-        let log = app.log().await;
-        if let Some(event) = log.iter().find(|e| e.event_type == AcknowledgementPosted::TYPE) {
-            break AcknowledgementPosted::decode(event).expect("decodes");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the acknowledgement was recorded");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let acknowledged: AcknowledgementPosted = app.first_event().await;
     assert_eq!(acknowledged.comment_id, 601, "the comment the lost answer created is the acknowledgement");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "posted once, found after the 502");
@@ -621,17 +605,6 @@ async fn a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_ag
 }
 
 /// Waits for the first `TriggerRejected` in the log.
-async fn rejection(app: &TestApp) -> TriggerRejected {
-    let started = Instant::now();
-    loop {
-        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerRejected::TYPE) {
-            return TriggerRejected::decode(event).expect("a rejection");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was rejected");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(backend: Backend) {
     // No agent runtime configured.
     let fakes = Fakes::start("write").await;
@@ -651,7 +624,7 @@ async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(b
     let Some(db) = TestDatabase::create(backend).await else { return };
     let app = TestApp::spawn_on(db, &without_agent).await;
     assert_eq!(app.deliver("issue_comment", "d-no-agent", &comment_payload(9700, "@openhands go")).await.status(), 200);
-    let rejected = rejection(&app).await;
+    let rejected: TriggerRejected = app.first_event().await;
     assert_eq!(rejected.reason, "agent_not_configured");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fakes.requests("POST", "/reactions").await.is_empty());
@@ -674,7 +647,7 @@ async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(b
         app.deliver("issue_comment", "d-suspended", &comment_payload(9701, "@openhands go")).await.status(),
         200
     );
-    let rejected = rejection(&app).await;
+    let rejected: TriggerRejected = app.first_event().await;
     assert_eq!(rejected.reason, "installation_suspended");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fakes.requests("GET", "/permission").await.is_empty(), "nothing asked of a suspended installation");
@@ -700,14 +673,7 @@ async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backe
     let app = TestApp::spawn_on(db, &flags).await;
     assert_eq!(app.deliver("issue_comment", "d-abandon", &comment_payload(9800, "@openhands go")).await.status(), 200);
 
-    let started = Instant::now();
-    let abandoned = loop {
-        if let Some(event) = app.log().await.iter().find(|e| e.event_type == TriggerAbandoned::TYPE) {
-            break TriggerAbandoned::decode(event).expect("decodes");
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the trigger was abandoned");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let abandoned: TriggerAbandoned = app.first_event().await;
     assert_eq!(abandoned.step, "start_conversation");
     assert_eq!(abandoned.attempts, 2);
     assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing acknowledged yet");

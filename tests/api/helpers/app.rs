@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hookwise::config::{Config, ServeArgs};
+use hookwise::events::DomainEvent;
 use hookwise::github::signature::WebhookSecret;
 use hookwise::store::{EventStore, Position, RecordedEvent};
 use hookwise::Application;
@@ -101,6 +102,18 @@ impl TestApp {
     /// Every event in the log.
     pub async fn log(&self) -> Vec<RecordedEvent> {
         read_whole_log(self.store.as_ref()).await
+    }
+
+    /// The first `E` in the log, waiting up to 20 s for one to be appended.
+    pub async fn first_event<E: DomainEvent>(&self) -> E {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(event) = self.log().await.iter().find(|e| e.event_type == E::TYPE) {
+                return E::decode(event).unwrap_or_else(|e| panic!("decoding {}: {e}", E::TYPE));
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "no {} was appended", E::TYPE);
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// Stops the server gracefully and hands back its database.
