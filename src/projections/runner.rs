@@ -111,15 +111,17 @@ pub async fn run_handlers(
     }
     let (rejoin, mut rejoining) = mpsc::unbounded_channel();
     let mut group = handlers;
+    let mut catching_up = Vec::new();
     loop {
         let (laggards, target) = split_off_laggards(&db, &mut group).await;
         if !laggards.is_empty() {
-            tokio::spawn(catch_up_alone(store.clone(), db.clone(), laggards, target, rejoin.clone(), stop.clone()));
+            let catch_up = catch_up_alone(store.clone(), db.clone(), laggards, target, rejoin.clone(), stop.clone());
+            catching_up.push(tokio::spawn(catch_up));
         }
         tokio::select! {
             ended = follow_with_retries(&store, &db, &group, Until::Stopped, stop.clone()) => {
                 if ended == Ended::Stopped {
-                    return;
+                    break;
                 }
                 // A rebuild or a replay moved a checkpoint: see who is behind now.
             }
@@ -127,6 +129,15 @@ pub async fn run_handlers(
             Some(caught_up) = rejoining.recv() => group.extend(caught_up),
         }
     }
+    // Those still catching up saw the same stop: let them finish their batch.
+    for task in catching_up {
+        let _ = task.await;
+    }
+}
+
+/// The handlers' names, for log lines.
+fn joined_names(handlers: &[Arc<dyn EventHandler>]) -> String {
+    handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",")
 }
 
 /// Moves the handlers far behind the furthest one out of `group`; returns
@@ -166,7 +177,7 @@ async fn catch_up_alone(
     rejoin: mpsc::UnboundedSender<Vec<Arc<dyn EventHandler>>>,
     stop: watch::Receiver<bool>,
 ) {
-    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
+    let names = joined_names(&handlers);
     tracing::info!(handlers = %names, target = target.0, "far behind the others: catching up on a reading of their own");
     loop {
         match follow_with_retries(&store, &db, &handlers, Until::Reached(target), stop.clone()).await {
@@ -205,7 +216,7 @@ async fn follow_with_retries(
     until: Until,
     mut stop: watch::Receiver<bool>,
 ) -> Ended {
-    let names = handlers.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
+    let names = joined_names(handlers);
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
         let result = tokio::select! {

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{backend_tests, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
+use crate::helpers::{backend_tests, eventually, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
 use crate::test_sink::{Mode, TestSink};
 
 backend_tests!(
@@ -31,15 +31,6 @@ async fn sinks(app: &TestApp) -> serde_json::Value {
     let response = app.http.get(app.url("/api/v1/sinks")).send().await.expect("sinks answers");
     assert_eq!(response.status(), 200);
     response.json().await.expect("JSON")
-}
-
-/// Polls `check` until it holds, or fails after `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, what: &str, mut check: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn forwarding_survives_outages_in_order(backend: Backend) {

@@ -321,9 +321,10 @@ async fn snapshot(db: &SqlDb) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The read models follow the log together, in one reading that starts at the
-/// earliest of their checkpoints: one far behind the others (here reset to the
-/// start with its rows deleted while the server was down) catches up in it,
-/// and every table ends as it was.
+/// earliest of their checkpoints: one behind the others by less than what
+/// would split it off (here reset to the start with its rows deleted while the
+/// server was down, on a short log) catches up in it, and every table ends as
+/// it was. One far behind reads on its own: `tests/api/runner.rs`.
 async fn a_read_model_behind_the_others_catches_up_in_their_reading(backend: Backend) {
     let Some(dir) = payload_examples() else { return };
     let Some(app) = spawn(backend).await else { return };

@@ -12,9 +12,12 @@ use hookwise::sql_params;
 use hookwise::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use tokio::sync::watch;
 
-use crate::helpers::{backend_tests, read_whole_log, Backend, TestDatabase};
+use crate::helpers::{backend_tests, eventually, read_whole_log, Backend, TestDatabase};
 
 backend_tests!(a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log,);
+
+/// How long the runner gets to apply what the test expects.
+const WAIT: Duration = Duration::from_secs(20);
 
 const APPLIED: &[Migration] = &[(
     1,
@@ -78,16 +81,6 @@ async fn applied(db: &SqlDb, handler: &str) -> Vec<u64> {
     rows.iter().map(|row| row.get::<u64>(0).expect("a position")).collect()
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 async fn a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log(backend: Backend) {
     let Some(database) = TestDatabase::create(backend).await else { return };
     let store = database.open_store().await;
@@ -111,7 +104,8 @@ async fn a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log(b
     // still applies what arrives.
     append(store.as_ref(), 1).await;
     let live = read_whole_log(store.as_ref()).await.last().expect("the new event").position.0;
-    eventually("the handler ahead applies the new event", async || applied(&db, "ahead").await == [live]).await;
+    eventually(WAIT, "the handler ahead applies the new event", || async { applied(&db, "ahead").await == [live] })
+        .await;
     assert_eq!(applied(&db, "behind").await, Vec::<u64>::new());
 
     // Let go, the one behind applies the whole log once, in order, and then
@@ -120,8 +114,12 @@ async fn a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log(b
     append(store.as_ref(), 1).await;
     let whole: Vec<u64> = read_whole_log(store.as_ref()).await.iter().map(|e| e.position.0).collect();
     let last = *whole.last().expect("the log");
-    eventually("the handler behind applies the whole log", async || applied(&db, "behind").await == whole).await;
-    eventually("the handler ahead applies the last event", async || applied(&db, "ahead").await == [live, last]).await;
+    eventually(WAIT, "the handler behind applies the whole log", || async { applied(&db, "behind").await == whole })
+        .await;
+    eventually(WAIT, "the handler ahead applies the last event", || async {
+        applied(&db, "ahead").await == [live, last]
+    })
+    .await;
 
     stop.send(true).expect("stop");
     running.await.expect("the runner stops");

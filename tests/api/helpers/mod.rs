@@ -8,6 +8,19 @@ pub mod kurrent;
 pub use app::{corpus_files, payload_examples, read_whole_log, sign, TestApp, TEST_SECRET};
 pub use database::{Backend, TestDatabase};
 
+/// Polls `check` until it holds, or fails after `limit`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// How long one backend test may run before it fails instead of hanging.
 pub const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
