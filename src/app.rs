@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
+use crate::background::run_while_leading;
 use crate::config::{Config, ProcessSettings, Role};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
@@ -126,31 +128,36 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         // The intake role only answers HTTP: no background threads at all.
         let runtime = (self.role == Role::All).then(BackgroundRuntime::start).transpose()?;
+        let leading = Arc::new(AtomicBool::new(false));
         let mut background = Vec::new();
         if let Some(runtime) = &runtime {
-            for group in self.handler_groups {
-                background.push(runtime.spawn(run_handlers(store.clone(), self.db.clone(), group, stopped.clone())));
-            }
             let executor = Executor::new(store.clone(), self.db.clone(), self.process);
             background.push(runtime.spawn(executor.run(stopped.clone())));
-            // Forwarders stop after the server, so every accepted delivery is in the log for their final flush.
-            let http = reqwest::Client::new();
-            for sink in self.sinks.iter() {
-                let (store, db, settings) = (store.clone(), self.db.clone(), self.forward.clone());
-                background.push(runtime.spawn(run_sink(
-                    store,
-                    db,
-                    http.clone(),
-                    settings,
-                    sink.clone(),
-                    stopped.clone(),
-                )));
-            }
-            if let Some((deliveries, interval)) = self.reconcile {
-                background.push(runtime.spawn(run_periodically(store.clone(), deliveries, interval, stopped.clone())));
-            }
+            let work = LeasedWork {
+                store: store.clone(),
+                db: self.db.clone(),
+                handler_groups: self.handler_groups,
+                http: reqwest::Client::new(),
+                forward: self.forward,
+                sinks: self.sinks.clone(),
+                reconcile: self.reconcile,
+            };
+            let (sinks, leads) = (self.sinks.clone(), leading.clone());
+            let leading_changed = move |now_leading: bool| {
+                leads.store(now_leading, Ordering::Relaxed);
+                if !now_leading {
+                    sinks.iter().for_each(|sink| sink.stand_by());
+                }
+            };
+            background.push(runtime.spawn(run_while_leading(
+                self.db.clone(),
+                move |stop| work.start(stop),
+                leading_changed,
+                stopped.clone(),
+            )));
         }
-        let metrics_state = MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone() };
+        let metrics_state =
+            MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone(), leading };
         let routes =
             Route::new().at("/metrics", get(render_metrics).data(metrics_state)).nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
@@ -163,6 +170,44 @@ impl Application {
         drop(runtime);
         store.close().await;
         result
+    }
+}
+
+/// The work that runs on the instance holding the background lease: the
+/// process manager and read models, the forwarders (which stop after the
+/// server, so every accepted delivery is in the log for their final flush)
+/// and reconciliation.
+struct LeasedWork {
+    store: Arc<dyn EventStore>,
+    db: SqlDb,
+    handler_groups: Vec<Vec<Arc<dyn EventHandler>>>,
+    http: reqwest::Client,
+    forward: Arc<ForwardSettings>,
+    sinks: Arc<[Arc<SinkStatus>]>,
+    reconcile: Option<(DeliveriesClient, Duration)>,
+}
+
+impl LeasedWork {
+    /// Spawns every task on the current (background) runtime; each ends when `stop` turns true.
+    fn start(&self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for group in &self.handler_groups {
+            tasks.push(tokio::spawn(run_handlers(self.store.clone(), self.db.clone(), group.clone(), stop.clone())));
+        }
+        for sink in self.sinks.iter() {
+            tasks.push(tokio::spawn(run_sink(
+                self.store.clone(),
+                self.db.clone(),
+                self.http.clone(),
+                self.forward.clone(),
+                sink.clone(),
+                stop.clone(),
+            )));
+        }
+        if let Some((deliveries, interval)) = &self.reconcile {
+            tasks.push(tokio::spawn(run_periodically(self.store.clone(), deliveries.clone(), *interval, stop.clone())));
+        }
+        tasks
     }
 }
 

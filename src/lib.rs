@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod background;
 pub mod cli;
 pub mod commands;
 pub mod config;

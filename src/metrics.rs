@@ -32,6 +32,12 @@ pub const APPEND_GROUP_SIZE: &str = "hookwise_append_group_size";
 /// Gauge. The log's head position (sampled at scrape time).
 pub const LOG_HEAD: &str = "hookwise_log_head_position";
 
+// ---- background lease ------------------------------------------------------
+
+/// Gauge. 1 while this instance holds the background lease (runs the process
+/// manager, read models, forwarders and reconciliation), else 0 (sampled at scrape time).
+pub const BACKGROUND_LEASE_HELD: &str = "hookwise_background_lease_held";
+
 // ---- projections -----------------------------------------------------------
 
 /// Gauge. Events between the log's head and a handler's checkpoint (sampled at scrape time). Label: `handler`.

@@ -1,6 +1,7 @@
 //! `GET /metrics`: the Prometheus text format. Gauges that are cheap to read
 //! but costly to keep current (lags, head) are sampled here, at scrape time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use poem::http::StatusCode;
@@ -17,6 +18,8 @@ pub struct MetricsState {
     pub store: Arc<dyn EventStore>,
     pub db: SqlDb,
     pub sinks: Arc<[Arc<SinkStatus>]>,
+    /// Whether this instance holds the background lease.
+    pub leading: Arc<AtomicBool>,
 }
 
 #[handler]
@@ -30,6 +33,7 @@ pub async fn render_metrics(state: Data<&MetricsState>) -> Response {
 
 /// Best effort: a store that cannot answer leaves the gauges at their last values.
 async fn sample_gauges(state: &MetricsState) {
+    metrics::gauge!(names::BACKGROUND_LEASE_HELD).set(if state.leading.load(Ordering::Relaxed) { 1.0 } else { 0.0 });
     let Ok(head) = state.store.head().await else {
         return;
     };

@@ -26,6 +26,10 @@ pub enum SinkState {
     Failing,
     /// Shut down.
     Stopped,
+    /// Not run by this instance: another holds the background lease and runs
+    /// the forwarders (or this one answers webhooks only); this one takes
+    /// over if that one stops. Position and errors are as this instance last saw them.
+    Standby,
 }
 
 /// What `GET /api/v1/sinks` shows of a sink.
@@ -81,7 +85,7 @@ impl SinkStatus {
             lag: metrics::gauge!(names::FORWARD_LAG, &label),
             config,
             progress: Mutex::new(Progress {
-                state: SinkState::Healthy,
+                state: SinkState::Standby,
                 position: Position::START,
                 last_error: None,
                 last_error_at: None,
@@ -154,6 +158,11 @@ impl SinkStatus {
         self.failing.set(0.0);
     }
 
+    /// Marks the sink as run by another instance.
+    pub fn stand_by(&self) {
+        self.update(|p| p.state = SinkState::Standby);
+    }
+
     fn set_position(&self, position: Position) {
         self.update(|p| p.position = position);
     }
@@ -191,6 +200,12 @@ pub async fn run_sink(
     status: Arc<SinkStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A new term on the background lease: no longer standing by.
+    status.update(|p| {
+        if p.state != SinkState::Failing {
+            p.state = SinkState::Healthy;
+        }
+    });
     let follower = Follower { store, db, http, settings, status: status.clone() };
     let mut backoff = Duration::from_millis(200);
     loop {

@@ -65,7 +65,7 @@ pub struct SqlDb {
 }
 
 enum Engine {
-    Sqlite(sqlite::SqliteDb),
+    Sqlite { db: sqlite::SqliteDb, lease_path: String },
     Postgres(postgres::PostgresDb),
 }
 
@@ -73,7 +73,10 @@ impl SqlDb {
     /// Connects to the database `database_url` names (the same URL as the store's).
     pub async fn connect(database_url: &str) -> Result<Self, SqlError> {
         let engine = if let Some(path) = database_url.strip_prefix("sqlite://") {
-            Engine::Sqlite(sqlite::SqliteDb::open(&sqlite_read_side_path(path)).await?)
+            Engine::Sqlite {
+                db: sqlite::SqliteDb::open(&sqlite_read_side_path(path)).await?,
+                lease_path: sqlite_lease_path(path),
+            }
         } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             Engine::Postgres(postgres::PostgresDb::connect(database_url)?)
         } else {
@@ -84,7 +87,7 @@ impl SqlDb {
 
     pub fn dialect(&self) -> Dialect {
         match &*self.inner {
-            Engine::Sqlite(_) => Dialect::Sqlite,
+            Engine::Sqlite { .. } => Dialect::Sqlite,
             Engine::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -92,7 +95,7 @@ impl SqlDb {
     /// Applies `component`'s migrations that have not run yet, each in its own transaction.
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
         match &*self.inner {
-            Engine::Sqlite(db) => db.migrate(component, migrations).await,
+            Engine::Sqlite { db, .. } => db.migrate(component, migrations).await,
             Engine::Postgres(db) => db.migrate(component, migrations).await,
         }
     }
@@ -103,7 +106,7 @@ impl SqlDb {
             return Ok(Vec::new());
         }
         match &*self.inner {
-            Engine::Sqlite(db) => db.write(statements).await,
+            Engine::Sqlite { db, .. } => db.write(statements).await,
             Engine::Postgres(db) => db.write(statements).await,
         }
     }
@@ -111,16 +114,27 @@ impl SqlDb {
     /// Runs one statement that returns rows (a `SELECT`, or a write with `RETURNING`).
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<SqlRow>, SqlError> {
         match &*self.inner {
-            Engine::Sqlite(db) => db.query(sql, params).await,
+            Engine::Sqlite { db, .. } => db.query(sql, params).await,
             Engine::Postgres(db) => db.query(sql, params).await,
         }
+    }
+
+    /// Takes the background lease if no other instance holds it (`None` if one does).
+    pub async fn try_take_background_lease(&self) -> Result<Option<BackgroundLease>, SqlError> {
+        let hold = match &*self.inner {
+            Engine::Sqlite { lease_path, .. } => {
+                sqlite::try_lock_file(lease_path).await?.map(|file| LeaseHold::File { _locked: file })
+            }
+            Engine::Postgres(db) => db.try_take_advisory_lease().await?.map(LeaseHold::Postgres),
+        };
+        Ok(hold.map(|hold| BackgroundLease { hold }))
     }
 
     /// Runs `statements` in one transaction, the last of which returns rows
     /// (e.g. claiming an outbox row with `UPDATE … RETURNING`).
     pub async fn write_returning(&self, statements: Vec<Statement>) -> Result<Vec<SqlRow>, SqlError> {
         match &*self.inner {
-            Engine::Sqlite(db) => db.write_returning(statements).await,
+            Engine::Sqlite { db, .. } => db.write_returning(statements).await,
             Engine::Postgres(db) => db.write_returning(statements).await,
         }
     }
@@ -138,6 +152,42 @@ pub fn sqlite_read_side_path(log_path: &str) -> String {
         _ => "hookwise.read.db".to_owned(),
     };
     path.with_file_name(name).to_string_lossy().into_owned()
+}
+
+/// The file whose lock is the background lease on SQLite, beside the log's:
+/// `data/hookwise.db` → `data/hookwise.lease`. A file of its own: SQLite's
+/// locks on its database files must not be touched by other handles.
+pub fn sqlite_lease_path(log_path: &str) -> String {
+    let path = std::path::Path::new(log_path);
+    let name = format!("{}.lease", path.file_stem().and_then(|s| s.to_str()).unwrap_or("hookwise"));
+    path.with_file_name(name).to_string_lossy().into_owned()
+}
+
+/// Held by the one instance that runs the work following the log (the
+/// process manager, read models, forwarders, reconciliation) while several
+/// share a database. Whatever ends the holder's process ends the lease with
+/// it: the operating system drops a dead process's file lock, PostgreSQL a
+/// dead session's advisory lock. Dropping it releases it.
+pub struct BackgroundLease {
+    hold: LeaseHold,
+}
+
+enum LeaseHold {
+    /// An exclusive lock on [`sqlite_lease_path`]'s file, held while it is open.
+    File { _locked: std::fs::File },
+    /// A session-level advisory lock on a connection of its own.
+    Postgres(deadpool_postgres::ClientWrapper),
+}
+
+impl BackgroundLease {
+    /// Whether the lease is still held: a PostgreSQL session that can no longer
+    /// answer may already have lost its lock on the server.
+    pub async fn check(&self) -> Result<(), SqlError> {
+        match &self.hold {
+            LeaseHold::File { .. } => Ok(()),
+            LeaseHold::Postgres(client) => postgres::check_lease(client).await,
+        }
+    }
 }
 
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`, leaving quoted text alone.
@@ -173,6 +223,7 @@ mod tests {
     #[test]
     fn the_read_side_lives_beside_the_log() {
         assert_eq!(super::sqlite_read_side_path("data/hookwise.db"), "data/hookwise.read.db");
+        assert_eq!(super::sqlite_lease_path("data/hookwise.db"), "data/hookwise.lease");
         assert_eq!(super::sqlite_read_side_path("/tmp/x/log"), "/tmp/x/log.read");
     }
 

@@ -50,6 +50,27 @@ fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Res
     rows.collect()
 }
 
+/// Locks `path` (created if missing) for this process alone, or `None` if
+/// another holds it. The lock lasts as long as the returned file is open.
+pub async fn try_lock_file(path: &str) -> Result<Option<std::fs::File>, SqlError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SqlError::Unavailable(format!("opening {path}: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(SqlError::Unavailable(format!("locking {path}: {e}"))),
+        }
+    })
+    .await
+    .map_err(db_error)?
+}
+
 impl SqliteDb {
     pub async fn open(path: &str) -> Result<Self, SqlError> {
         let path = path.to_owned();

@@ -14,7 +14,7 @@ backend_tests!(
     the_sinks_api_requires_the_bearer_token
 );
 
-const FORWARD_SECRET: &str = "test-forward-secret";
+pub const FORWARD_SECRET: &str = "test-forward-secret";
 const MAX_BATCH_BYTES: usize = 8 * 1024;
 const MAX_BATCH_AGE: Duration = Duration::from_millis(400);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
@@ -169,7 +169,7 @@ async fn forwarding_survives_outages_in_order(backend: Backend) {
 }
 
 /// Starts `hookwise serve` forwarding to `sink_url`; returns it with its address.
-fn start_server(database_url: &str, sink_url: &str) -> (Child, String) {
+pub fn start_server(database_url: &str, sink_url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .arg("serve")
         .env("DATABASE_URL", database_url)
@@ -190,7 +190,7 @@ fn start_server(database_url: &str, sink_url: &str) -> (Child, String) {
     (child, base.to_owned())
 }
 
-async fn post_delivery(http: &reqwest::Client, base: &str, n: usize) {
+pub async fn post_delivery(http: &reqwest::Client, base: &str, n: usize) {
     let body = issue_comment(n, 10);
     let response = http
         .post(format!("{base}/integration/github/events"))

@@ -74,6 +74,18 @@ impl TestDatabase {
         }
     }
 
+    /// Another handle on this database, for a second instance beside the
+    /// first; dropping it removes nothing (this one still does).
+    pub fn share(&self) -> TestDatabase {
+        TestDatabase {
+            url: self.url.clone(),
+            backend: self.backend,
+            _dir: None,
+            postgres: None,
+            kurrent_scope: self.kurrent_scope.clone(),
+        }
+    }
+
     fn sqlite() -> TestDatabase {
         let dir = tempfile::Builder::new()
             .prefix("hookwise-test-")
