@@ -22,7 +22,8 @@ const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// answering its holder) the tasks are stopped and awaited before it stands by
 /// again. Returns once `stop` turns true and the tasks have ended; the lease is
 /// released after them, so a successor never starts beside them.
-/// `leading_changed` hears every change of whether this instance leads.
+/// `leading_changed` hears when this instance starts leading (`true`) and when
+/// it loses the lease and stands by again (`false`); not at shutdown.
 pub async fn run_while_leading(
     db: SqlDb,
     start: impl Fn(watch::Receiver<bool>) -> Vec<JoinHandle<()>>,
@@ -77,9 +78,9 @@ pub async fn run_while_leading(
             let _ = task.await;
         }
         drop(lease);
-        leading_changed(false);
         if !lost {
             return;
         }
+        leading_changed(false);
     }
 }

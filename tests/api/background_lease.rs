@@ -6,7 +6,7 @@ use std::time::Duration;
 use hookwise::background::LEASE_POLL;
 
 use crate::forward::{post_delivery, start_server, FORWARD_SECRET};
-use crate::helpers::{backend_tests, eventually, Backend, TestApp, TestDatabase};
+use crate::helpers::{backend_tests, eventually, run_backend_test, Backend, TestApp, TestDatabase};
 use crate::test_sink::TestSink;
 
 backend_tests!(the_background_runs_on_one_instance_and_moves_when_it_dies);
@@ -17,10 +17,11 @@ async fn metric(http: &reqwest::Client, base: &str, series: &str) -> Option<f64>
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-async fn sink_state(http: &reqwest::Client, base: &str) -> serde_json::Value {
+/// The first sink as `GET /api/v1/sinks` at `base` shows it.
+async fn first_sink(http: &reqwest::Client, base: &str) -> serde_json::Value {
     let response = http.get(format!("{base}/api/v1/sinks")).send().await.expect("sinks answers");
     let body: serde_json::Value = response.json().await.expect("JSON");
-    body["sinks"][0]["state"].clone()
+    body["sinks"][0].clone()
 }
 
 async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Backend) {
@@ -28,7 +29,6 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     let sink = TestSink::start(FORWARD_SECRET).await;
     let http = reqwest::Client::new();
     const HELD: &str = "hookwise_background_lease_held";
-    const SENT: &str = "hookwise_forward_batches_total{sink=\"main\"}";
 
     // The first instance is the real binary, so that it can die by SIGKILL.
     let (mut first, first_base) = start_server(&db.url, &sink.url());
@@ -43,8 +43,8 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     // The second stands by through several of its tries while the first holds the lease.
     tokio::time::sleep(LEASE_POLL * 3).await;
     assert_eq!(metric(&http, &second_base, HELD).await, Some(0.0));
-    assert_eq!(sink_state(&http, &second_base).await, "standby");
-    assert_eq!(sink_state(&http, &first_base).await, "healthy");
+    assert_eq!(first_sink(&http, &second_base).await["state"], "standby");
+    assert_eq!(first_sink(&http, &first_base).await["state"], "healthy");
 
     // Deliveries to either instance are forwarded once, by the first alone.
     for n in 1..=10 {
@@ -52,12 +52,12 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     }
     eventually(Duration::from_secs(15), "the first forwards all ten", || async { sink.taken_positions().len() == 10 })
         .await;
-    assert_eq!(metric(&http, &second_base, SENT).await.unwrap_or(0.0), 0.0, "the standby sent nothing");
+    let standby = first_sink(&http, &second_base).await;
+    assert_eq!(standby["state"], "standby");
+    assert!(standby.get("last_success_at").is_none(), "the standby sent nothing: {standby}");
     // Killed only once its checkpoint holds all ten, so that a resend cannot blur what follows.
     eventually(Duration::from_secs(10), "the first's checkpoint reaches ten", || async {
-        let response = http.get(format!("{first_base}/api/v1/sinks")).send().await.expect("sinks answers");
-        let body: serde_json::Value = response.json().await.expect("JSON");
-        body["sinks"][0]["position"] == 10
+        first_sink(&http, &first_base).await["position"] == 10
     })
     .await;
     first.kill().expect("SIGKILL");
@@ -76,7 +76,61 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     })
     .await;
     assert_eq!(sink.taken_positions(), (1..=15).collect::<Vec<u64>>(), "each event forwarded once, in order");
-    assert_eq!(sink_state(&http, &second_base).await, "healthy");
+    assert_eq!(first_sink(&http, &second_base).await["state"], "healthy");
     second.stop().await;
     drop(db);
+}
+
+/// The backend process holding the background lease's advisory lock in `db`, if any.
+async fn lease_holder_pid(client: &tokio_postgres::Client) -> Option<i32> {
+    let row = client
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .expect("reading pg_locks");
+    row.map(|r| r.get(0))
+}
+
+/// PostgreSQL alone: only there can a holder lose its lease while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_session_ends_stands_by_and_takes_the_lease_again() {
+    run_backend_test(async {
+        let Some(db) = TestDatabase::create(Backend::Postgres).await else { return };
+        let sink = TestSink::start(FORWARD_SECRET).await;
+        let forward = format!("relay={}", sink.url());
+        let app = TestApp::spawn_on(db, &["--forward", &forward, "--forward-secret", FORWARD_SECRET]).await;
+        let (client, connection) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls).await.expect("connects");
+        tokio::spawn(connection);
+        let http = reqwest::Client::new();
+        let base = app.url("");
+
+        eventually(Duration::from_secs(10), "the instance takes the lease", || async {
+            lease_holder_pid(&client).await.is_some()
+        })
+        .await;
+        // The server ends the lease's session, as it would after losing sight of the host.
+        let first_session = lease_holder_pid(&client).await.expect("a holder");
+        client.execute("SELECT pg_terminate_backend($1)", &[&first_session]).await.expect("terminating");
+
+        // The instance notices, stops its work and takes the lease again on a new session.
+        eventually(Duration::from_secs(15), "the lease is taken again", || async {
+            lease_holder_pid(&client).await.is_some_and(|pid| pid != first_session)
+        })
+        .await;
+        eventually(Duration::from_secs(5), "it leads again", || async {
+            metric(&http, &base, "hookwise_background_lease_held").await == Some(1.0)
+        })
+        .await;
+        // And the work runs again: a delivery is forwarded.
+        post_delivery(&http, &base, 1).await;
+        eventually(Duration::from_secs(15), "the delivery is forwarded", || async {
+            sink.taken_positions() == vec![1]
+        })
+        .await;
+        app.stop().await;
+    })
+    .await;
 }
