@@ -158,9 +158,10 @@ impl SinkStatus {
         self.failing.set(0.0);
     }
 
-    /// Marks the sink as run by another instance.
+    /// Marks the sink as run by another instance (which reports its failures).
     pub fn stand_by(&self) {
         self.update(|p| p.state = SinkState::Standby);
+        self.failing.set(0.0);
     }
 
     fn set_position(&self, position: Position) {
