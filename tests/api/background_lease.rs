@@ -7,14 +7,15 @@ use hookwise::background::LEASE_POLL;
 
 use crate::forward::{post_delivery, start_server, FORWARD_SECRET};
 use crate::helpers::{backend_tests, eventually, run_backend_test, Backend, TestApp, TestDatabase};
+use crate::metrics::parse;
 use crate::test_sink::TestSink;
 
 backend_tests!(the_background_runs_on_one_instance_and_moves_when_it_dies);
 
-/// A sample of `/metrics` at `base`: the value of the series `series` (name and labels as printed).
-async fn metric(http: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
+/// `hookwise_background_lease_held` as `/metrics` at `base` shows it (`None` if it does not answer).
+async fn lease_held(http: &reqwest::Client, base: &str) -> Option<f64> {
     let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    parse(&text).get(&("hookwise_background_lease_held".to_owned(), Default::default())).copied()
 }
 
 /// The first sink as `GET /api/v1/sinks` at `base` shows it.
@@ -28,12 +29,11 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     let Some(db) = TestDatabase::create(backend).await else { return };
     let sink = TestSink::start(FORWARD_SECRET).await;
     let http = reqwest::Client::new();
-    const HELD: &str = "hookwise_background_lease_held";
 
     // The first instance is the real binary, so that it can die by SIGKILL.
     let (mut first, first_base) = start_server(&db.url, &sink.url());
     eventually(Duration::from_secs(10), "the first instance takes the lease", || async {
-        metric(&http, &first_base, HELD).await == Some(1.0)
+        lease_held(&http, &first_base).await == Some(1.0)
     })
     .await;
     let forward = format!("main={}", sink.url());
@@ -42,7 +42,7 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
 
     // The second stands by through several of its tries while the first holds the lease.
     tokio::time::sleep(LEASE_POLL * 3).await;
-    assert_eq!(metric(&http, &second_base, HELD).await, Some(0.0));
+    assert_eq!(lease_held(&http, &second_base).await, Some(0.0));
     assert_eq!(first_sink(&http, &second_base).await["state"], "standby");
     assert_eq!(first_sink(&http, &first_base).await["state"], "healthy");
 
@@ -65,7 +65,7 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
 
     // Its lease died with it: the second takes over and carries on from the checkpoint.
     eventually(Duration::from_secs(30), "the second takes the lease", || async {
-        metric(&http, &second_base, HELD).await == Some(1.0)
+        lease_held(&http, &second_base).await == Some(1.0)
     })
     .await;
     for n in 11..=15 {
@@ -120,10 +120,8 @@ async fn a_holder_whose_session_ends_stands_by_and_takes_the_lease_again() {
             lease_holder_pid(&client).await.is_some_and(|pid| pid != first_session)
         })
         .await;
-        eventually(Duration::from_secs(5), "it leads again", || async {
-            metric(&http, &base, "hookwise_background_lease_held").await == Some(1.0)
-        })
-        .await;
+        eventually(Duration::from_secs(5), "it leads again", || async { lease_held(&http, &base).await == Some(1.0) })
+            .await;
         // And the work runs again: a delivery is forwarded.
         post_delivery(&http, &base, 1).await;
         eventually(Duration::from_secs(15), "the delivery is forwarded", || async {

@@ -11,9 +11,9 @@ use crate::test_sink::TestSink;
 backend_tests!(metrics_count_what_happened);
 
 /// One sample: metric name and labels (sorted) to value.
-type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+pub type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
-fn parse(text: &str) -> Samples {
+pub fn parse(text: &str) -> Samples {
     let mut samples = Samples::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (series, value) = line.rsplit_once(' ').expect("`series value`");
