@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{agent_events, PullRequestRef, Step};
-use crate::agent::{AgentClient, AgentError, StartConversation};
+use crate::agent::{AgentError, AgentRuntime, ConversationRequest, StartOutcome};
 use crate::config::ProcessSettings;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{
@@ -96,14 +96,14 @@ pub struct Executor {
     store: Arc<dyn EventStore>,
     db: SqlDb,
     github: Arc<GitHubClient>,
-    agent: Option<AgentClient>,
+    agent: Option<Arc<dyn AgentRuntime>>,
     settings: ProcessSettings,
 }
 
 impl Executor {
     pub fn new(store: Arc<dyn EventStore>, db: SqlDb, settings: ProcessSettings) -> Self {
         let github = Arc::new(GitHubClient::new(&settings.github_api_url, settings.github.clone()));
-        let agent = settings.agent.clone().map(AgentClient::new);
+        let agent = settings.agent.as_ref().map(crate::agent::build);
         Executor { store, db, github, agent, settings }
     }
 
@@ -379,7 +379,9 @@ impl Executor {
             None
         };
         // The intent comes first: should the call's outcome be unknown, the
-        // stream says a conversation may exist for this trigger.
+        // stream says a conversation may exist for this trigger, and the next
+        // attempt asks the runtime to look for it before starting one.
+        let retrying = has::<ConversationRequested>(history);
         let requested = ConversationRequested {
             trigger_id: trigger.trigger_id,
             command_id: ids.0,
@@ -396,21 +398,23 @@ impl Executor {
 
         let issue = self.github.issue(installation, repo, trigger.number).await?;
         let comments = self.github.latest_comments(installation, repo, trigger.number).await?;
-        let instructions = instructions(trigger, &issue, &comments);
-        let request = StartConversation {
-            repository: repo,
-            git_provider: "github",
-            selected_branch: branch.as_deref(),
-            initial_user_msg: &trigger.message,
-            conversation_instructions: &instructions,
+        let request = ConversationRequest {
+            conversation_id: derived_id(&["conversation", &trigger.trigger_id.to_string()]),
+            repository: repo.to_owned(),
+            branch,
+            pr_number: trigger.kind.is_pull_request().then_some(trigger.number),
+            title: format!("{repo}#{}: {}", trigger.number, issue.title),
+            message: trigger.message.clone(),
+            instructions: instructions(trigger, &issue, &comments),
+            github_token: None,
         };
-        match agent.start_conversation(&request, &ids.0.to_string()).await {
-            Ok(conversation_id) => {
+        match agent.start(&request, retrying).await {
+            Ok(StartOutcome::Started { conversation_id }) => {
                 let conversation_url = agent.conversation_url(&conversation_id);
                 let started = ConversationStarted { trigger_id: trigger.trigger_id, conversation_id, conversation_url };
                 Ok(vec![event(&started, ids.result(0))?])
             }
-            Err(AgentError::Refused(reason)) => Self::reject(trigger, ids, "conversation_refused", reason),
+            Ok(StartOutcome::Refused { reason }) => Self::reject(trigger, ids, "conversation_refused", reason),
             Err(e) => Err(e.into()),
         }
     }

@@ -115,6 +115,8 @@ impl Fakes {
             key,
             "--github-api-url",
             &self.github.uri(),
+            "--agent-runtime",
+            "openhands-v0",
             "--agent-api-url",
             &self.agent.uri(),
             "--agent-api-key",
