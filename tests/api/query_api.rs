@@ -652,7 +652,7 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
             delivery_position: 1 + i,
         },
     );
-    let granted = i % 4 != 0;
+    let granted = !i.is_multiple_of(4);
     push(&mut events, PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted });
     if !granted {
         push(
