@@ -320,6 +320,8 @@ impl AgentRuntime for AppServer {
     async fn start(&self, request: &ConversationRequest, retrying: bool) -> Result<StartOutcome, AgentError> {
         let id = request.conversation_id;
         let started = || StartOutcome::Started { conversation_id: id.to_string() };
+        // Found in any state, even a start task that ended ERROR: posting
+        // again could make a second conversation; `status` reports how it went.
         if retrying && self.find(id).await?.is_some() {
             return Ok(started());
         }
