@@ -421,6 +421,13 @@ impl AgentRuntime for AppServer {
                     line(accepted, false, detail),
                 ]
             }
+            404 if self.settings.api_url.ends_with("/api") || self.settings.api_url.ends_with("/api/v1") => {
+                let detail = format!(
+                    "answered 404 at {}/api/v1/app-conversations/search: AGENT_API_URL is the app's root, without /api",
+                    self.settings.api_url
+                );
+                vec![line(reachable, false, detail), not_checked()]
+            }
             404 => {
                 let detail = "answered 404 at /api/v1/app-conversations/search: is AGENT_API_URL an OpenHands V1 \
                               App Server? (AGENT_RUNTIME=openhands-agent-server for an agent server, openhands-v0 \

@@ -226,6 +226,20 @@ async fn app_server_a_start_that_times_out_then_a_retry_starts_no_second_convers
 }
 
 #[tokio::test]
+async fn app_server_a_retry_whose_look_up_fails_posts_nothing() {
+    let script = Script { start_faults: vec![StartFault::AnswerLost], lookups_unavailable: 1, ..Script::default() };
+    let server = StandInAppServer::start(script).await;
+    let adapter = adapter(&server);
+    let request = request(None);
+    adapter.start(&request, false).await.expect_err("the answer is lost");
+    let error = adapter.start(&request, true).await.expect_err("the look-up failed");
+    assert!(matches!(error, AgentError::Status { status: 503, .. }) && error.is_retryable(), "{error:?}");
+    assert_eq!(server.start_posts(), 1, "no POST without a look-up");
+    assert_eq!(adapter.start(&request, true).await.expect("found"), started(&request));
+    assert_eq!((server.start_posts(), server.started_total()), (1, 1));
+}
+
+#[tokio::test]
 async fn app_server_a_retry_finds_a_working_start_task_beyond_the_first_page() {
     // 150 newer start tasks of other conversations push this one to the second page.
     let script = Script {
@@ -280,6 +294,10 @@ async fn app_server_check_names_the_setting_to_fix() {
         AppServer::with_timeout(settings(&format!("{}/elsewhere", server.url), Some(&server.key)), HTTP_TIMEOUT);
     let lines = not_an_app_server.check().await;
     assert!(!lines[0].ok && lines[0].detail.contains("AGENT_API_URL"), "{lines:?}");
+    let with_api =
+        AppServer::with_timeout(settings(&format!("{}/api/v1", server.url), Some(&server.key)), HTTP_TIMEOUT);
+    let lines = with_api.check().await;
+    assert!(!lines[0].ok && lines[0].detail.contains("without /api"), "{lines:?}");
     assert_eq!(server.started_total(), 0, "checking starts nothing");
 }
 

@@ -64,6 +64,8 @@ pub struct Script {
     /// After each start, this many start tasks of other conversations are
     /// recorded (newer ones, as when the key's user starts others meanwhile).
     pub newer_start_tasks: usize,
+    /// The first this many look-ups by id (`GET /app-conversations?ids=`) answer 503.
+    pub lookups_unavailable: usize,
 }
 
 impl Default for Script {
@@ -77,6 +79,7 @@ impl Default for Script {
             start_faults: Vec::new(),
             refuse: None,
             newer_start_tasks: 0,
+            lookups_unavailable: 0,
         }
     }
 }
@@ -97,6 +100,7 @@ struct State {
     tasks: Vec<Task>,
     looks: HashMap<Uuid, usize>,
     posts: usize,
+    lookups: usize,
     bodies: Vec<Value>,
 }
 
@@ -388,6 +392,10 @@ impl Server {
             }
         }
         let mut state = self.lock();
+        state.lookups += 1;
+        if state.lookups <= self.script.lookups_unavailable {
+            return Answer::Json(503, json!({"detail": "Service Unavailable"}));
+        }
         let items: Vec<Value> = parsed
             .into_iter()
             .map(|id| {
