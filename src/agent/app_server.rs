@@ -95,6 +95,12 @@ impl StartTask {
         let requested = self.request.as_ref().and_then(|r| r.conversation_id.as_deref());
         [requested, self.app_conversation_id.as_deref()].into_iter().flatten().any(|text| same_id(text, id))
     }
+
+    /// Whether this task's request names a conversation id other than `id`.
+    fn takes_another_id(&self, id: Uuid) -> bool {
+        let requested = self.request.as_ref().and_then(|r| r.conversation_id.as_deref());
+        requested.is_some_and(|text| !same_id(text, id))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +357,15 @@ impl AgentRuntime for AppServer {
                 let task: StartTask = serde_json::from_str(&answer)
                     .map_err(|e| AgentError::Protocol(format!("the start task was not understood: {e}")))?;
                 tracing::debug!(conversation_id = %id, start_task_status = %task.status, "App Server start task");
+                if task.takes_another_id(id) {
+                    // hookwise could never find this one by its id, and a
+                    // retry would start another: stop here.
+                    return Ok(StartOutcome::Refused {
+                        reason: "the App Server started a conversation under another id than the one asked for \
+                                 (an App Server older than V1?)"
+                            .into(),
+                    });
+                }
                 Ok(started())
             }
             400 | 409 | 422 => Ok(StartOutcome::Refused { reason: reason(&answer) }),
@@ -460,6 +475,8 @@ mod tests {
         .expect("a start task");
         assert!(task.is_for(id));
         assert!(!task.is_for(Uuid::new_v4()));
+        assert!(!task.takes_another_id(id));
+        assert!(task.takes_another_id(Uuid::new_v4()));
     }
 
     #[test]
