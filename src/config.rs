@@ -189,6 +189,9 @@ pub struct ProcessArgs {
     /// How often a running conversation is looked at (e.g. `10s`); doubles up to 5m while nothing changes.
     #[arg(long, env = "AGENT_POLL_INTERVAL", default_value = "10s")]
     pub agent_poll_interval: String,
+    /// How long one call to the agent runtime may take, from connecting to the last byte (e.g. `60s`).
+    #[arg(long, env = "AGENT_REQUEST_TIMEOUT", default_value = "60s")]
+    pub agent_request_timeout: String,
     /// How long a conversation may run before hookwise gives up on it (e.g. `2h`).
     #[arg(long, env = "AGENT_RUN_TIMEOUT", default_value = "2h")]
     pub agent_run_timeout: String,
@@ -275,6 +278,8 @@ pub struct AgentSettings {
     pub conversation_url: String,
     pub poll_interval: std::time::Duration,
     pub run_timeout: std::time::Duration,
+    /// One call to the runtime, every phase included.
+    pub request_timeout: std::time::Duration,
     /// `openhands-agent-server` only; `None` when `AGENT_LLM_MODEL` is unset.
     pub llm: Option<LlmSettings>,
     pub workspace_root: String,
@@ -341,6 +346,7 @@ impl ProcessSettings {
                     conversation_url,
                     poll_interval: duration_setting("AGENT_POLL_INTERVAL", &args.agent_poll_interval)?,
                     run_timeout: duration_setting("AGENT_RUN_TIMEOUT", &args.agent_run_timeout)?,
+                    request_timeout: duration_setting("AGENT_REQUEST_TIMEOUT", &args.agent_request_timeout)?,
                     llm,
                     workspace_root: args.agent_workspace_root.trim_end_matches('/').to_owned(),
                     max_iterations: args.agent_max_iterations.max(1),

@@ -18,8 +18,6 @@
 //! inside a start task's `request`; ids are compared as UUIDs, never as text,
 //! and hookwise keeps the dashed form it chose.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,9 +25,6 @@ use uuid::Uuid;
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
 use crate::config::AgentSettings;
-
-/// The HTTP timeout of every call when none is given.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many pages (of 100, newest first) of start tasks are looked through
 /// for one conversation id. An earlier attempt is minutes old at most (the
@@ -187,17 +182,7 @@ pub struct AppServer {
 
 impl AppServer {
     pub fn new(settings: AgentSettings) -> Self {
-        Self::with_timeout(settings, DEFAULT_HTTP_TIMEOUT)
-    }
-
-    /// With `timeout` for every call instead of [`DEFAULT_HTTP_TIMEOUT`] (tests).
-    pub fn with_timeout(settings: AgentSettings, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        AppServer { http, settings }
+        AppServer { http: super::http_client(settings.request_timeout), settings }
     }
 
     fn url(&self, path: &str) -> String {

@@ -25,11 +25,12 @@ pub fn build(settings: &AgentSettings) -> Arc<dyn AgentRuntime> {
     }
 }
 
-/// The HTTP client every adapter uses: every phase of a call is timed out.
-pub(crate) fn http_client() -> reqwest::Client {
+/// The HTTP client every adapter uses: each call as a whole is bounded by
+/// `timeout` (`AGENT_REQUEST_TIMEOUT`), connecting by at most 10 s of it.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }

@@ -33,7 +33,7 @@ pub struct OpenHandsV0 {
 
 impl OpenHandsV0 {
     pub fn new(settings: AgentSettings) -> Self {
-        OpenHandsV0 { http: super::http_client(), settings }
+        OpenHandsV0 { http: super::http_client(settings.request_timeout), settings }
     }
 }
 

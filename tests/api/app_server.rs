@@ -26,6 +26,7 @@ fn settings(url: &str, key: Option<&str>) -> AgentSettings {
         conversation_url: format!("{url}/conversations/{{conversation_id}}"),
         poll_interval: Duration::from_millis(10),
         run_timeout: Duration::from_secs(60),
+        request_timeout: HTTP_TIMEOUT,
         llm: None,
         workspace_root: "/workspace".into(),
         max_iterations: 100,
@@ -34,7 +35,7 @@ fn settings(url: &str, key: Option<&str>) -> AgentSettings {
 }
 
 fn adapter(server: &StandInAppServer) -> AppServer {
-    AppServer::with_timeout(settings(&server.url, Some(&server.key)), HTTP_TIMEOUT)
+    AppServer::new(settings(&server.url, Some(&server.key)))
 }
 
 fn request(pr: Option<u64>) -> ConversationRequest {
@@ -215,7 +216,10 @@ async fn app_server_a_lost_start_answer_then_a_retry_starts_no_second_conversati
 async fn app_server_a_start_that_times_out_then_a_retry_starts_no_second_conversation() {
     let script = Script { start_faults: vec![StartFault::Slow(Duration::from_secs(30))], ..Script::default() };
     let server = StandInAppServer::start(script).await;
-    let adapter = AppServer::with_timeout(settings(&server.url, Some(&server.key)), Duration::from_millis(500));
+    let adapter = AppServer::new(AgentSettings {
+        request_timeout: Duration::from_millis(500),
+        ..settings(&server.url, Some(&server.key))
+    });
     let request = request(None);
     let began = std::time::Instant::now();
     let error = adapter.start(&request, false).await.expect_err("a timeout");
@@ -267,7 +271,7 @@ async fn app_server_refusals_and_a_wrong_key() {
     assert_eq!(outcome, StartOutcome::Refused { reason: "No LLM API key configured for this user".into() });
 
     let server = StandInAppServer::start(Script::default()).await;
-    let wrong = AppServer::with_timeout(settings(&server.url, Some("wrong-key")), HTTP_TIMEOUT);
+    let wrong = AppServer::new(settings(&server.url, Some("wrong-key")));
     let error = wrong.start(&request(None), false).await.expect_err("401");
     assert!(matches!(error, AgentError::Status { status: 401, .. }) && !error.is_retryable(), "{error:?}");
     assert!(!format!("{error} {error:?}").contains("wrong-key"));
@@ -282,20 +286,18 @@ async fn app_server_check_names_the_setting_to_fix() {
     let lines = adapter(&server).check().await;
     assert!(lines.len() == 2 && lines.iter().all(|l| l.ok), "{lines:?}");
 
-    let wrong = AppServer::with_timeout(settings(&server.url, Some("wrong-key")), HTTP_TIMEOUT).check().await;
+    let wrong = AppServer::new(settings(&server.url, Some("wrong-key"))).check().await;
     let failing: Vec<_> = wrong.iter().filter(|l| !l.ok).collect();
     assert!(failing.len() == 1 && failing[0].detail.contains("AGENT_API_KEY"), "{wrong:?}");
     assert!(!format!("{wrong:?}").contains("wrong-key"));
 
-    let nowhere = AppServer::with_timeout(settings("http://127.0.0.1:9", Some("k")), HTTP_TIMEOUT).check().await;
+    let nowhere = AppServer::new(settings("http://127.0.0.1:9", Some("k"))).check().await;
     assert!(!nowhere[0].ok && nowhere[0].detail.contains("AGENT_API_URL"), "{nowhere:?}");
 
-    let not_an_app_server =
-        AppServer::with_timeout(settings(&format!("{}/elsewhere", server.url), Some(&server.key)), HTTP_TIMEOUT);
+    let not_an_app_server = AppServer::new(settings(&format!("{}/elsewhere", server.url), Some(&server.key)));
     let lines = not_an_app_server.check().await;
     assert!(!lines[0].ok && lines[0].detail.contains("AGENT_API_URL"), "{lines:?}");
-    let with_api =
-        AppServer::with_timeout(settings(&format!("{}/api/v1", server.url), Some(&server.key)), HTTP_TIMEOUT);
+    let with_api = AppServer::new(settings(&format!("{}/api/v1", server.url), Some(&server.key)));
     let lines = with_api.check().await;
     assert!(!lines[0].ok && lines[0].detail.contains("without /api"), "{lines:?}");
     assert_eq!(server.started_total(), 0, "checking starts nothing");

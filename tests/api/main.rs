@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod app_server;
+mod app_server_triggers;
 mod background_lease;
 mod classify;
 mod cli;

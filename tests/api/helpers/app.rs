@@ -86,12 +86,24 @@ impl TestApp {
     }
 
     pub async fn deliver_signed(&self, event: &str, delivery: &str, body: &[u8], signature: &str) -> reqwest::Response {
+        self.deliver_through_hook("42", event, delivery, body, signature).await
+    }
+
+    /// A delivery as another of the App's webhooks (`X-GitHub-Hook-ID`) sends it.
+    pub async fn deliver_through_hook(
+        &self,
+        hook_id: &str,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> reqwest::Response {
         self.http
             .post(self.url("/integration/github/events"))
             .header("content-type", "application/json")
             .header("x-github-event", event)
             .header("x-github-delivery", delivery)
-            .header("x-github-hook-id", "42")
+            .header("x-github-hook-id", hook_id)
             .header("x-hub-signature-256", signature)
             .body(body.to_vec())
             .send()
