@@ -1,12 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::sql::{SqlError, SqlRow};
-use crate::sql_params;
+use crate::projections::conversations::{self, ConversationFilter, ConversationRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -61,43 +60,37 @@ pub struct ConversationPage {
     pub next_cursor: Option<u64>,
 }
 
-pub(super) const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
-    reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
-    started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries";
-
-fn time(row: &SqlRow, i: usize) -> Result<Option<String>, SqlError> {
-    Ok(row.get::<Option<i64>>(i)?.map(iso))
-}
-
-pub(super) fn conversation(row: &SqlRow) -> Result<Conversation, SqlError> {
-    let detected: i64 = row.get(11)?;
-    let acknowledged: Option<i64> = row.get(16)?;
-    Ok(Conversation {
-        trigger_id: row.get(0)?,
-        position: row.get(1)?,
-        kind: row.get(2)?,
-        repository: row.get(3)?,
-        number: row.get(4)?,
-        requester: row.get(5)?,
-        delivery_id: row.get(6)?,
-        status: row.get(7)?,
-        reason: row.get(8)?,
-        conversation_id: row.get(9)?,
-        conversation_url: row.get(10)?,
-        detected_at: iso(detected),
-        permission_checked_at: time(row, 12)?,
-        reacted_at: time(row, 13)?,
-        requested_at: time(row, 14)?,
-        started_at: time(row, 15)?,
-        acknowledged_at: acknowledged.map(iso),
-        summary_posted_at: time(row, 17)?,
-        finished_at: time(row, 18)?,
-        failed_at: time(row, 19)?,
-        abandoned_at: time(row, 20)?,
-        last_error: row.get(21)?,
-        retries: row.get(22)?,
-        time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
-    })
+impl From<ConversationRow> for Conversation {
+    fn from(row: ConversationRow) -> Self {
+        let detected = row.detected_at;
+        let acknowledged = row.acknowledged_at;
+        Conversation {
+            trigger_id: row.trigger_id,
+            position: row.position,
+            kind: row.kind,
+            repository: row.repository,
+            number: row.number,
+            requester: row.requester,
+            delivery_id: row.delivery_id,
+            status: row.status,
+            reason: row.reason,
+            conversation_id: row.conversation_id,
+            conversation_url: row.conversation_url,
+            detected_at: iso(detected),
+            permission_checked_at: row.permission_checked_at.map(iso),
+            reacted_at: row.reacted_at.map(iso),
+            requested_at: row.requested_at.map(iso),
+            started_at: row.started_at.map(iso),
+            acknowledged_at: acknowledged.map(iso),
+            summary_posted_at: row.summary_posted_at.map(iso),
+            finished_at: row.finished_at.map(iso),
+            failed_at: row.failed_at.map(iso),
+            abandoned_at: row.abandoned_at.map(iso),
+            last_error: row.last_error,
+            retries: row.retries,
+            time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
+        }
+    }
 }
 
 pub struct ConversationsApi;
@@ -127,36 +120,30 @@ impl ConversationsApi {
         since: Query<Option<String>>,
         /// Detected before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<ConversationPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
-        filter.and_some("repository = ?", repository.0);
-        filter.and_some("status = ?", status.0);
-        filter.and_some("kind = ?", kind.0);
-        filter.and_some("requester = ?", sender.0);
-        if let Err(e) = time_range(&mut filter, "detected_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
-        }
-        let sql = format!("SELECT {COLUMNS} FROM conversations{} ORDER BY position LIMIT {limit}", filter.sql());
-        match fetch_page(&state.db, &sql, filter.params, limit, conversation, |item| item.position).await {
-            Ok((items, next_cursor)) => ApiResult::Ok(Json(ConversationPage { items, next_cursor })),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<ConversationPage> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let filter = ConversationFilter {
+            after: after.0.unwrap_or(0),
+            repository: repository.0,
+            status: status.0,
+            kind: kind.0,
+            requester: sender.0,
+            since,
+            until,
+        };
+        let page = conversations::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(ConversationPage {
+            items: page.items.into_iter().map(Conversation::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// One trigger and its conversation.
     #[oai(path = "/conversations/:trigger_id", method = "get", operation_id = "get_conversation")]
-    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, trigger_id: Path<String>) -> ApiResult<Conversation> {
-        let sql = format!("SELECT {COLUMNS} FROM conversations WHERE trigger_id = ?");
-        let rows = match state.db.query(&sql, sql_params![trigger_id.0.as_str()]).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        match rows.first().map(conversation) {
-            Some(Ok(item)) => ApiResult::Ok(Json(item)),
-            Some(Err(e)) => e.into(),
-            None => ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
+    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, trigger_id: Path<String>) -> Answer<Conversation> {
+        match conversations::get(&state.db, &trigger_id.0).await? {
+            Some(row) => ok(row.into()),
+            None => Err(ApiError::not_found(format!("no trigger {}", trigger_id.0))),
         }
     }
 }
