@@ -1,10 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::{Object, OpenApi, Tags};
+use poem_openapi::{Enum, Object, OpenApi, Tags};
 
 use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::events::TriggerKind;
 use crate::projections::conversations::{self, ConversationFilter, ConversationRow};
 
 #[derive(Tags)]
@@ -20,7 +21,7 @@ pub struct Conversation {
     pub trigger_id: String,
     /// Log position of its `TriggerDetected`; the pagination cursor.
     pub position: u64,
-    /// What asked: e.g. `issue_label`, `issue_comment`, `pr_comment`, `review_comment`, `workflow_failure`.
+    /// What asked, as the events spell it: `label`, `issue_comment`, `pr_comment`, `review_comment`, `failed_workflow`.
     pub kind: Option<String>,
     pub repository: Option<String>,
     /// The issue or pull request number.
@@ -58,6 +59,34 @@ pub struct Conversation {
 pub struct ConversationPage {
     pub items: Vec<Conversation>,
     pub next_cursor: Option<u64>,
+}
+
+/// What asked for the agent: the trigger kinds as the events spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// The trigger label was put on an issue.
+    Label,
+    /// A mention in a comment on an issue.
+    IssueComment,
+    /// A mention in a comment on a pull request's conversation.
+    PrComment,
+    /// A mention in an inline review comment.
+    ReviewComment,
+    /// A workflow run failed on a pull request's head (proactive starters).
+    FailedWorkflow,
+}
+
+impl From<ConversationKind> for TriggerKind {
+    fn from(kind: ConversationKind) -> Self {
+        match kind {
+            ConversationKind::Label => TriggerKind::Label,
+            ConversationKind::IssueComment => TriggerKind::IssueComment,
+            ConversationKind::PrComment => TriggerKind::PrComment,
+            ConversationKind::ReviewComment => TriggerKind::ReviewComment,
+            ConversationKind::FailedWorkflow => TriggerKind::FailedWorkflow,
+        }
+    }
 }
 
 impl From<ConversationRow> for Conversation {
@@ -113,7 +142,8 @@ impl ConversationsApi {
         repository: Query<Option<String>>,
         /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
         status: Query<Option<String>>,
-        kind: Query<Option<String>>,
+        /// What asked: `label`, `issue_comment`, `pr_comment`, `review_comment` or `failed_workflow`.
+        kind: Query<Option<ConversationKind>>,
         /// Who asked.
         sender: Query<Option<String>>,
         /// Detected at or after (RFC 3339).
@@ -126,7 +156,7 @@ impl ConversationsApi {
             after: after.0.unwrap_or(0),
             repository: repository.0,
             status: status.0,
-            kind: kind.0,
+            kind: kind.0.map(|kind| TriggerKind::from(kind).as_str().to_owned()),
             requester: sender.0,
             since,
             until,
@@ -144,6 +174,23 @@ impl ConversationsApi {
         match conversations::get(&state.db, &trigger_id.0).await? {
             Some(row) => ok(row.into()),
             None => Err(ApiError::not_found(format!("no trigger {}", trigger_id.0))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::ToJSON;
+
+    use super::*;
+
+    #[test]
+    fn the_api_spells_the_kinds_as_the_events_do() {
+        use ConversationKind::*;
+        for kind in [Label, IssueComment, PrComment, ReviewComment, FailedWorkflow] {
+            let event = serde_json::to_value(TriggerKind::from(kind)).ok();
+            assert_eq!(kind.to_json(), event);
+            assert_eq!(kind.to_json(), Some(serde_json::Value::from(TriggerKind::from(kind).as_str())));
         }
     }
 }
