@@ -50,11 +50,6 @@ impl<T> Page<T> {
     pub fn empty() -> Self {
         Page { items: Vec::new(), next_cursor: None }
     }
-
-    /// The same page with its items converted (e.g. rows to API objects).
-    pub fn map<U>(self, convert: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(convert).collect(), next_cursor: self.next_cursor }
-    }
 }
 
 /// Runs a list query and converts its rows: the page's items, and the cursor

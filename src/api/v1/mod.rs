@@ -178,7 +178,7 @@ fn request_error(err: poem::Error) -> ApiError {
     }
 }
 
-/// The answer of [`retry_trigger`](admin): the typed body, or one of the error
+/// The answer of `admin::retry_trigger`: the typed body, or one of the error
 /// shapes. The other operations answer [`Answer`]; this one follows when the
 /// trigger lifecycle's rewrite of it lands.
 #[derive(ApiResponse)]
