@@ -1,6 +1,7 @@
 //! `audit_log`: one row per meaningful fact, with who did it, to what, when,
 //! and the event it came from.
 
+use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
@@ -8,7 +9,7 @@ use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
 use crate::events::{streams, DecodeError, DomainEvent, WebhookReceived};
 use crate::process::ENRICH_PULL_REQUEST;
-use crate::sql::Statement;
+use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 use crate::triggers::TriggerEvent;
@@ -247,4 +248,70 @@ fn trigger_fact(event: TriggerEvent) -> Option<Fact> {
         },
         TriggerEvent::ConversationRequested(_) | TriggerEvent::ConversationStatusChanged(_) => return None,
     })
+}
+
+// Queries.
+
+/// One row of `audit_log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// Log position of the event it came from.
+    pub position: u64,
+    pub kind: String,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub repository: Option<String>,
+    /// Microseconds since the epoch.
+    pub occurred_at: i64,
+    pub event_type: String,
+    pub event_id: String,
+    pub stream: String,
+    pub detail: Option<String>,
+}
+
+impl AuditRow {
+    fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
+        Ok(AuditRow {
+            position: row.get_by_name("position")?,
+            kind: row.get_by_name("kind")?,
+            actor: row.get_by_name("actor")?,
+            target: row.get_by_name("target")?,
+            repository: row.get_by_name("repository")?,
+            occurred_at: row.get_by_name("occurred_at")?,
+            event_type: row.get_by_name("event_type")?,
+            event_id: row.get_by_name("event_id")?,
+            stream: row.get_by_name("stream")?,
+            detail: row.get_by_name("detail")?,
+        })
+    }
+}
+
+/// Which audit rows a [`list`] returns; `since`/`until` bound `occurred_at`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only rows after this position (the cursor).
+    pub after: u64,
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    pub repository: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A page of the audit log in log order.
+pub async fn list(db: &SqlDb, f: AuditFilter, limit: u32) -> Result<Page<AuditRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and_some("kind = ?", f.kind);
+    filter.and_some("actor = ?", f.actor);
+    filter.and_some("repository = ?", f.repository);
+    let window = ("occurred_at", TIME_RANGES);
+    if !time_ranges::positions_and_time_window(db, &mut filter, f.after, window, f.since, f.until).await? {
+        return Ok(Page::empty());
+    }
+    let sql = format!(
+        "SELECT position, kind, actor, target, repository, occurred_at, event_type, event_id, stream, detail
+         FROM audit_log{} ORDER BY position LIMIT {limit}",
+        filter.sql()
+    );
+    fetch_page(db, &sql, filter.params, limit, AuditRow::from_row, |row| row.position).await
 }

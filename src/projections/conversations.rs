@@ -6,10 +6,11 @@
 //! catalogue's upcasting) and moves `status` by the lifecycle's own
 //! [`StatusChange`], so the status here is the one `triggers::status` gives.
 
+use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use crate::events::streams;
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{SqlDb, SqlError, SqlRow, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 use crate::triggers::{AgentOutcome, StatusChange, TriggerEvent};
@@ -183,4 +184,161 @@ fn update(t: &Tables, trigger: &str, event: &RecordedEvent, set: &str, mut param
     );
     params.extend(sql_params![event.recorded_at_micros, event.position.0, trigger, event.position.0]);
     Statement::new(template.replace("{p}", t.prefix()), params)
+}
+
+// Queries.
+
+/// One row of `conversations`; every `_at` is in microseconds since the epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub trigger_id: String,
+    /// Log position of its `TriggerDetected`.
+    pub position: u64,
+    /// The `TriggerKind` as its event spells it (`label`, `issue_comment`, …).
+    pub kind: Option<String>,
+    pub repository: Option<String>,
+    pub number: Option<u64>,
+    pub requester: Option<String>,
+    pub delivery_id: Option<String>,
+    /// One of [`STATUSES`].
+    pub status: String,
+    pub reason: Option<String>,
+    pub conversation_id: Option<String>,
+    pub conversation_url: Option<String>,
+    pub detected_at: i64,
+    pub permission_checked_at: Option<i64>,
+    pub reacted_at: Option<i64>,
+    pub requested_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub acknowledged_at: Option<i64>,
+    pub summary_posted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub abandoned_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub retries: u64,
+}
+
+const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
+    reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
+    started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries";
+
+impl ConversationRow {
+    fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
+        Ok(ConversationRow {
+            trigger_id: row.get_by_name("trigger_id")?,
+            position: row.get_by_name("position")?,
+            kind: row.get_by_name("kind")?,
+            repository: row.get_by_name("repository")?,
+            number: row.get_by_name("number")?,
+            requester: row.get_by_name("requester")?,
+            delivery_id: row.get_by_name("delivery_id")?,
+            status: row.get_by_name("status")?,
+            reason: row.get_by_name("reason")?,
+            conversation_id: row.get_by_name("conversation_id")?,
+            conversation_url: row.get_by_name("conversation_url")?,
+            detected_at: row.get_by_name("detected_at")?,
+            permission_checked_at: row.get_by_name("permission_checked_at")?,
+            reacted_at: row.get_by_name("reacted_at")?,
+            requested_at: row.get_by_name("requested_at")?,
+            started_at: row.get_by_name("started_at")?,
+            acknowledged_at: row.get_by_name("acknowledged_at")?,
+            summary_posted_at: row.get_by_name("summary_posted_at")?,
+            finished_at: row.get_by_name("finished_at")?,
+            failed_at: row.get_by_name("failed_at")?,
+            abandoned_at: row.get_by_name("abandoned_at")?,
+            last_error: row.get_by_name("last_error")?,
+            retries: row.get_by_name("retries")?,
+        })
+    }
+}
+
+/// Which conversations a [`list`] returns; `since`/`until` bound `detected_at`.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Only rows after this position (the cursor).
+    pub after: u64,
+    pub repository: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub requester: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A page of conversations in log order.
+pub async fn list(db: &SqlDb, f: ConversationFilter, limit: u32) -> Result<Page<ConversationRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and("position > ?", f.after);
+    filter.and_some("repository = ?", f.repository);
+    filter.and_some("status = ?", f.status);
+    filter.and_some("kind = ?", f.kind);
+    filter.and_some("requester = ?", f.requester);
+    filter.time_range("detected_at", f.since, f.until);
+    let sql = format!("SELECT {COLUMNS} FROM conversations{} ORDER BY position LIMIT {limit}", filter.sql());
+    fetch_page(db, &sql, filter.params, limit, ConversationRow::from_row, |row| row.position).await
+}
+
+/// The conversation of trigger `trigger_id`.
+pub async fn get(db: &SqlDb, trigger_id: &str) -> Result<Option<ConversationRow>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM conversations WHERE trigger_id = ?");
+    db.query(&sql, sql_params![trigger_id]).await?.first().map(ConversationRow::from_row).transpose()
+}
+
+/// How many triggers of one kind (`unknown` when it has none) are in one status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindStatusCount {
+    pub kind: String,
+    pub status: String,
+    pub count: u64,
+}
+
+/// The triggers of `repository` (all when `None`) detected in `[since, until)`.
+fn triggers_detected(repository: Option<String>, since: Option<i64>, until: Option<i64>) -> Filter {
+    let mut filter = Filter::default();
+    filter.and_some("repository = ?", repository);
+    filter.time_range("detected_at", since, until);
+    filter
+}
+
+/// Triggers by kind and status, ordered by both.
+pub async fn count_by_kind_and_status(
+    db: &SqlDb,
+    repository: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<KindStatusCount>, SqlError> {
+    let filter = triggers_detected(repository, since, until);
+    let sql = format!(
+        "SELECT COALESCE(kind, 'unknown') AS kind, status, COUNT(*) AS count FROM conversations{}
+         GROUP BY COALESCE(kind, 'unknown'), status ORDER BY 1, 2",
+        filter.sql()
+    );
+    db.query(&sql, filter.params)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(KindStatusCount {
+                kind: row.get_by_name("kind")?,
+                status: row.get_by_name("status")?,
+                count: row.get_by_name("count")?,
+            })
+        })
+        .collect()
+}
+
+/// From detection to the acknowledgement comment (microseconds), per acknowledged trigger.
+pub async fn acknowledgement_waits(
+    db: &SqlDb,
+    repository: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<i64>, SqlError> {
+    let filter = triggers_detected(repository, since, until);
+    let where_sql = filter.sql();
+    let sql = format!(
+        "SELECT acknowledged_at - detected_at AS wait FROM conversations{where_sql}{} acknowledged_at IS NOT NULL",
+        if where_sql.is_empty() { " WHERE" } else { " AND" }
+    );
+    db.query(&sql, filter.params).await?.iter().map(|row| row.get_by_name("wait")).collect()
 }

@@ -1,10 +1,11 @@
 //! `deliveries`: one row per stored GitHub delivery, and what became of it.
 
+use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::{DomainEvent, WebhookReceived};
-use crate::sql::Statement;
+use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 
@@ -125,4 +126,93 @@ fn insert(t: &Tables, event: &RecordedEvent, d: &WebhookReceived) -> Statement {
             OUTCOME_IGNORED
         ],
     )
+}
+
+// Queries.
+
+/// One row of `deliveries`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    /// Log position of its `WebhookReceived`.
+    pub position: u64,
+    /// The stream its `WebhookReceived` is on (the raw payload is there).
+    pub stream: String,
+    pub delivery_id: String,
+    pub hook_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub repository_id: Option<u64>,
+    pub sender: Option<String>,
+    pub sender_type: Option<String>,
+    pub installation_id: Option<u64>,
+    /// Microseconds since the epoch.
+    pub received_at: i64,
+    pub secret: String,
+    /// [`OUTCOME_IGNORED`], [`OUTCOME_TRIGGER`] or [`OUTCOME_REJECTED`].
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub trigger_id: Option<String>,
+}
+
+const COLUMNS: &str = "position, delivery_id, hook_id, event, action, repository, repository_id, sender, sender_type,
+    installation_id, received_at, secret, outcome, reason, trigger_id, stream";
+
+impl DeliveryRow {
+    fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
+        Ok(DeliveryRow {
+            position: row.get_by_name("position")?,
+            stream: row.get_by_name("stream")?,
+            delivery_id: row.get_by_name("delivery_id")?,
+            hook_id: row.get_by_name("hook_id")?,
+            event: row.get_by_name("event")?,
+            action: row.get_by_name("action")?,
+            repository: row.get_by_name("repository")?,
+            repository_id: row.get_by_name("repository_id")?,
+            sender: row.get_by_name("sender")?,
+            sender_type: row.get_by_name("sender_type")?,
+            installation_id: row.get_by_name("installation_id")?,
+            received_at: row.get_by_name("received_at")?,
+            secret: row.get_by_name("secret")?,
+            outcome: row.get_by_name("outcome")?,
+            reason: row.get_by_name("reason")?,
+            trigger_id: row.get_by_name("trigger_id")?,
+        })
+    }
+}
+
+/// Which deliveries a [`list`] returns; `since`/`until` bound `received_at`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only rows after this position (the cursor).
+    pub after: u64,
+    pub repository: Option<String>,
+    pub event: Option<String>,
+    pub action: Option<String>,
+    pub sender: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A page of deliveries in log order.
+pub async fn list(db: &SqlDb, f: DeliveryFilter, limit: u32) -> Result<Page<DeliveryRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and_some("repository = ?", f.repository);
+    filter.and_some("event = ?", f.event);
+    filter.and_some("action = ?", f.action);
+    filter.and_some("sender = ?", f.sender);
+    filter.and_some("outcome = ?", f.outcome);
+    let window = ("received_at", TIME_RANGES);
+    if !time_ranges::positions_and_time_window(db, &mut filter, f.after, window, f.since, f.until).await? {
+        return Ok(Page::empty());
+    }
+    let sql = format!("SELECT {COLUMNS} FROM deliveries{} ORDER BY position LIMIT {limit}", filter.sql());
+    fetch_page(db, &sql, filter.params, limit, DeliveryRow::from_row, |row| row.position).await
+}
+
+/// The first stored delivery with the id `delivery_id`.
+pub async fn get(db: &SqlDb, delivery_id: &str) -> Result<Option<DeliveryRow>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ? ORDER BY position LIMIT 1");
+    db.query(&sql, sql_params![delivery_id]).await?.first().map(DeliveryRow::from_row).transpose()
 }

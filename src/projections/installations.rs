@@ -3,10 +3,11 @@
 
 use serde::Deserialize;
 
+use super::query::{next_cursor, Filter, Page};
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use crate::events::{DomainEvent, WebhookReceived};
-use crate::sql::Statement;
+use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 
@@ -160,4 +161,103 @@ impl ReadModel for Installations {
         }
         Ok(statements)
     }
+}
+
+// Queries.
+
+/// One row of `installations`, with its repositories from `installation_repositories`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallationRow {
+    pub installation_id: u64,
+    /// Log position of the first event about it.
+    pub position: u64,
+    pub account: Option<String>,
+    pub account_type: Option<String>,
+    /// `active`, `suspended` or `deleted`.
+    pub status: String,
+    pub repository_selection: Option<String>,
+    /// By full name.
+    pub repositories: Vec<InstallationRepositoryRow>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One row of `installation_repositories`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallationRepositoryRow {
+    pub repository_id: u64,
+    pub full_name: String,
+}
+
+const COLUMNS: &str =
+    "installation_id, position, account, account_type, status, repository_selection, created_at, updated_at";
+
+impl InstallationRow {
+    fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
+        Ok(InstallationRow {
+            installation_id: row.get_by_name("installation_id")?,
+            position: row.get_by_name("position")?,
+            account: row.get_by_name("account")?,
+            account_type: row.get_by_name("account_type")?,
+            status: row.get_by_name("status")?,
+            repository_selection: row.get_by_name("repository_selection")?,
+            repositories: Vec::new(),
+            created_at: row.get_by_name("created_at")?,
+            updated_at: row.get_by_name("updated_at")?,
+        })
+    }
+}
+
+async fn with_repositories(db: &SqlDb, mut items: Vec<InstallationRow>) -> Result<Vec<InstallationRow>, SqlError> {
+    for item in &mut items {
+        let rows = db
+            .query(
+                "SELECT repository_id, full_name FROM installation_repositories WHERE installation_id = ?
+                 ORDER BY full_name",
+                sql_params![item.installation_id],
+            )
+            .await?;
+        item.repositories = rows
+            .iter()
+            .map(|r| {
+                Ok(InstallationRepositoryRow {
+                    repository_id: r.get_by_name("repository_id")?,
+                    full_name: r.get_by_name("full_name")?,
+                })
+            })
+            .collect::<Result<_, SqlError>>()?;
+    }
+    Ok(items)
+}
+
+/// Which installations a [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct InstallationFilter {
+    /// Only rows after this position (the cursor).
+    pub after: u64,
+    pub status: Option<String>,
+    pub account: Option<String>,
+}
+
+/// A page of installations in log order.
+pub async fn list(db: &SqlDb, f: InstallationFilter, limit: u32) -> Result<Page<InstallationRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and("position > ?", f.after);
+    filter.and_some("status = ?", f.status);
+    filter.and_some("account = ?", f.account);
+    let sql = format!("SELECT {COLUMNS} FROM installations{} ORDER BY position LIMIT {limit}", filter.sql());
+    let rows = db.query(&sql, filter.params).await?;
+    let items = rows.iter().map(InstallationRow::from_row).collect::<Result<Vec<_>, _>>()?;
+    let items = with_repositories(db, items).await?;
+    let next_cursor = next_cursor(items.iter().map(|item| item.position), items.len(), limit);
+    Ok(Page { items, next_cursor })
+}
+
+/// Installation `id`.
+pub async fn get(db: &SqlDb, id: u64) -> Result<Option<InstallationRow>, SqlError> {
+    let rows =
+        db.query(&format!("SELECT {COLUMNS} FROM installations WHERE installation_id = ?"), sql_params![id]).await?;
+    let items = rows.iter().map(InstallationRow::from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(with_repositories(db, items).await?.into_iter().next())
 }

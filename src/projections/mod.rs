@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod deliveries;
 pub mod installations;
 pub mod pull_requests;
+pub mod query;
 pub mod read_model;
 pub mod runner;
 pub mod time_ranges;

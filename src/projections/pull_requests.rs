@@ -16,12 +16,13 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{ConversationStarted, DomainEvent, WebhookReceived};
 use crate::github::prefilter::may_contain;
-use crate::sql::Statement;
+use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 
@@ -626,6 +627,134 @@ fn enriched(t: &Tables, event: &RecordedEvent, e: &PullRequestEnriched) -> Vec<S
             event.recorded_at_micros
         ],
     )]
+}
+
+// Queries.
+
+/// One row of `pull_requests` with its figures settled: the enriched count
+/// where the GitHub API was asked, else the larger of what the webhooks
+/// reported as a total and what was seen one by one. Times are microseconds
+/// since the epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullRequestRow {
+    /// Log position of the first event about it.
+    pub position: u64,
+    pub repository: String,
+    pub repository_id: u64,
+    pub number: u64,
+    pub title: Option<String>,
+    pub author: Option<String>,
+    /// `open`, `closed` or `merged`.
+    pub status: String,
+    pub created_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub merged_at: Option<i64>,
+    pub commits: u64,
+    pub changed_files: Option<u64>,
+    pub additions: Option<u64>,
+    pub deletions: Option<u64>,
+    pub review_comments: u64,
+    pub general_comments: u64,
+    pub reviewers: u64,
+    pub openhands_commits: u64,
+    pub openhands_review_comments: u64,
+    pub openhands_general_comments: u64,
+    /// Its figures come from the GitHub API.
+    pub enriched: bool,
+    /// The agent conversation whose link its description carries.
+    pub conversation_id: Option<String>,
+}
+
+const COLUMNS: &str = "position, repository, repository_id, number, title, author, status, created_at,
+    closed_at, merged_at, commits, changed_files, additions, deletions, review_comments, general_comments,
+    observed_commits, observed_openhands_commits, observed_review_comments, observed_openhands_review_comments,
+    observed_general_comments, observed_openhands_general_comments, observed_reviewers, enriched, enriched_commits,
+    enriched_openhands_commits, enriched_review_comments, enriched_openhands_review_comments,
+    enriched_general_comments, enriched_openhands_general_comments, enriched_reviewers, conversation_id";
+
+impl PullRequestRow {
+    fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
+        let enriched: bool = row.get_by_name("enriched")?;
+        // The enriched figure when there is one, else `fallback`.
+        let pick = |enriched_column: &str, fallback: u64| -> Result<u64, SqlError> {
+            Ok(if enriched { row.get_by_name::<Option<u64>>(enriched_column)?.unwrap_or(fallback) } else { fallback })
+        };
+        // What the webhooks reported as a total and what was seen one by one; the larger wins.
+        let larger = |reported: &str, observed: &str| -> Result<u64, SqlError> {
+            Ok(row.get_by_name::<Option<u64>>(reported)?.unwrap_or(0).max(row.get_by_name(observed)?))
+        };
+        Ok(PullRequestRow {
+            position: row.get_by_name("position")?,
+            repository: row.get_by_name("repository")?,
+            repository_id: row.get_by_name("repository_id")?,
+            number: row.get_by_name("number")?,
+            title: row.get_by_name("title")?,
+            author: row.get_by_name("author")?,
+            status: row.get_by_name("status")?,
+            created_at: row.get_by_name("created_at")?,
+            closed_at: row.get_by_name("closed_at")?,
+            merged_at: row.get_by_name("merged_at")?,
+            commits: pick("enriched_commits", larger("commits", "observed_commits")?)?,
+            changed_files: row.get_by_name("changed_files")?,
+            additions: row.get_by_name("additions")?,
+            deletions: row.get_by_name("deletions")?,
+            review_comments: pick("enriched_review_comments", larger("review_comments", "observed_review_comments")?)?,
+            general_comments: pick(
+                "enriched_general_comments",
+                larger("general_comments", "observed_general_comments")?,
+            )?,
+            reviewers: pick("enriched_reviewers", row.get_by_name("observed_reviewers")?)?,
+            openhands_commits: pick("enriched_openhands_commits", row.get_by_name("observed_openhands_commits")?)?,
+            openhands_review_comments: pick(
+                "enriched_openhands_review_comments",
+                row.get_by_name("observed_openhands_review_comments")?,
+            )?,
+            openhands_general_comments: pick(
+                "enriched_openhands_general_comments",
+                row.get_by_name("observed_openhands_general_comments")?,
+            )?,
+            enriched,
+            conversation_id: row.get_by_name("conversation_id")?,
+        })
+    }
+}
+
+/// Which pull requests a [`list`] returns; `since`/`until` bound `created_at`.
+#[derive(Debug, Clone, Default)]
+pub struct PullRequestFilter {
+    /// Only rows after this position (the cursor).
+    pub after: u64,
+    pub repository: Option<String>,
+    pub status: Option<String>,
+    pub author: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A page of pull requests in the order they were first seen.
+pub async fn list(db: &SqlDb, f: PullRequestFilter, limit: u32) -> Result<Page<PullRequestRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and("position > ?", f.after);
+    filter.and_some("repository = ?", f.repository);
+    filter.and_some("status = ?", f.status);
+    filter.and_some("author = ?", f.author);
+    filter.time_range("created_at", f.since, f.until);
+    let sql = format!("SELECT {COLUMNS} FROM pull_requests{} ORDER BY position LIMIT {limit}", filter.sql());
+    fetch_page(db, &sql, filter.params, limit, PullRequestRow::from_row, |row| row.position).await
+}
+
+/// Pull request `number` of `repository` (`owner/name`).
+pub async fn get(db: &SqlDb, repository: &str, number: u64) -> Result<Option<PullRequestRow>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM pull_requests WHERE repository = ? AND number = ? LIMIT 1");
+    db.query(&sql, sql_params![repository, number]).await?.first().map(PullRequestRow::from_row).transpose()
+}
+
+/// Every pull request of `repository` (all when `None`), in no particular order.
+pub async fn all(db: &SqlDb, repository: Option<String>) -> Result<Vec<PullRequestRow>, SqlError> {
+    let mut filter = Filter::default();
+    filter.and_some("repository = ?", repository);
+    let sql = format!("SELECT {COLUMNS} FROM pull_requests{}", filter.sql());
+    db.query(&sql, filter.params).await?.iter().map(PullRequestRow::from_row).collect()
 }
 
 #[cfg(test)]

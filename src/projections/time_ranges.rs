@@ -5,6 +5,7 @@
 //! hundreds of milliseconds). Correct whatever order the times come in: a
 //! block whose latest time is before `since` holds no row at or after it.
 
+use super::query::Filter;
 use super::read_model::Tables;
 use crate::sql::{SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
@@ -121,6 +122,34 @@ pub async fn positions_between(
         }
     }
     Ok(Some((from, to)))
+}
+
+/// The page's positions (after the cursor `after`) and `since`/`until` on a
+/// read model that keeps its times per block of positions (`ranges`): the
+/// time filter on `column`, plus the positions outside which no row can
+/// match, so that a page never walks the table from its first row. One lower
+/// bound on `position`: SQLite's planner uses only one of several.
+/// `Ok(false)`: no row can match at all.
+pub async fn positions_and_time_window(
+    db: &SqlDb,
+    filter: &mut Filter,
+    after: u64,
+    (column, ranges): (&str, &str),
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<bool, SqlError> {
+    let (mut after, mut before) = (after, None);
+    if since.is_some() || until.is_some() {
+        let Some((from, to)) = positions_between(db, ranges, since, until).await? else {
+            return Ok(false);
+        };
+        after = after.max(from.map_or(0, |from| from.saturating_sub(1)));
+        before = to;
+    }
+    filter.and("position > ?", after);
+    filter.and_some("position < ?", before);
+    filter.time_range(column, since, until);
+    Ok(true)
 }
 
 #[cfg(test)]

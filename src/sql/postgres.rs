@@ -1,6 +1,7 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::value::Columns;
 use super::{numbered_placeholders, Migration, SqlError, SqlRow, SqlValue, Statement};
 use crate::store::postgres::connect_pool;
 
@@ -19,7 +20,7 @@ fn params_of(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
-fn read_row(row: &tokio_postgres::Row) -> Result<SqlRow, SqlError> {
+fn read_row(row: &tokio_postgres::Row, columns: &Columns) -> Result<SqlRow, SqlError> {
     let mut values = Vec::with_capacity(row.len());
     for (i, column) in row.columns().iter().enumerate() {
         let problem = |e: tokio_postgres::Error| SqlError::Column { column: i, problem: e.to_string() };
@@ -38,7 +39,13 @@ fn read_row(row: &tokio_postgres::Row) -> Result<SqlRow, SqlError> {
         };
         values.push(value.unwrap_or(SqlValue::Null));
     }
-    Ok(SqlRow(values))
+    Ok(SqlRow(values, columns.clone()))
+}
+
+/// Every row of one statement's result, sharing its column names.
+fn read_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<SqlRow>, SqlError> {
+    let columns = rows.first().map(|r| Columns::new(r.columns().iter().map(|c| c.name()))).unwrap_or_default();
+    rows.iter().map(|row| read_row(row, &columns)).collect()
 }
 
 /// The advisory lock whose session holds the background lease ("hookbgnd";
@@ -149,7 +156,7 @@ impl PostgresDb {
         }
         let prepared = tx.prepare_cached(&numbered_placeholders(&last.sql)).await.map_err(db_error)?;
         let rows = tx.query(&prepared, &params_of(&last.params)).await.map_err(db_error)?;
-        let rows = rows.iter().map(read_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = read_rows(&rows)?;
         tx.commit().await.map_err(db_error)?;
         Ok(rows)
     }
@@ -158,6 +165,6 @@ impl PostgresDb {
         let client = self.client().await?;
         let prepared = client.prepare_cached(&numbered_placeholders(sql)).await.map_err(db_error)?;
         let rows = client.query(&prepared, &params_of(&params)).await.map_err(db_error)?;
-        rows.iter().map(read_row).collect()
+        read_rows(&rows)
     }
 }

@@ -4,6 +4,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use super::value::Columns;
 use super::{Migration, SqlError, SqlRow, SqlValue, Statement};
 
 /// Read models beside the log in the same SQLite file: one write connection
@@ -29,9 +30,9 @@ impl rusqlite::ToSql for SqlValue {
     }
 }
 
-fn read_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<SqlRow> {
-    let mut values = Vec::with_capacity(columns);
-    for i in 0..columns {
+fn read_row(row: &rusqlite::Row<'_>, columns: &Columns, count: usize) -> rusqlite::Result<SqlRow> {
+    let mut values = Vec::with_capacity(count);
+    for i in 0..count {
         values.push(match row.get_ref(i)? {
             ValueRef::Null => SqlValue::Null,
             ValueRef::Integer(v) => SqlValue::Int(v),
@@ -40,13 +41,14 @@ fn read_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<SqlRow>
             ValueRef::Blob(v) => SqlValue::Blob(v.to_vec()),
         });
     }
-    Ok(SqlRow(values))
+    Ok(SqlRow(values, columns.clone()))
 }
 
 fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<Vec<SqlRow>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let columns = stmt.column_count();
-    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| read_row(r, columns))?;
+    let count = stmt.column_count();
+    let columns = Columns::new(stmt.column_names());
+    let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| read_row(r, &columns, count))?;
     rows.collect()
 }
 

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
@@ -72,15 +74,44 @@ macro_rules! sql_params {
     };
 }
 
-/// One result row.
+/// One result row: its values, and the names of its statement's columns
+/// (shared by every row of one query).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SqlRow(pub Vec<SqlValue>);
+pub struct SqlRow(pub Vec<SqlValue>, pub(super) Columns);
+
+/// The column names of a statement's result, shared by its rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Columns(Arc<[Box<str>]>);
+
+impl Columns {
+    pub(super) fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Columns(names.into_iter().map(Box::from).collect())
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|c| &**c == name)
+    }
+}
 
 impl SqlRow {
     /// Column `index` converted to `T`.
     pub fn get<T: FromSqlValue>(&self, index: usize) -> Result<T, SqlError> {
         let value = self.0.get(index).ok_or(SqlError::Column { column: index, problem: "no such column".into() })?;
         T::from_sql_value(value).map_err(|problem| SqlError::Column { column: index, problem })
+    }
+
+    /// The column called `name` (as the statement names it: `AS` aliases
+    /// included) converted to `T`. A row has a few dozen columns at most: the
+    /// name is found by a scan of the statement's names, shorter than hashing.
+    pub fn get_by_name<T: FromSqlValue>(&self, name: &str) -> Result<T, SqlError> {
+        let index = self
+            .1
+            .index_of(name)
+            .ok_or_else(|| SqlError::Column { column: self.0.len(), problem: format!("no column named {name}") })?;
+        let value =
+            self.0.get(index).ok_or_else(|| SqlError::Column { column: index, problem: "no such column".into() })?;
+        T::from_sql_value(value)
+            .map_err(|problem| SqlError::Column { column: index, problem: format!("{name}: {problem}") })
     }
 }
 
@@ -171,4 +202,18 @@ impl ToSql for SqlValue {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_found_by_name() {
+        let row = SqlRow(vec![SqlValue::Int(7), SqlValue::Text("x".into())], Columns::new(["n", "name"]));
+        assert_eq!(row.get_by_name::<u64>("n").ok(), Some(7));
+        assert_eq!(row.get_by_name::<String>("name").ok().as_deref(), Some("x"));
+        assert!(matches!(row.get_by_name::<u64>("nam"), Err(SqlError::Column { column: 2, .. })));
+        assert!(matches!(row.get_by_name::<u64>("name"), Err(SqlError::Column { column: 1, .. })));
+    }
 }

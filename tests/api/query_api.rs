@@ -908,6 +908,16 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     assert_eq!(by_status["items"].as_array().map(Vec::len), Some(1));
     let (_, by_sender) = get(&app, "/api/v1/conversations?sender=alice").await;
     assert_eq!(by_sender["items"].as_array().map(Vec::len), Some(2));
+    // Kinds as the trigger's events spell them (`TriggerKind`).
+    let (status, by_kind) = get(&app, "/api/v1/conversations?kind=label").await;
+    assert_eq!(status, 200, "{by_kind}");
+    let labelled: Vec<&Value> = by_kind["items"].as_array().map(|items| items.iter().collect()).unwrap_or_default();
+    assert_eq!(labelled.len(), 1, "{by_kind}");
+    assert_eq!((labelled[0]["trigger_id"].as_str(), labelled[0]["kind"].as_str()), (Some(t3.as_str()), Some("label")));
+    let (_, by_kind) = get(&app, "/api/v1/conversations?kind=issue_comment").await;
+    assert_eq!(by_kind["items"].as_array().map(Vec::len), Some(2), "{by_kind}");
+    let (status, unknown) = get(&app, "/api/v1/conversations?kind=issue_label").await;
+    assert_eq!((status, unknown["error"].as_str()), (400, Some("invalid_parameter")), "{unknown}");
     let (status, stats) = get(&app, "/api/v1/stats/triggers").await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["total"], 3);

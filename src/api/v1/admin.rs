@@ -3,7 +3,8 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{ApiAuth, ApiResult};
+use super::{ok, Answer, ApiAuth, ApiResult};
+use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::commands::retry::RetryError;
 use crate::projections::{read_model, read_models};
@@ -56,24 +57,14 @@ pub struct AdminApi;
 impl AdminApi {
     /// Each read model's checkpoint and lag behind the log.
     #[oai(path = "/admin/read-models", method = "get", operation_id = "list_read_models")]
-    async fn read_models(&self, state: Data<&AppState>, _auth: ApiAuth) -> ApiResult<Vec<ReadModelStatus>> {
-        let head = match state.store.head().await {
-            Ok(head) => head,
-            Err(e) => return ApiResult::unavailable(e),
-        };
+    async fn read_models(&self, state: Data<&AppState>, _auth: ApiAuth) -> Answer<Vec<ReadModelStatus>> {
+        let head = state.store.head().await?;
         let names: Vec<&'static str> = read_models().iter().map(|m| m.name()).collect();
-        match read_model::lag(&state.db, head, &names).await {
-            Ok(lags) => ApiResult::Ok(Json(
-                lags.into_iter()
-                    .map(|(name, lag)| ReadModelStatus {
-                        name: name.to_owned(),
-                        checkpoint: head.0.saturating_sub(lag),
-                        lag,
-                    })
-                    .collect(),
-            )),
-            Err(e) => e.into(),
-        }
+        let lags = read_model::lag(&state.db, head, &names).await?;
+        ok(lags
+            .into_iter()
+            .map(|(name, lag)| ReadModelStatus { name: name.to_owned(), checkpoint: head.0.saturating_sub(lag), lag })
+            .collect())
     }
 
     /// Rebuild a read model from the log into new tables, then swap them in;
@@ -85,28 +76,25 @@ impl AdminApi {
         _auth: ApiAuth,
         /// A read model's name, or `all`.
         read_model: Path<String>,
-    ) -> ApiResult<RebuildResults> {
-        let models = match crate::cli::admin::select(&read_model.0) {
-            Ok(models) => models,
-            Err(message) => return ApiResult::not_found(message),
-        };
+    ) -> Answer<RebuildResults> {
+        let models = crate::cli::admin::select(&read_model.0).map_err(ApiError::not_found)?;
         let Ok(_guard) = state.admin_lock.try_lock() else {
-            return ApiResult::conflict("rebuild_in_progress", "another rebuild is running; try again later");
+            return Err(ApiError::conflict("rebuild_in_progress", "another rebuild is running; try again later"));
         };
-        match crate::commands::admin::rebuild(state.store.as_ref(), &state.db, &models, "api").await {
-            Ok(reports) => ApiResult::Ok(Json(RebuildResults {
-                rebuilt: reports
-                    .into_iter()
-                    .map(|report| RebuildResult {
-                        read_model: report.read_model,
-                        events: report.events,
-                        position: report.position,
-                        duration_ms: report.duration_ms,
-                    })
-                    .collect(),
-            })),
-            Err(e) => ApiResult::unavailable(e),
-        }
+        let reports = crate::commands::admin::rebuild(state.store.as_ref(), &state.db, &models, "api")
+            .await
+            .map_err(ApiError::database_unavailable)?;
+        ok(RebuildResults {
+            rebuilt: reports
+                .into_iter()
+                .map(|report| RebuildResult {
+                    read_model: report.read_model,
+                    events: report.events,
+                    position: report.position,
+                    duration_ms: report.duration_ms,
+                })
+                .collect(),
+        })
     }
 
     /// Try an abandoned trigger again, or a pull request's abandoned enrichment (by the subject id its

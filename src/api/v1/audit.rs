@@ -1,12 +1,10 @@
 use poem::web::Data;
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, positions_and_time_window, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
 use crate::api::AppState;
-use crate::projections::audit_log;
-use crate::sql::{SqlError, SqlRow};
+use crate::projections::audit_log::{self, AuditFilter, AuditRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -40,19 +38,21 @@ pub struct AuditPage {
     pub next_cursor: Option<u64>,
 }
 
-fn entry(row: &SqlRow) -> Result<AuditEntry, SqlError> {
-    Ok(AuditEntry {
-        position: row.get(0)?,
-        kind: row.get(1)?,
-        actor: row.get(2)?,
-        target: row.get(3)?,
-        repository: row.get(4)?,
-        occurred_at: iso(row.get(5)?),
-        event_type: row.get(6)?,
-        event_id: row.get(7)?,
-        stream: row.get(8)?,
-        detail: row.get(9)?,
-    })
+impl From<AuditRow> for AuditEntry {
+    fn from(row: AuditRow) -> Self {
+        AuditEntry {
+            position: row.position,
+            kind: row.kind,
+            actor: row.actor,
+            target: row.target,
+            repository: row.repository,
+            occurred_at: iso(row.occurred_at),
+            event_type: row.event_type,
+            event_id: row.event_id,
+            stream: row.stream,
+            detail: row.detail,
+        }
+    }
 }
 
 pub struct AuditApi;
@@ -78,33 +78,17 @@ impl AuditApi {
         since: Query<Option<String>>,
         /// Before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<AuditPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and_some("kind = ?", kind.0);
-        filter.and_some("actor = ?", actor.0);
-        filter.and_some("repository = ?", repository.0);
-        let window = positions_and_time_window(
-            &state.db,
-            &mut filter,
-            after.0.unwrap_or(0),
-            ("occurred_at", audit_log::TIME_RANGES),
-            since.0.as_deref(),
-            until.0.as_deref(),
-        );
-        match window.await {
-            Ok(true) => {}
-            Ok(false) => return ApiResult::Ok(Json(AuditPage { items: Vec::new(), next_cursor: None })),
-            Err(e) => return e,
-        }
-        let sql = format!(
-            "SELECT position, kind, actor, target, repository, occurred_at, event_type, event_id, stream, detail
-             FROM audit_log{} ORDER BY position LIMIT {limit}",
-            filter.sql()
-        );
-        match fetch_page(&state.db, &sql, filter.params, limit, entry, |item| item.position).await {
-            Ok((items, next_cursor)) => ApiResult::Ok(Json(AuditPage { items, next_cursor })),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<AuditPage> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let filter = AuditFilter {
+            after: after.0.unwrap_or(0),
+            kind: kind.0,
+            actor: actor.0,
+            repository: repository.0,
+            since,
+            until,
+        };
+        let page = audit_log::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(AuditPage { items: page.items.into_iter().map(AuditEntry::from).collect(), next_cursor: page.next_cursor })
     }
 }

@@ -1,12 +1,12 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi, Tags};
+use poem_openapi::{Enum, Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::sql::{SqlError, SqlRow};
-use crate::sql_params;
+use crate::events::TriggerKind;
+use crate::projections::conversations::{self, ConversationFilter, ConversationRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -21,7 +21,7 @@ pub struct Conversation {
     pub trigger_id: String,
     /// Log position of its `TriggerDetected`; the pagination cursor.
     pub position: u64,
-    /// What asked: e.g. `issue_label`, `issue_comment`, `pr_comment`, `review_comment`, `workflow_failure`.
+    /// What asked, as the events spell it: `label`, `issue_comment`, `pr_comment`, `review_comment`, `failed_workflow`.
     pub kind: Option<String>,
     pub repository: Option<String>,
     /// The issue or pull request number.
@@ -61,43 +61,65 @@ pub struct ConversationPage {
     pub next_cursor: Option<u64>,
 }
 
-pub(super) const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
-    reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
-    started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries";
-
-fn time(row: &SqlRow, i: usize) -> Result<Option<String>, SqlError> {
-    Ok(row.get::<Option<i64>>(i)?.map(iso))
+/// What asked for the agent: the trigger kinds as the events spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// The trigger label was put on an issue.
+    Label,
+    /// A mention in a comment on an issue.
+    IssueComment,
+    /// A mention in a comment on a pull request's conversation.
+    PrComment,
+    /// A mention in an inline review comment.
+    ReviewComment,
+    /// A workflow run failed on a pull request's head (proactive starters).
+    FailedWorkflow,
 }
 
-pub(super) fn conversation(row: &SqlRow) -> Result<Conversation, SqlError> {
-    let detected: i64 = row.get(11)?;
-    let acknowledged: Option<i64> = row.get(16)?;
-    Ok(Conversation {
-        trigger_id: row.get(0)?,
-        position: row.get(1)?,
-        kind: row.get(2)?,
-        repository: row.get(3)?,
-        number: row.get(4)?,
-        requester: row.get(5)?,
-        delivery_id: row.get(6)?,
-        status: row.get(7)?,
-        reason: row.get(8)?,
-        conversation_id: row.get(9)?,
-        conversation_url: row.get(10)?,
-        detected_at: iso(detected),
-        permission_checked_at: time(row, 12)?,
-        reacted_at: time(row, 13)?,
-        requested_at: time(row, 14)?,
-        started_at: time(row, 15)?,
-        acknowledged_at: acknowledged.map(iso),
-        summary_posted_at: time(row, 17)?,
-        finished_at: time(row, 18)?,
-        failed_at: time(row, 19)?,
-        abandoned_at: time(row, 20)?,
-        last_error: row.get(21)?,
-        retries: row.get(22)?,
-        time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
-    })
+impl From<ConversationKind> for TriggerKind {
+    fn from(kind: ConversationKind) -> Self {
+        match kind {
+            ConversationKind::Label => TriggerKind::Label,
+            ConversationKind::IssueComment => TriggerKind::IssueComment,
+            ConversationKind::PrComment => TriggerKind::PrComment,
+            ConversationKind::ReviewComment => TriggerKind::ReviewComment,
+            ConversationKind::FailedWorkflow => TriggerKind::FailedWorkflow,
+        }
+    }
+}
+
+impl From<ConversationRow> for Conversation {
+    fn from(row: ConversationRow) -> Self {
+        let detected = row.detected_at;
+        let acknowledged = row.acknowledged_at;
+        Conversation {
+            trigger_id: row.trigger_id,
+            position: row.position,
+            kind: row.kind,
+            repository: row.repository,
+            number: row.number,
+            requester: row.requester,
+            delivery_id: row.delivery_id,
+            status: row.status,
+            reason: row.reason,
+            conversation_id: row.conversation_id,
+            conversation_url: row.conversation_url,
+            detected_at: iso(detected),
+            permission_checked_at: row.permission_checked_at.map(iso),
+            reacted_at: row.reacted_at.map(iso),
+            requested_at: row.requested_at.map(iso),
+            started_at: row.started_at.map(iso),
+            acknowledged_at: acknowledged.map(iso),
+            summary_posted_at: row.summary_posted_at.map(iso),
+            finished_at: row.finished_at.map(iso),
+            failed_at: row.failed_at.map(iso),
+            abandoned_at: row.abandoned_at.map(iso),
+            last_error: row.last_error,
+            retries: row.retries,
+            time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
+        }
+    }
 }
 
 pub struct ConversationsApi;
@@ -120,43 +142,55 @@ impl ConversationsApi {
         repository: Query<Option<String>>,
         /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
         status: Query<Option<String>>,
-        kind: Query<Option<String>>,
+        /// What asked: `label`, `issue_comment`, `pr_comment`, `review_comment` or `failed_workflow`.
+        kind: Query<Option<ConversationKind>>,
         /// Who asked.
         sender: Query<Option<String>>,
         /// Detected at or after (RFC 3339).
         since: Query<Option<String>>,
         /// Detected before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<ConversationPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
-        filter.and_some("repository = ?", repository.0);
-        filter.and_some("status = ?", status.0);
-        filter.and_some("kind = ?", kind.0);
-        filter.and_some("requester = ?", sender.0);
-        if let Err(e) = time_range(&mut filter, "detected_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
-        }
-        let sql = format!("SELECT {COLUMNS} FROM conversations{} ORDER BY position LIMIT {limit}", filter.sql());
-        match fetch_page(&state.db, &sql, filter.params, limit, conversation, |item| item.position).await {
-            Ok((items, next_cursor)) => ApiResult::Ok(Json(ConversationPage { items, next_cursor })),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<ConversationPage> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let filter = ConversationFilter {
+            after: after.0.unwrap_or(0),
+            repository: repository.0,
+            status: status.0,
+            kind: kind.0.map(|kind| TriggerKind::from(kind).as_str().to_owned()),
+            requester: sender.0,
+            since,
+            until,
+        };
+        let page = conversations::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(ConversationPage {
+            items: page.items.into_iter().map(Conversation::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// One trigger and its conversation.
     #[oai(path = "/conversations/:trigger_id", method = "get", operation_id = "get_conversation")]
-    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, trigger_id: Path<String>) -> ApiResult<Conversation> {
-        let sql = format!("SELECT {COLUMNS} FROM conversations WHERE trigger_id = ?");
-        let rows = match state.db.query(&sql, sql_params![trigger_id.0.as_str()]).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        match rows.first().map(conversation) {
-            Some(Ok(item)) => ApiResult::Ok(Json(item)),
-            Some(Err(e)) => e.into(),
-            None => ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
+    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, trigger_id: Path<String>) -> Answer<Conversation> {
+        match conversations::get(&state.db, &trigger_id.0).await? {
+            Some(row) => ok(row.into()),
+            None => Err(ApiError::not_found(format!("no trigger {}", trigger_id.0))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::ToJSON;
+
+    use super::*;
+
+    #[test]
+    fn the_api_spells_the_kinds_as_the_events_do() {
+        use ConversationKind::*;
+        for kind in [Label, IssueComment, PrComment, ReviewComment, FailedWorkflow] {
+            let event = serde_json::to_value(TriggerKind::from(kind)).ok();
+            assert_eq!(kind.to_json(), event);
+            assert_eq!(kind.to_json(), Some(serde_json::Value::from(TriggerKind::from(kind).as_str())));
         }
     }
 }

@@ -1,12 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, positions_and_time_window, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::projections::deliveries as read_model;
-use crate::sql::{SqlError, SqlRow};
+use crate::projections::deliveries::{self, DeliveryFilter, DeliveryRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -64,27 +63,26 @@ pub struct DeliveryPage {
     pub next_cursor: Option<u64>,
 }
 
-const COLUMNS: &str = "position, delivery_id, hook_id, event, action, repository, repository_id, sender, sender_type,
-    installation_id, received_at, secret, outcome, reason, trigger_id, stream";
-
-fn delivery(row: &SqlRow) -> Result<Delivery, SqlError> {
-    Ok(Delivery {
-        position: row.get(0)?,
-        delivery_id: row.get(1)?,
-        hook_id: row.get(2)?,
-        event: row.get(3)?,
-        action: row.get(4)?,
-        repository: row.get(5)?,
-        repository_id: row.get(6)?,
-        sender: row.get(7)?,
-        sender_type: row.get(8)?,
-        installation_id: row.get(9)?,
-        received_at: iso(row.get(10)?),
-        secret: row.get(11)?,
-        outcome: row.get(12)?,
-        reason: row.get(13)?,
-        trigger_id: row.get(14)?,
-    })
+impl From<DeliveryRow> for Delivery {
+    fn from(row: DeliveryRow) -> Self {
+        Delivery {
+            position: row.position,
+            delivery_id: row.delivery_id,
+            hook_id: row.hook_id,
+            event: row.event,
+            action: row.action,
+            repository: row.repository,
+            repository_id: row.repository_id,
+            sender: row.sender,
+            sender_type: row.sender_type,
+            installation_id: row.installation_id,
+            received_at: iso(row.received_at),
+            secret: row.secret,
+            outcome: row.outcome,
+            reason: row.reason,
+            trigger_id: row.trigger_id,
+        }
+    }
 }
 
 pub struct DeliveriesApi;
@@ -116,32 +114,20 @@ impl DeliveriesApi {
         since: Query<Option<String>>,
         /// Received before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<DeliveryPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and_some("repository = ?", repository.0);
-        filter.and_some("event = ?", event.0);
-        filter.and_some("action = ?", action.0);
-        filter.and_some("sender = ?", sender.0);
-        filter.and_some("outcome = ?", status.0);
-        let window = positions_and_time_window(
-            &state.db,
-            &mut filter,
-            after.0.unwrap_or(0),
-            ("received_at", read_model::TIME_RANGES),
-            since.0.as_deref(),
-            until.0.as_deref(),
-        );
-        match window.await {
-            Ok(true) => {}
-            Ok(false) => return ApiResult::Ok(Json(DeliveryPage { items: Vec::new(), next_cursor: None })),
-            Err(e) => return e,
-        }
-        let sql = format!("SELECT {COLUMNS} FROM deliveries{} ORDER BY position LIMIT {limit}", filter.sql());
-        match fetch_page(&state.db, &sql, filter.params, limit, delivery, |item| item.position).await {
-            Ok((items, next_cursor)) => ApiResult::Ok(Json(DeliveryPage { items, next_cursor })),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<DeliveryPage> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let filter = DeliveryFilter {
+            after: after.0.unwrap_or(0),
+            repository: repository.0,
+            event: event.0,
+            action: action.0,
+            sender: sender.0,
+            outcome: status.0,
+            since,
+            until,
+        };
+        let page = deliveries::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(DeliveryPage { items: page.items.into_iter().map(Delivery::from).collect(), next_cursor: page.next_cursor })
     }
 
     /// One delivery with its raw payload.
@@ -152,28 +138,16 @@ impl DeliveriesApi {
         _auth: ApiAuth,
         /// `X-GitHub-Delivery`.
         delivery_id: Path<String>,
-    ) -> ApiResult<DeliveryDetail> {
-        let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ? ORDER BY position LIMIT 1");
-        let rows = match state.db.query(&sql, crate::sql_params![delivery_id.0.as_str()]).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
+    ) -> Answer<DeliveryDetail> {
+        let Some(row) = deliveries::get(&state.db, &delivery_id.0).await? else {
+            return Err(ApiError::not_found(format!("no delivery {}", delivery_id.0)));
         };
-        let Some(row) = rows.first() else {
-            return ApiResult::not_found(format!("no delivery {}", delivery_id.0));
-        };
-        let (item, stream) = match (delivery(row), row.get::<String>(15)) {
-            (Ok(item), Ok(stream)) => (item, stream),
-            (Err(e), _) | (_, Err(e)) => return e.into(),
-        };
-        let events = match state.store.read_stream(&stream, 0, 1).await {
-            Ok(events) => events,
-            Err(e) => return ApiResult::unavailable(e),
-        };
+        let events = state.store.read_stream(&row.stream, 0, 1).await?;
         let payload = events
             .first()
             .and_then(|e| e.payload.as_deref())
             .and_then(|p| serde_json::from_slice(p).ok())
             .unwrap_or(serde_json::Value::Null);
-        ApiResult::Ok(Json(DeliveryDetail { delivery: item, payload }))
+        ok(DeliveryDetail { delivery: row.into(), payload })
     }
 }

@@ -1,12 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{iso, limit_of, next_cursor, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, Answer, ApiAuth};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::sql::{SqlDb, SqlError, SqlRow};
-use crate::sql_params;
+use crate::projections::installations::{self, InstallationFilter, InstallationRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -45,38 +44,24 @@ pub struct InstallationPage {
     pub next_cursor: Option<u64>,
 }
 
-fn installation(row: &SqlRow) -> Result<Installation, SqlError> {
-    Ok(Installation {
-        id: row.get(0)?,
-        position: row.get(1)?,
-        account: row.get(2)?,
-        account_type: row.get(3)?,
-        status: row.get(4)?,
-        repository_selection: row.get(5)?,
-        repositories: Vec::new(),
-        created_at: iso(row.get(6)?),
-        updated_at: iso(row.get(7)?),
-    })
-}
-
-const COLUMNS: &str =
-    "installation_id, position, account, account_type, status, repository_selection, created_at, updated_at";
-
-async fn with_repositories(db: &SqlDb, mut items: Vec<Installation>) -> Result<Vec<Installation>, SqlError> {
-    for item in &mut items {
-        let rows = db
-            .query(
-                "SELECT repository_id, full_name FROM installation_repositories WHERE installation_id = ?
-                 ORDER BY full_name",
-                sql_params![item.id],
-            )
-            .await?;
-        item.repositories = rows
-            .iter()
-            .map(|r| Ok(InstallationRepository { id: r.get(0)?, full_name: r.get(1)? }))
-            .collect::<Result<_, SqlError>>()?;
+impl From<InstallationRow> for Installation {
+    fn from(row: InstallationRow) -> Self {
+        Installation {
+            id: row.installation_id,
+            position: row.position,
+            account: row.account,
+            account_type: row.account_type,
+            status: row.status,
+            repository_selection: row.repository_selection,
+            repositories: row
+                .repositories
+                .into_iter()
+                .map(|r| InstallationRepository { id: r.repository_id, full_name: r.full_name })
+                .collect(),
+            created_at: iso(row.created_at),
+            updated_at: iso(row.updated_at),
+        }
     }
-    Ok(items)
 }
 
 pub struct InstallationsApi;
@@ -97,44 +82,21 @@ impl InstallationsApi {
         /// `active`, `suspended` or `deleted`.
         status: Query<Option<String>>,
         account: Query<Option<String>>,
-    ) -> ApiResult<InstallationPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
-        filter.and_some("status = ?", status.0);
-        filter.and_some("account = ?", account.0);
-        let sql = format!("SELECT {COLUMNS} FROM installations{} ORDER BY position LIMIT {limit}", filter.sql());
-        let result = async {
-            let rows = state.db.query(&sql, filter.params).await?;
-            let items = rows.iter().map(installation).collect::<Result<Vec<_>, _>>()?;
-            with_repositories(&state.db, items).await
-        }
-        .await;
-        match result {
-            Ok(items) => {
-                let next_cursor = next_cursor(items.iter().map(|d| d.position), items.len(), limit);
-                ApiResult::Ok(Json(InstallationPage { items, next_cursor }))
-            }
-            Err(e) => e.into(),
-        }
+    ) -> Answer<InstallationPage> {
+        let filter = InstallationFilter { after: after.0.unwrap_or(0), status: status.0, account: account.0 };
+        let page = installations::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(InstallationPage {
+            items: page.items.into_iter().map(Installation::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// One installation.
     #[oai(path = "/installations/:id", method = "get", operation_id = "get_installation")]
-    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, id: Path<u64>) -> ApiResult<Installation> {
-        let result = async {
-            let rows = state
-                .db
-                .query(&format!("SELECT {COLUMNS} FROM installations WHERE installation_id = ?"), sql_params![id.0])
-                .await?;
-            let items = rows.iter().map(installation).collect::<Result<Vec<_>, _>>()?;
-            with_repositories(&state.db, items).await
-        }
-        .await;
-        match result.map(|items| items.into_iter().next()) {
-            Ok(Some(item)) => ApiResult::Ok(Json(item)),
-            Ok(None) => ApiResult::not_found(format!("no installation {}", id.0)),
-            Err(e) => e.into(),
+    async fn get(&self, state: Data<&AppState>, _auth: ApiAuth, id: Path<u64>) -> Answer<Installation> {
+        match installations::get(&state.db, id.0).await? {
+            Some(row) => ok(row.into()),
+            None => Err(ApiError::not_found(format!("no installation {}", id.0))),
         }
     }
 }

@@ -12,17 +12,19 @@ mod sinks;
 mod stats;
 
 use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Request};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request};
 use poem_openapi::auth::Bearer;
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApiService, SecurityScheme};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::error::ApiError;
 use super::AppState;
-use crate::projections::time_ranges;
-use crate::sql::{SqlError, SqlValue};
+use crate::sql::SqlError;
+use crate::store::StoreError;
 
 /// Page size when the request names none, and the largest allowed.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -38,7 +40,147 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Every operation's answer: the typed body, or one of the error shapes.
+/// What an operation answers: its body, or an [`ApiError`] (`?` converts a
+/// [`SqlError`] or [`StoreError`] into the `503`). The spec lists the body's
+/// `200` and every error shape, as for [`ApiResult`].
+pub type Answer<T> = Result<Success<T>, ApiError>;
+
+/// `Ok(Success)` with `body`.
+pub fn ok<T>(body: T) -> Answer<T> {
+    Ok(Success(Outcome::Body(body)))
+}
+
+/// An operation's `200` with `T` as JSON. It is also what answers when
+/// poem-openapi cannot extract the operation's parameters or auth (a
+/// `Result`'s bad-request handler is its success type's): the rejection, in
+/// [`ApiError`]'s shape.
+pub struct Success<T>(Outcome<T>);
+
+enum Outcome<T> {
+    Body(T),
+    Rejected(ApiError),
+}
+
+impl<T: ToJSON> IntoResponse for Success<T> {
+    fn into_response(self) -> poem::Response {
+        match self.0 {
+            Outcome::Body(body) => Json(body).into_response(),
+            Outcome::Rejected(e) => ErrorResponse::from(e).into_response(),
+        }
+    }
+}
+
+impl<T: ToJSON + Send> ApiResponse for Success<T> {
+    const BAD_REQUEST_HANDLER: bool = true;
+
+    fn meta() -> MetaResponses {
+        Json::<T>::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        Json::<T>::register(registry);
+    }
+
+    fn from_parse_request_error(err: poem::Error) -> Self {
+        Success(Outcome::Rejected(request_error(err)))
+    }
+}
+
+/// The error shapes every operation documents, and how an [`ApiError`] goes out
+/// (`{"error", "message"}` as JSON, no `Retry-After`).
+#[derive(ApiResponse)]
+enum ErrorResponse {
+    /// A query or path parameter is not valid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or wrong bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Conflicts with the current state (e.g. retrying a trigger that is not abandoned).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database or event log is unavailable; try again.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl From<ApiError> for ErrorResponse {
+    fn from(e: ApiError) -> Self {
+        let status = e.status;
+        let body = Json(ErrorBody { error: e.error.to_owned(), message: e.message });
+        match status {
+            StatusCode::UNAUTHORIZED => ErrorResponse::Unauthorized(body),
+            StatusCode::NOT_FOUND => ErrorResponse::NotFound(body),
+            StatusCode::CONFLICT => ErrorResponse::Conflict(body),
+            StatusCode::SERVICE_UNAVAILABLE => ErrorResponse::Unavailable(body),
+            _ => ErrorResponse::BadRequest(body),
+        }
+    }
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        ErrorResponse::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorResponse::register(registry);
+    }
+}
+
+/// An operation's error leaves it as its response (see [`answer_errors`]).
+impl From<ApiError> for poem::Error {
+    fn from(e: ApiError) -> Self {
+        ErrorResponse::from(e).into()
+    }
+}
+
+impl ApiError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(error: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, error, message)
+    }
+
+    /// The query API's `503`: logged, answered without its cause.
+    pub fn database_unavailable(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "query API: database error");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        ApiError::database_unavailable(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::database_unavailable(e)
+    }
+}
+
+/// poem-openapi's own extraction errors (bad parameters, failed auth), in our shape.
+fn request_error(err: poem::Error) -> ApiError {
+    if err.status() == StatusCode::UNAUTHORIZED {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required (Authorization: Bearer …)",
+        )
+    } else {
+        ApiError::bad_request("invalid_parameter", err.to_string())
+    }
+}
+
+/// The answer of `admin::retry_trigger`: the typed body, or one of the error
+/// shapes. The other operations answer [`Answer`]; this one follows when the
+/// trigger lifecycle's rewrite of it lands.
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "from_request_error")]
 pub enum ApiResult<T: ToJSON> {
@@ -64,20 +206,16 @@ fn body(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
     Json(ErrorBody { error: error.to_owned(), message: message.into() })
 }
 
-/// poem-openapi's own extraction errors (bad parameters, failed auth), in our shape.
 fn from_request_error<T: ToJSON>(err: poem::Error) -> ApiResult<T> {
-    if err.status() == StatusCode::UNAUTHORIZED {
-        ApiResult::Unauthorized(body("unauthorized", "a valid bearer token is required (Authorization: Bearer …)"))
+    let e = request_error(err);
+    if e.status == StatusCode::UNAUTHORIZED {
+        ApiResult::Unauthorized(body(e.error, e.message))
     } else {
-        ApiResult::BadRequest(body("invalid_parameter", err.to_string()))
+        ApiResult::BadRequest(body(e.error, e.message))
     }
 }
 
 impl<T: ToJSON> ApiResult<T> {
-    pub fn bad_request(error: &str, message: impl Into<String>) -> Self {
-        ApiResult::BadRequest(body(error, message))
-    }
-
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiResult::NotFound(body("not_found", message))
     }
@@ -120,6 +258,17 @@ async fn open_without_token<E: Endpoint>(next: E, mut req: Request) -> poem::Res
             .insert(poem::http::header::AUTHORIZATION, poem::http::HeaderValue::from_static("Bearer open"));
     }
     next.call(req).await
+}
+
+/// An operation's [`ApiError`] leaves the service as a `poem::Error` made of
+/// its response: answer that response as it is, before the routes' catch-all
+/// renders errors of its own (unknown routes, wrong methods) in its words.
+async fn answer_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<poem::Response> {
+    match next.call(req).await {
+        Ok(output) => Ok(output.into_response()),
+        Err(e) if e.is_from_response() => Ok(e.into_response()),
+        Err(e) => Err(e),
+    }
 }
 
 type Apis = (
@@ -166,17 +315,25 @@ pub fn endpoints() -> (impl Endpoint, impl Endpoint, impl Endpoint) {
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json").body(spec_text.clone())
     });
-    (service().into_endpoint().around(open_without_token), docs, spec)
+    (service().into_endpoint().around(open_without_token).around(answer_errors), docs, spec)
 }
 
 /// Parses an ISO-8601 (RFC 3339) time parameter into microseconds since the epoch.
-pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, (String, String)> {
+pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(value) = value else { return Ok(None) };
     OffsetDateTime::parse(value, &Rfc3339)
         .map(|t| Some(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)))
         .map_err(|_| {
-            ("invalid_time".to_owned(), format!("{name} must be an RFC 3339 time such as 2026-01-07T13:47:05Z"))
+            ApiError::bad_request(
+                "invalid_time",
+                format!("{name} must be an RFC 3339 time such as 2026-01-07T13:47:05Z"),
+            )
         })
+}
+
+/// `since` and `until` parsed (see [`parse_time`]).
+pub fn time_window(since: Option<&str>, until: Option<&str>) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    Ok((parse_time("since", since)?, parse_time("until", until)?))
 }
 
 /// Microseconds since the epoch as RFC 3339.
@@ -187,105 +344,7 @@ pub fn iso(micros: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A `WHERE` clause under construction.
-#[derive(Default)]
-pub struct Filter {
-    clauses: Vec<String>,
-    pub params: Vec<SqlValue>,
-}
-
-impl Filter {
-    pub fn and(&mut self, clause: &str, value: impl Into<SqlValue>) {
-        self.clauses.push(clause.to_owned());
-        self.params.push(value.into());
-    }
-
-    pub fn and_some(&mut self, clause: &str, value: Option<impl Into<SqlValue>>) {
-        if let Some(value) = value {
-            self.and(clause, value);
-        }
-    }
-
-    pub fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.clauses.join(" AND "))
-        }
-    }
-}
-
 /// The page size asked for (validated by the parameter's bounds).
 pub fn limit_of(limit: Option<u32>) -> u32 {
     limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
-}
-
-/// Runs a list query and converts its rows: the page's items, and the cursor
-/// of the next page when this one is full.
-pub async fn fetch_page<T>(
-    db: &crate::sql::SqlDb,
-    sql: &str,
-    params: Vec<crate::sql::SqlValue>,
-    limit: u32,
-    convert: impl Fn(&crate::sql::SqlRow) -> Result<T, SqlError>,
-    position: impl Fn(&T) -> u64,
-) -> Result<(Vec<T>, Option<u64>), SqlError> {
-    let rows = db.query(sql, params).await?;
-    let items = rows.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = next_cursor(items.iter().map(position), items.len(), limit);
-    Ok((items, next_cursor))
-}
-
-/// The cursor of the next page: the last row's position when the page is full.
-pub fn next_cursor(positions: impl DoubleEndedIterator<Item = u64>, returned: usize, limit: u32) -> Option<u64> {
-    if returned == limit as usize {
-        positions.last()
-    } else {
-        None
-    }
-}
-
-/// The page's positions (after the cursor `after`) and `since`/`until` on a
-/// read model that keeps its times per block of positions (`ranges`, see
-/// [`time_ranges`]): the time filter, plus the positions outside which no
-/// row can match, so that a page never walks the table from its first row.
-/// One lower bound on `position`: SQLite's planner uses only one of several.
-/// `Ok(false)`: no row can match at all.
-pub async fn positions_and_time_window<T: ToJSON>(
-    db: &crate::sql::SqlDb,
-    filter: &mut Filter,
-    after: u64,
-    (column, ranges): (&str, &str),
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<bool, ApiResult<T>> {
-    let since = parse_time("since", since).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
-    let until = parse_time("until", until).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
-    let (mut after, mut before) = (after, None);
-    if since.is_some() || until.is_some() {
-        let Some((from, to)) = time_ranges::positions_between(db, ranges, since, until).await? else {
-            return Ok(false);
-        };
-        after = after.max(from.map_or(0, |from| from.saturating_sub(1)));
-        before = to;
-    }
-    filter.and("position > ?", after);
-    filter.and_some("position < ?", before);
-    filter.and_some(&format!("{column} >= ?"), since);
-    filter.and_some(&format!("{column} < ?"), until);
-    Ok(true)
-}
-
-/// `since`/`until` as a filter on a micros column, or the 400 to answer.
-pub fn time_range<T: ToJSON>(
-    filter: &mut Filter,
-    column: &str,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<(), ApiResult<T>> {
-    let since = parse_time("since", since).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
-    let until = parse_time("until", until).map_err(|(e, m)| ApiResult::bad_request(&e, m))?;
-    filter.and_some(&format!("{column} >= ?"), since);
-    filter.and_some(&format!("{column} < ?"), until);
-    Ok(())
 }

@@ -1,12 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{fetch_page, iso, limit_of, time_range, ApiAuth, ApiResult, Filter};
+use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
+use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::sql::{SqlError, SqlRow};
-use crate::sql_params;
+use crate::projections::pull_requests::{self, PullRequestFilter, PullRequestRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -57,50 +56,34 @@ pub struct PullRequestPage {
     pub next_cursor: Option<u64>,
 }
 
-pub(super) const COLUMNS: &str = "position, repository, repository_id, number, title, author, status, created_at,
-    closed_at, merged_at, commits, changed_files, additions, deletions, review_comments, general_comments,
-    observed_commits, observed_openhands_commits, observed_review_comments, observed_openhands_review_comments,
-    observed_general_comments, observed_openhands_general_comments, observed_reviewers, enriched, enriched_commits,
-    enriched_openhands_commits, enriched_review_comments, enriched_openhands_review_comments,
-    enriched_general_comments, enriched_openhands_general_comments, enriched_reviewers, conversation_id";
-
-/// What the webhooks reported as a total and what was seen one by one; the larger wins.
-fn larger(reported: Option<u64>, observed: u64) -> u64 {
-    reported.unwrap_or(0).max(observed)
-}
-
-pub(super) fn pull_request(row: &SqlRow) -> Result<PullRequest, SqlError> {
-    let enriched: bool = row.get(23)?;
-    let pick = |enriched_col: usize, fallback: u64| -> Result<u64, SqlError> {
-        Ok(if enriched { row.get::<Option<u64>>(enriched_col)?.unwrap_or(fallback) } else { fallback })
-    };
-    let commits = pick(24, larger(row.get(10)?, row.get(16)?))?;
-    let num_openhands_commits = pick(25, row.get(17)?)?;
-    Ok(PullRequest {
-        position: row.get(0)?,
-        repository: row.get(1)?,
-        repository_id: row.get(2)?,
-        number: row.get(3)?,
-        title: row.get(4)?,
-        author: row.get(5)?,
-        status: row.get(6)?,
-        created_at: row.get::<Option<i64>>(7)?.map(iso),
-        closed_at: row.get::<Option<i64>>(8)?.map(iso),
-        merged_at: row.get::<Option<i64>>(9)?.map(iso),
-        commits,
-        changed_files: row.get(11)?,
-        additions: row.get(12)?,
-        deletions: row.get(13)?,
-        review_comments: pick(26, larger(row.get(14)?, row.get(18)?))?,
-        general_comments: pick(28, larger(row.get(15)?, row.get(20)?))?,
-        reviewers: pick(30, row.get(22)?)?,
-        num_openhands_commits,
-        num_openhands_review_comments: pick(27, row.get(19)?)?,
-        num_openhands_general_comments: pick(29, row.get(21)?)?,
-        openhands_helped_author: num_openhands_commits > 0,
-        enriched,
-        conversation_id: row.get(31)?,
-    })
+impl From<PullRequestRow> for PullRequest {
+    fn from(row: PullRequestRow) -> Self {
+        PullRequest {
+            position: row.position,
+            repository: row.repository,
+            repository_id: row.repository_id,
+            number: row.number,
+            title: row.title,
+            author: row.author,
+            status: row.status,
+            created_at: row.created_at.map(iso),
+            closed_at: row.closed_at.map(iso),
+            merged_at: row.merged_at.map(iso),
+            commits: row.commits,
+            changed_files: row.changed_files,
+            additions: row.additions,
+            deletions: row.deletions,
+            review_comments: row.review_comments,
+            general_comments: row.general_comments,
+            reviewers: row.reviewers,
+            num_openhands_commits: row.openhands_commits,
+            num_openhands_review_comments: row.openhands_review_comments,
+            num_openhands_general_comments: row.openhands_general_comments,
+            openhands_helped_author: row.openhands_commits > 0,
+            enriched: row.enriched,
+            conversation_id: row.conversation_id,
+        }
+    }
 }
 
 pub struct PullRequestsApi;
@@ -128,21 +111,21 @@ impl PullRequestsApi {
         since: Query<Option<String>>,
         /// Created before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<PullRequestPage> {
-        let limit = limit_of(limit.0);
-        let mut filter = Filter::default();
-        filter.and("position > ?", after.0.unwrap_or(0));
-        filter.and_some("repository = ?", repository.0);
-        filter.and_some("status = ?", status.0);
-        filter.and_some("author = ?", author.0);
-        if let Err(e) = time_range(&mut filter, "created_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
-        }
-        let sql = format!("SELECT {COLUMNS} FROM pull_requests{} ORDER BY position LIMIT {limit}", filter.sql());
-        match fetch_page(&state.db, &sql, filter.params, limit, pull_request, |item| item.position).await {
-            Ok((items, next_cursor)) => ApiResult::Ok(Json(PullRequestPage { items, next_cursor })),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<PullRequestPage> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let filter = PullRequestFilter {
+            after: after.0.unwrap_or(0),
+            repository: repository.0,
+            status: status.0,
+            author: author.0,
+            since,
+            until,
+        };
+        let page = pull_requests::list(&state.db, filter, limit_of(limit.0)).await?;
+        ok(PullRequestPage {
+            items: page.items.into_iter().map(PullRequest::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// One pull request.
@@ -154,17 +137,11 @@ impl PullRequestsApi {
         owner: Path<String>,
         name: Path<String>,
         number: Path<u64>,
-    ) -> ApiResult<PullRequest> {
+    ) -> Answer<PullRequest> {
         let repository = format!("{}/{}", owner.0, name.0);
-        let sql = format!("SELECT {COLUMNS} FROM pull_requests WHERE repository = ? AND number = ? LIMIT 1");
-        let rows = match state.db.query(&sql, sql_params![repository.as_str(), number.0]).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        match rows.first().map(pull_request) {
-            Some(Ok(item)) => ApiResult::Ok(Json(item)),
-            Some(Err(e)) => e.into(),
-            None => ApiResult::not_found(format!("no pull request {repository}#{}", number.0)),
+        match pull_requests::get(&state.db, &repository, number.0).await? {
+            Some(row) => ok(row.into()),
+            None => Err(ApiError::not_found(format!("no pull request {repository}#{}", number.0))),
         }
     }
 }

@@ -1,8 +1,7 @@
 use poem::web::Data;
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{ApiAuth, ApiResult};
+use super::{ok, Answer, ApiAuth};
 use crate::api::AppState;
 use crate::forward::SinkView;
 
@@ -26,11 +25,8 @@ pub struct SinksApi;
 impl SinksApi {
     /// Each forwarding sink's state, position, lag behind the log and last error.
     #[oai(path = "/sinks", method = "get", operation_id = "list_sinks")]
-    async fn list(&self, state: Data<&AppState>, _auth: ApiAuth) -> ApiResult<SinkList> {
-        let head = match state.store.head().await {
-            Ok(head) => head,
-            Err(e) => return ApiResult::unavailable(e),
-        };
-        ApiResult::Ok(Json(SinkList { head: head.0, sinks: state.sinks.iter().map(|s| s.view(head)).collect() }))
+    async fn list(&self, state: Data<&AppState>, _auth: ApiAuth) -> Answer<SinkList> {
+        let head = state.store.head().await?;
+        ok(SinkList { head: head.0, sinks: state.sinks.iter().map(|s| s.view(head)).collect() })
     }
 }

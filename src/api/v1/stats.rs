@@ -1,11 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::pull_requests::{pull_request, PullRequest, COLUMNS};
-use super::{parse_time, ApiAuth, ApiResult, Filter};
+use super::{ok, time_window, Answer, ApiAuth};
 use crate::api::AppState;
+use crate::projections::conversations;
+use crate::projections::pull_requests::{self, PullRequestRow};
 
 #[derive(Tags)]
 enum Tag {
@@ -43,27 +43,24 @@ fn in_window(t: Option<i64>, since: Option<i64>, until: Option<i64>) -> bool {
     t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
 }
 
-/// A PR with its created, closed and merged times (microseconds since the epoch).
-pub type TimedPullRequest = (PullRequest, Option<i64>, Option<i64>, Option<i64>);
-
 /// Computes the figures from the PRs' rows.
-pub fn pull_request_stats(prs: &[TimedPullRequest], since: Option<i64>, until: Option<i64>) -> PullRequestStats {
+pub fn pull_request_stats(prs: &[PullRequestRow], since: Option<i64>, until: Option<i64>) -> PullRequestStats {
     let mut stats = PullRequestStats::default();
     let (mut helped_merged, mut helped_resolved, mut other_merged, mut other_resolved) = (0, 0, 0, 0);
-    for (pr, created_at, closed_at, merged_at) in prs {
-        if in_window(*created_at, since, until) {
+    for pr in prs {
+        if in_window(pr.created_at, since, until) {
             stats.opened += 1;
         }
-        let merged = pr.status == "merged" && in_window(*merged_at, since, until);
-        let closed = pr.status == "closed" && in_window(*closed_at, since, until);
+        let merged = pr.status == "merged" && in_window(pr.merged_at, since, until);
+        let closed = pr.status == "closed" && in_window(pr.closed_at, since, until);
         if !(merged || closed) {
             continue;
         }
         stats.merged += u64::from(merged);
         stats.closed += u64::from(closed);
-        stats.agent_commits += pr.num_openhands_commits;
-        stats.agent_review_comments += pr.num_openhands_review_comments;
-        if pr.openhands_helped_author {
+        stats.agent_commits += pr.openhands_commits;
+        stats.agent_review_comments += pr.openhands_review_comments;
+        if pr.openhands_commits > 0 {
             stats.helped_by_agent += 1;
             helped_resolved += 1;
             helped_merged += u64::from(merged);
@@ -123,26 +120,10 @@ impl StatsApi {
         since: Query<Option<String>>,
         /// Window end (RFC 3339, exclusive).
         until: Query<Option<String>>,
-    ) -> ApiResult<PullRequestStats> {
-        let (since, until) = match (parse_time("since", since.0.as_deref()), parse_time("until", until.0.as_deref())) {
-            (Ok(s), Ok(u)) => (s, u),
-            (Err((e, m)), _) | (_, Err((e, m))) => return ApiResult::bad_request(&e, m),
-        };
-        let mut filter = Filter::default();
-        filter.and_some("repository = ?", repository.0);
-        let sql = format!("SELECT {COLUMNS}, created_at, closed_at, merged_at FROM pull_requests{}", filter.sql());
-        let rows = match state.db.query(&sql, filter.params).await {
-            Ok(rows) => rows,
-            Err(e) => return e.into(),
-        };
-        let prs: Result<Vec<_>, _> = rows
-            .iter()
-            .map(|row| Ok((pull_request(row)?, row.get(32)?, row.get(33)?, row.get(34)?)))
-            .collect::<Result<_, crate::sql::SqlError>>();
-        match prs {
-            Ok(prs) => ApiResult::Ok(Json(pull_request_stats(&prs, since, until))),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<PullRequestStats> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let prs = pull_requests::all(&state.db, repository.0).await?;
+        ok(pull_request_stats(&prs, since, until))
     }
 
     /// Triggers by kind and outcome, and the median time to acknowledgement.
@@ -157,51 +138,19 @@ impl StatsApi {
         since: Query<Option<String>>,
         /// Detected before (RFC 3339).
         until: Query<Option<String>>,
-    ) -> ApiResult<TriggerStats> {
-        let mut filter = Filter::default();
-        filter.and_some("repository = ?", repository.0);
-        if let Err(e) = super::time_range(&mut filter, "detected_at", since.0.as_deref(), until.0.as_deref()) {
-            return e;
-        }
-        let where_sql = filter.sql();
-        let counts = state
-            .db
-            .query(
-                &format!(
-                    "SELECT COALESCE(kind, 'unknown'), status, COUNT(*) FROM conversations{where_sql}
-                     GROUP BY COALESCE(kind, 'unknown'), status ORDER BY 1, 2"
-                ),
-                filter.params.clone(),
-            )
-            .await;
-        let acks = state
-            .db
-            .query(
-                &format!(
-                    "SELECT acknowledged_at - detected_at FROM conversations{where_sql}{} acknowledged_at IS NOT NULL",
-                    if where_sql.is_empty() { " WHERE" } else { " AND" }
-                ),
-                filter.params,
-            )
-            .await;
-        let result = (|| -> Result<TriggerStats, crate::sql::SqlError> {
-            let mut stats = TriggerStats::default();
-            for row in counts? {
-                let count: u64 = row.get(2)?;
-                stats.total += count;
-                stats.by_kind_and_status.push(TriggerCount { kind: row.get(0)?, status: row.get(1)?, count });
-            }
-            let waits: Vec<u64> = acks?
-                .iter()
-                .map(|row| row.get::<i64>(0).map(|micros| u64::try_from(micros / 1000).unwrap_or(0)))
-                .collect::<Result<_, _>>()?;
-            stats.acknowledged = waits.len() as u64;
-            stats.median_time_to_acknowledgement_ms = median(waits);
-            Ok(stats)
-        })();
-        match result {
-            Ok(stats) => ApiResult::Ok(Json(stats)),
-            Err(e) => e.into(),
-        }
+    ) -> Answer<TriggerStats> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let counts = conversations::count_by_kind_and_status(&state.db, repository.0.clone(), since, until).await?;
+        let waits = conversations::acknowledgement_waits(&state.db, repository.0, since, until).await?;
+        let waits: Vec<u64> = waits.into_iter().map(|micros| u64::try_from(micros / 1000).unwrap_or(0)).collect();
+        ok(TriggerStats {
+            total: counts.iter().map(|c| c.count).sum(),
+            by_kind_and_status: counts
+                .into_iter()
+                .map(|c| TriggerCount { kind: c.kind, status: c.status, count: c.count })
+                .collect(),
+            acknowledged: waits.len() as u64,
+            median_time_to_acknowledgement_ms: median(waits),
+        })
     }
 }
