@@ -1,9 +1,8 @@
 use poem::web::Data;
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 
-use super::{ok, Answer, ApiAuth, ApiResult};
+use super::{ok, Answer, ApiAuth};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::commands::retry::RetryError;
@@ -106,17 +105,16 @@ impl AdminApi {
         state: Data<&AppState>,
         _auth: ApiAuth,
         trigger_id: Path<String>,
-    ) -> ApiResult<RetryAccepted> {
+    ) -> Answer<RetryAccepted> {
         let Ok(id) = uuid::Uuid::parse_str(&trigger_id.0) else {
-            return ApiResult::not_found(format!("no trigger {}", trigger_id.0));
+            return Err(ApiError::not_found(format!("no trigger {}", trigger_id.0)));
         };
-        match crate::commands::retry::retry(state.store.as_ref(), &state.db, id, "api").await {
-            Ok(recorded) => {
-                ApiResult::Ok(Json(RetryAccepted { trigger_id: trigger_id.0, position: recorded.position }))
-            }
-            Err(e @ RetryError::NotFound(_)) => ApiResult::not_found(e.to_string()),
-            Err(e @ RetryError::NotAbandoned { .. }) => ApiResult::conflict("not_abandoned", e.to_string()),
-            Err(e) => ApiResult::unavailable(e),
-        }
+        let recorded =
+            crate::commands::retry::retry(state.store.as_ref(), &state.db, id, "api").await.map_err(|e| match e {
+                RetryError::NotFound(_) => ApiError::not_found(e.to_string()),
+                RetryError::NotAbandoned { .. } => ApiError::conflict("not_abandoned", e.to_string()),
+                _ => ApiError::database_unavailable(e),
+            })?;
+        ok(RetryAccepted { trigger_id: trigger_id.0, position: recorded.position })
     }
 }

@@ -178,64 +178,6 @@ fn request_error(err: poem::Error) -> ApiError {
     }
 }
 
-/// The answer of `admin::retry_trigger`: the typed body, or one of the error
-/// shapes. The other operations answer [`Answer`]; this one follows when the
-/// trigger lifecycle's rewrite of it lands.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "from_request_error")]
-pub enum ApiResult<T: ToJSON> {
-    #[oai(status = 200)]
-    Ok(Json<T>),
-    /// A query or path parameter is not valid.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Missing or wrong bearer token.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// Conflicts with the current state (e.g. retrying a trigger that is not abandoned).
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The database or event log is unavailable; try again.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
-}
-
-fn body(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
-    Json(ErrorBody { error: error.to_owned(), message: message.into() })
-}
-
-fn from_request_error<T: ToJSON>(err: poem::Error) -> ApiResult<T> {
-    let e = request_error(err);
-    if e.status == StatusCode::UNAUTHORIZED {
-        ApiResult::Unauthorized(body(e.error, e.message))
-    } else {
-        ApiResult::BadRequest(body(e.error, e.message))
-    }
-}
-
-impl<T: ToJSON> ApiResult<T> {
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiResult::NotFound(body("not_found", message))
-    }
-
-    pub fn conflict(error: &str, message: impl Into<String>) -> Self {
-        ApiResult::Conflict(body(error, message))
-    }
-
-    pub fn unavailable(error: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %error, "query API: database error");
-        ApiResult::Unavailable(body("unavailable", "the database is unavailable; try again"))
-    }
-}
-
-impl<T: ToJSON> From<SqlError> for ApiResult<T> {
-    fn from(e: SqlError) -> Self {
-        ApiResult::unavailable(e)
-    }
-}
-
 /// `Authorization: Bearer <HOOKWISE_API_TOKEN>`.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "check_token")]
