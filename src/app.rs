@@ -19,10 +19,9 @@ use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
 use crate::process::ProcessManager;
-use crate::projections::{
-    read_model, read_models, run_handlers, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS,
-};
+use crate::projections::{read_model, read_models, ReadModelHandler};
 use crate::reconcile::{run_periodically, DeliveriesClient};
+use crate::runner::{run_handlers, EventHandler, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 

@@ -31,7 +31,7 @@ pub fn select(name: &str) -> Result<Vec<std::sync::Arc<dyn ReadModel>>, String> 
 
 /// Makes sure every read model's tables exist before a rebuild or replay.
 pub async fn prepare_all(db: &SqlDb) -> Result<(), String> {
-    db.migrate("checkpoints", crate::projections::CHECKPOINT_MIGRATIONS).await.map_err(|e| e.to_string())?;
+    db.migrate("checkpoints", crate::runner::CHECKPOINT_MIGRATIONS).await.map_err(|e| e.to_string())?;
     for model in read_models() {
         read_model::prepare(db, model.as_ref()).await.map_err(|e| e.to_string())?;
     }

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::{streams, DomainEvent};
 use crate::projections::read_model::{self, RebuildReport, ReplayReport};
-use crate::projections::{HandlerError, ReadModel};
+use crate::projections::ReadModel;
+use crate::runner::HandlerError;
 use crate::sql::SqlDb;
 use crate::store::{EventStore, ExpectedVersion, Position, StoreError};
 

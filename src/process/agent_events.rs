@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::events::{derived_id, streams, AgentEventsReceived, ConversationStatusChanged, DomainEvent};
-use crate::projections::runner::HandlerError;
+use crate::runner::HandlerError;
 use crate::store::{EventStore, ExpectedVersion};
 
 #[derive(Deserialize)]

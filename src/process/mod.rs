@@ -18,7 +18,7 @@ use crate::events::{
     PermissionChecked, TriggerDetected, TriggerRejected, TriggerRetried, WebhookReceived,
 };
 use crate::github::classify::{classify, TriggerRules};
-use crate::projections::runner::{EventHandler, HandlerError};
+use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{Migration, Statement};
 use crate::sql_params;
 use crate::store::{now_micros, EventStore, ExpectedVersion, RecordedEvent, StoreError};

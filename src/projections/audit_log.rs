@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::{DomainEvent, WebhookReceived};
+use crate::runner::HandlerError;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;

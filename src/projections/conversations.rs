@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
+use crate::runner::HandlerError;
 use crate::sql::{SqlValue, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;

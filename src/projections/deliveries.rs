@@ -1,9 +1,9 @@
 //! `deliveries`: one row per stored GitHub delivery, and what became of it.
 
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::{DomainEvent, WebhookReceived};
+use crate::runner::HandlerError;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use crate::events::{DomainEvent, WebhookReceived};
+use crate::runner::HandlerError;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;

@@ -1,5 +1,5 @@
-//! Everything that follows the log from a checkpoint: read models, and the
-//! process manager, which uses the same runner.
+//! Read models: SQL tables derived from the log, each following it from its
+//! checkpoint with the runner (`crate::runner`).
 
 pub mod audit_log;
 pub mod conversations;
@@ -7,14 +7,13 @@ pub mod deliveries;
 pub mod installations;
 pub mod pull_requests;
 pub mod read_model;
-pub mod runner;
+pub mod tables;
 pub mod time_ranges;
 mod trigger_outcomes;
 
 use std::sync::Arc;
 
 pub use read_model::{ReadModel, ReadModelHandler, Tables};
-pub use runner::{checkpoint_of, run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
 
 /// Every read model, by name. The process manager is not one: it is never
 /// rebuilt or replayed.

@@ -17,10 +17,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{ConversationStarted, DomainEvent, WebhookReceived};
 use crate::github::prefilter::may_contain;
+use crate::runner::HandlerError;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;

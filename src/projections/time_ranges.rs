@@ -5,7 +5,7 @@
 //! hundreds of milliseconds). Correct whatever order the times come in: a
 //! block whose latest time is before `since` holds no row at or after it.
 
-use super::read_model::Tables;
+use super::tables::Tables;
 use crate::sql::{SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::Position;

@@ -8,6 +8,7 @@
 //! `INSERT … ON CONFLICT … DO UPDATE`, and aggregates that PostgreSQL would
 //! return as `NUMERIC` are cast (`CAST(SUM(x) AS BIGINT)`).
 
+mod coalesce;
 mod postgres;
 mod sqlite;
 mod value;
@@ -15,6 +16,7 @@ mod value;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+pub use coalesce::coalesce_inserts;
 pub use value::{FromSqlValue, SqlRow, SqlValue};
 
 use crate::store::StoreError;

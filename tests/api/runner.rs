@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hookwise::projections::runner::save_checkpoint;
-use hookwise::projections::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
+use hookwise::runner::{run_handlers, save_checkpoint, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
 use hookwise::sql::{Migration, SqlDb, Statement};
 use hookwise::sql_params;
 use hookwise::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
