@@ -198,7 +198,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild { store, read_model } => {
-            let models = admin::select(&read_model)?;
+            let models = hookwise::projections::select(&read_model).map_err(|e| e.to_string())?;
             let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
@@ -217,7 +217,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             if from == 0 || to.is_some_and(|to| to < from) {
                 return Err("--from must be at least 1 and not after --to".into());
             }
-            let models = admin::select(&read_model)?;
+            let models = hookwise::projections::select(&read_model).map_err(|e| e.to_string())?;
             let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             for model in models {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::events::{DomainEvent, WebhookReceived};
 use crate::github::signature::WebhookSecrets;
-use crate::projections::{read_model, read_models, ReadModel};
+use crate::projections::{read_model, read_models};
 use crate::sql::SqlDb;
 use crate::store::{EventStore, Position};
 
@@ -16,17 +16,6 @@ pub fn write_openapi(path: &Path) -> std::io::Result<()> {
     let mut spec = crate::api::v1::spec_json();
     spec.push('\n');
     std::fs::write(path, spec)
-}
-
-/// The read models `name` selects: one by name, or `all`.
-pub fn select(name: &str) -> Result<Vec<std::sync::Arc<dyn ReadModel>>, String> {
-    if name == "all" {
-        return Ok(read_models());
-    }
-    crate::projections::read_model(name).map(|m| vec![m]).ok_or_else(|| {
-        let known: Vec<&str> = read_models().iter().map(|m| m.name()).collect();
-        format!("no read model {name:?}; known: all, {}", known.join(", "))
-    })
 }
 
 /// Makes sure every read model's tables exist before a rebuild or replay.

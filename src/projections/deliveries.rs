@@ -2,6 +2,7 @@
 
 use super::read_model::{ReadModel, Tables};
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
+use super::trigger_outcomes::OUTCOME_IGNORED;
 use crate::events::{DomainEvent, WebhookReceived};
 use crate::runner::HandlerError;
 use crate::sql::Statement;
@@ -9,11 +10,6 @@ use crate::sql_params;
 use crate::store::RecordedEvent;
 
 pub struct Deliveries;
-
-/// Until something decides otherwise, a delivery started nothing.
-pub const OUTCOME_IGNORED: &str = "ignored";
-pub const OUTCOME_TRIGGER: &str = "trigger";
-pub const OUTCOME_REJECTED: &str = "rejected";
 
 const TABLES: &[&str] = &["deliveries", "deliveries_time_ranges"];
 

@@ -31,3 +31,23 @@ pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
 pub fn read_model(name: &str) -> Option<Arc<dyn ReadModel>> {
     read_models().into_iter().find(|m| m.name() == name)
 }
+
+/// No read model goes by the name asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no read model {name:?}; known: all, {known}")]
+pub struct UnknownReadModel {
+    pub name: String,
+    /// The known names, comma-separated.
+    pub known: String,
+}
+
+/// The read models `name` selects: one by name, or `all`.
+pub fn select(name: &str) -> Result<Vec<Arc<dyn ReadModel>>, UnknownReadModel> {
+    if name == "all" {
+        return Ok(read_models());
+    }
+    read_model(name).map(|m| vec![m]).ok_or_else(|| {
+        let known: Vec<&str> = read_models().iter().map(|m| m.name()).collect();
+        UnknownReadModel { name: name.to_owned(), known: known.join(", ") }
+    })
+}

@@ -3,11 +3,15 @@
 use serde_json::Value;
 
 use super::conversations::{field, trigger_id};
-use super::deliveries::{OUTCOME_IGNORED, OUTCOME_REJECTED, OUTCOME_TRIGGER};
 use super::read_model::Tables;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;
+
+/// Until something decides otherwise, a delivery started nothing.
+pub const OUTCOME_IGNORED: &str = "ignored";
+pub const OUTCOME_TRIGGER: &str = "trigger";
+pub const OUTCOME_REJECTED: &str = "rejected";
 
 /// Statements that record on `deliveries` what became of a delivery.
 pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Vec<Statement> {

@@ -91,9 +91,9 @@ impl AdminApi {
         /// A read model's name, or `all`.
         read_model: Path<String>,
     ) -> ApiResult<RebuildResults> {
-        let models = match crate::cli::admin::select(&read_model.0) {
+        let models = match crate::projections::select(&read_model.0) {
             Ok(models) => models,
-            Err(message) => return ApiResult::not_found(message),
+            Err(unknown) => return ApiResult::not_found(unknown.to_string()),
         };
         let Ok(_guard) = state.admin_lock.try_lock() else {
             return ApiResult::conflict("rebuild_in_progress", "another rebuild is running; try again later");
