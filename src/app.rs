@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{get, EndpointExt, Route, Server};
+use poem::Server;
 
 use tokio::sync::watch;
 
-use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
 use crate::background::run_while_leading;
 use crate::config::{Config, ProcessSettings, Role};
@@ -106,6 +105,7 @@ impl Application {
             api_token: config.api_token,
             admin_lock: Arc::default(),
             sinks: sinks.clone(),
+            leading: Arc::new(AtomicBool::new(false)),
         };
         let process = config.process;
         let role = config.role;
@@ -127,7 +127,7 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         // The intake role only answers HTTP: no background threads at all.
         let runtime = (self.role == Role::All).then(BackgroundRuntime::start).transpose()?;
-        let leading = Arc::new(AtomicBool::new(false));
+        let leading = self.state.leading.clone();
         let mut background = Vec::new();
         if let Some(runtime) = &runtime {
             let executor = Executor::new(store.clone(), self.db.clone(), self.process);
@@ -155,12 +155,8 @@ impl Application {
                 stopped.clone(),
             )));
         }
-        let metrics_state =
-            MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone(), leading };
-        let routes =
-            Route::new().at("/metrics", get(render_metrics).data(metrics_state)).nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
+            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
         for task in background {
