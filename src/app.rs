@@ -20,7 +20,7 @@ use crate::process::executor::Executor;
 use crate::process::ProcessManager;
 use crate::projections::{read_model, read_models, ReadModelHandler};
 use crate::reconcile::{run_periodically, DeliveriesClient};
-use crate::runner::{run_handlers, EventHandler, CHECKPOINT_MIGRATIONS};
+use crate::runner::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -49,6 +49,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("preparing the database: {0}")]
     Sql(#[from] SqlError),
+    #[error("preparing the read models: {0}")]
+    ReadModels(#[from] HandlerError),
     #[error("listening on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -71,9 +73,7 @@ impl Application {
         let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
         let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
-            read_model::prepare(&db, model.as_ref())
-                .await
-                .map_err(|e| StartError::Sql(SqlError::Database(e.to_string())))?;
+            read_model::prepare(&db, model.as_ref()).await?;
             read_model_handlers.push(Arc::new(ReadModelHandler::new(model)));
         }
         let handler_groups = vec![vec![Arc::new(process_manager) as Arc<dyn EventHandler>], read_model_handlers];

@@ -89,8 +89,8 @@ pub fn move_checkpoint(name: &str, from: Checkpoint, to: Checkpoint) -> Vec<Stat
     ]
 }
 
-/// The guard of [`move_checkpoint`] fired (SQLite and PostgreSQL word it differently).
+/// The guard of [`move_checkpoint`] fired: the insert into
+/// `checkpoint_conflicts` violated its `CHECK`, the only one on the SQL side.
 pub fn is_checkpoint_conflict(e: &SqlError) -> bool {
-    let text = e.to_string();
-    text.contains("checkpoint_conflicts") || text.contains("never = 1")
+    e.is_check_violation()
 }

@@ -126,6 +126,15 @@ pub enum StoreError {
     InvalidUrl(String),
 }
 
+impl From<crate::sql::SqlError> for StoreError {
+    fn from(e: crate::sql::SqlError) -> Self {
+        match e {
+            crate::sql::SqlError::InvalidUrl(url) => StoreError::InvalidUrl(url),
+            e => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Closed)

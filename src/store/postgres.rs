@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
@@ -21,12 +21,14 @@ use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
 };
+use crate::sql::postgres::{apply_migrations, MigrationLock};
+use crate::sql::{connect_pool, Migration};
 
 /// Advisory lock key that serialises appends (ASCII "hookwise" folded into an i64).
 const APPEND_LOCK: i64 = 0x686f_6f6b_7769_7365;
 const NOTIFY_CHANNEL: &str = "hookwise_events";
 
-const MIGRATIONS: &[(i32, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "CREATE TABLE events (
@@ -74,20 +76,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A connection pool for `url`, shared by the store and the SQL read models.
-pub fn connect_pool(url: &str) -> Result<Pool, StoreError> {
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
-        .max_size(16)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .map_err(unavailable)
-}
-
 impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let pool = connect_pool(url)?;
@@ -124,30 +112,12 @@ impl PostgresStore {
     }
 }
 
+/// The log's migrations, with the one PostgreSQL migration runner.
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
     // Several instances may start at once: one migrates, the others wait.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(APPEND_LOCK + 1)]).await.map_err(unavailable)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-    )
-    .await
-    .map_err(unavailable)?;
-    for (version, sql) in MIGRATIONS {
-        let applied = tx
-            .query_opt("SELECT version FROM schema_migrations WHERE component = 'events' AND version = $1", &[version])
-            .await
-            .map_err(unavailable)?;
-        if applied.is_none() {
-            tx.batch_execute(sql).await.map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', $1)", &[version])
-                .await
-                .map_err(unavailable)?;
-        }
-    }
-    tx.commit().await.map_err(unavailable)
+    let lock = MigrationLock::Key(APPEND_LOCK + 1);
+    Ok(apply_migrations(&mut client, "events", MIGRATIONS, lock).await?)
 }
 
 async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {

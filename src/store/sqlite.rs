@@ -17,8 +17,10 @@ use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
     RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
 };
+use crate::sql::sqlite::apply_migrations;
+use crate::sql::Migration;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
+const MIGRATIONS: &[Migration] = &[(
     1,
     "CREATE TABLE events (
         position INTEGER PRIMARY KEY,
@@ -135,29 +137,9 @@ impl SqliteStore {
     }
 }
 
+/// The log's migrations, with the one SQLite migration runner.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-    )
-    .map_err(unavailable)?;
-    for (version, sql) in MIGRATIONS {
-        let applied: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM schema_migrations WHERE component = 'events' AND version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)?;
-        if applied.is_none() {
-            tx.execute_batch(sql).map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', ?1)", [version])
-                .map_err(unavailable)?;
-        }
-    }
-    tx.commit().map_err(unavailable)
+    apply_migrations(conn, "events", MIGRATIONS).map_err(unavailable)
 }
 
 /// How often the WAL is copied back into the database file. The writer's WAL
