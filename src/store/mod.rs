@@ -1,11 +1,13 @@
 //! The event log: one ordered sequence of events with a global position, split
 //! into streams that each carry their own gap-free version.
 //!
-//! Both SQL backends share the same write path: appends are queued to a single
-//! writer that commits whatever is waiting in one transaction (group commit),
-//! while [`plan`] checks every append against its own expected version.
+//! Both SQL backends share the same write path ([`group_commit`]): appends are
+//! queued to a single writer that commits whatever is waiting in one
+//! transaction, while [`plan`] checks every append against its own expected
+//! version.
 
 pub mod codec;
+mod group_commit;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrent;
 mod plan;

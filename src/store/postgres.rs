@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use super::group_commit::{run_writer, Appender, CommitGroup, GroupResults};
 use super::now_micros;
 use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+    RecordedEvent, StoreError,
 };
 use crate::sql::postgres::{apply_migrations, MigrationLock};
 use crate::sql::{connect_pool, Migration};
@@ -58,16 +59,9 @@ const MIGRATIONS: &[Migration] = &[
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
 
-type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
-
-enum WriterMessage {
-    Append(AppendRequest, Reply),
-    Close(oneshot::Sender<()>),
-}
-
 pub struct PostgresStore {
     pool: Pool,
-    queue: mpsc::Sender<WriterMessage>,
+    queue: Appender,
     head: watch::Sender<Position>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -85,8 +79,8 @@ impl PostgresStore {
             client.query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[]).await.map_err(unavailable)?.get(0);
         drop(client);
         let (head, _) = watch::channel(Position(last as u64));
-        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run_writer(pool.clone(), inbox, head.clone()));
+        let (queue, inbox) = Appender::new();
+        tokio::spawn(run_writer(PostgresGroups(pool.clone()), inbox, head.clone()));
         let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let listener = tokio::spawn(listen_for_appends(config, head.clone()));
         Ok(PostgresStore { pool, queue, head, listener })
@@ -120,74 +114,22 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     Ok(apply_migrations(&mut client, "events", MIGRATIONS, lock).await?)
 }
 
-async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
-    let mut requests = Vec::with_capacity(MAX_GROUP);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
-    let mut closing = None;
-    while closing.is_none() {
-        let Some(first) = inbox.recv().await else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                WriterMessage::Append(request, reply) => {
-                    requests.push(request);
-                    replies.push(reply);
-                }
-                WriterMessage::Close(done) => {
-                    closing = Some(done);
-                    break;
-                }
-            }
-            if requests.len() < MAX_GROUP {
-                next = inbox.try_recv().ok();
-            }
-        }
-        if requests.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let result = commit_group(&pool, &requests).await;
-        record_group_commit("postgres", started, requests.len());
-        match result {
-            Ok(results) => {
-                let last = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .filter(|r| !r.already_stored)
-                    .filter_map(|r| r.first_position)
-                    .max();
-                if let Some(last) = last {
-                    head.send_modify(|h| *h = (*h).max(last));
-                }
-                for (reply, result) in replies.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, appends = requests.len(), "postgres group commit failed");
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-        }
-        requests.clear();
-    }
-    if let Some(done) = closing {
-        let _ = done.send(());
+/// Commits a group on a connection of the pool.
+struct PostgresGroups(Pool);
+
+impl CommitGroup for PostgresGroups {
+    const BACKEND: &'static str = "postgres";
+    type Error = StoreError;
+
+    fn commit_group(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> impl std::future::Future<Output = Result<GroupResults, StoreError>> + Send {
+        commit_group(&self.0, requests)
     }
 }
 
-fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
-    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
-}
-
-async fn commit_group(
-    pool: &Pool,
-    requests: &[AppendRequest],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+async fn commit_group(pool: &Pool, requests: &[AppendRequest]) -> Result<GroupResults, StoreError> {
     let client = pool.get().await.map_err(unavailable)?;
     let result = commit_group_on(&client, requests).await;
     if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
@@ -202,7 +144,7 @@ async fn commit_group(
 async fn commit_group_on(
     client: &deadpool_postgres::Object,
     requests: &[AppendRequest],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+) -> Result<GroupResults, StoreError> {
     let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
     let ids: Vec<Uuid> = requests.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
 
@@ -385,10 +327,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest::encoded(stream, expected, events);
-        self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.queue.append(AppendRequest::encoded(stream, expected, events)).await
     }
 
     async fn read_stream(
@@ -432,9 +371,6 @@ impl EventStore for PostgresStore {
     }
 
     async fn close(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.queue.send(WriterMessage::Close(done)).await.is_ok() {
-            let _ = finished.await;
-        }
+        self.queue.close().await
     }
 }
