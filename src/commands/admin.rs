@@ -59,7 +59,7 @@ async fn record(
     store: &dyn EventStore,
     event: Result<crate::store::NewEvent, serde_json::Error>,
 ) -> Result<(), HandlerError> {
-    let event = event.map_err(|e| HandlerError::Other(e.to_string()))?;
+    let event = event?;
     store.append(streams::ADMIN, ExpectedVersion::Any, vec![event]).await.map_err(|e: StoreError| e)?;
     Ok(())
 }

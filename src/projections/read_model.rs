@@ -189,20 +189,18 @@ pub async fn rebuild_many(
         after = last.position;
         applied += events.len() as u64;
         if let Some(previous) = pending.take() {
-            previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+            previous.await??;
         }
         // Applying is CPU work: it runs on a blocking thread, beside the next read.
         let (models, shadows, db) = (models.to_vec(), shadows.clone(), db.clone());
         pending = Some(tokio::spawn(async move {
-            let statements = tokio::task::spawn_blocking(move || apply_to_all(&models, &shadows, &events))
-                .await
-                .map_err(|e| HandlerError::Other(e.to_string()))??;
+            let statements = tokio::task::spawn_blocking(move || apply_to_all(&models, &shadows, &events)).await??;
             db.write(statements).await?;
             Ok(())
         }));
     }
     if let Some(previous) = pending.take() {
-        previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+        previous.await??;
     }
 
     let mut reports = Vec::with_capacity(models.len());
@@ -264,10 +262,7 @@ async fn swap_in(
         let current = claim_checkpoint(db, model.name()).await?;
         if current.generation != checkpoint.generation {
             db.write(drop_tables(model, shadow)).await?;
-            return Err(HandlerError::Other(format!(
-                "{} was rebuilt or replayed concurrently; try again",
-                model.name()
-            )));
+            return Err(HandlerError::RebuiltConcurrently { read_model: model.name() });
         }
         let mut swap =
             move_checkpoint(model.name(), current, Checkpoint { position, generation: checkpoint.generation + 1 });

@@ -122,8 +122,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the event store is shutting down")]
     Closed,
+    /// What the log holds cannot be read back (a payload that does not
+    /// decompress, an event KurrentDB wrote differently).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An event to append is not one the log can hold.
+    #[error("event {event_id}: {problem}")]
+    InvalidEvent { event_id: Uuid, problem: &'static str },
+    /// An event could not be encoded to be appended.
+    #[error("encoding an event: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
 }

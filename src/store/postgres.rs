@@ -224,7 +224,9 @@ async fn commit_group_on(
             row_ids.push(row.event.event_id);
             row_types.push(row.event.event_type.as_str());
             row_schemas.push(row.event.schema_version as i32);
-            row_data.push(std::str::from_utf8(&row.event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            let data = std::str::from_utf8(&row.event.data)
+                .map_err(|_| StoreError::InvalidEvent { event_id: row.event.event_id, problem: "data is not UTF-8" })?;
+            row_data.push(data);
             row_payloads.push(row.event.payload.as_deref());
             row_codecs.push(row.payload_codec);
         }
@@ -249,7 +251,7 @@ async fn commit_group_on(
         let by_id: HashMap<Uuid, i64> = inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         for id in &row_ids {
             let position =
-                by_id.get(id).ok_or_else(|| StoreError::Corrupt(format!("insert returned no position for {id}")))?;
+                by_id.get(id).ok_or_else(|| unavailable(format!("the insert returned no position for {id}")))?;
             positions.push(Position(*position as u64));
         }
     } else {
