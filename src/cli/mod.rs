@@ -1,6 +1,9 @@
 //! The client-side subcommands of the `hookwise` binary.
 
 pub mod admin;
+mod error;
 pub mod events;
 pub mod examples;
 pub mod send;
+
+pub use error::CliError;
