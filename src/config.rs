@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
+use crate::agent::runtime::Secret;
+
 use crate::forward::{ForwardConfigError, ForwardSettings};
-use crate::github::classify::TriggerRules;
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
+use crate::triggers::classify::TriggerRules;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -165,17 +167,50 @@ pub struct ProcessArgs {
         action = clap::ArgAction::Set
     )]
     pub proactive: bool,
-    /// The agent runtime (OpenHands-compatible); unset: triggers stop at `agent_not_configured`.
+    /// Which agent runtime `AGENT_API_URL` is: `openhands` (the V1 App Server:
+    /// OpenHands Cloud or a self-hosted app), `openhands-agent-server` (the
+    /// agent server directly) or `openhands-v0` (the legacy V0 API, OpenHands
+    /// 1.6 and older).
+    #[arg(long, env = "AGENT_RUNTIME", value_enum, default_value = "openhands")]
+    pub agent_runtime: AgentRuntimeKind,
+    /// The agent runtime's address; unset: triggers stop at `agent_not_configured`.
     #[arg(long, env = "AGENT_API_URL")]
     pub agent_api_url: Option<String>,
+    /// `openhands`: the API key (`Authorization: Bearer`); `openhands-agent-server`:
+    /// its session key (`X-Session-API-Key`, also required on its webhooks).
     #[arg(long, env = "AGENT_API_KEY", hide_env_values = true)]
     pub agent_api_key: Option<String>,
     /// Link to a conversation; `{conversation_id}` is replaced.
     #[arg(long, env = "AGENT_CONVERSATION_URL")]
     pub agent_conversation_url: Option<String>,
-    /// Required in `X-Session-API-Key` on `/event-webhook/batch`.
+    /// `openhands-v0`: required in `X-Session-API-Key` on `/event-webhook/batch`.
     #[arg(long, env = "AGENT_CALLBACK_SECRET", hide_env_values = true)]
     pub agent_callback_secret: Option<String>,
+    /// How often a running conversation is looked at (e.g. `10s`); doubles up to 5m while nothing changes.
+    #[arg(long, env = "AGENT_POLL_INTERVAL", default_value = "10s")]
+    pub agent_poll_interval: String,
+    /// How long a conversation may run before hookwise gives up on it (e.g. `2h`).
+    #[arg(long, env = "AGENT_RUN_TIMEOUT", default_value = "2h")]
+    pub agent_run_timeout: String,
+    /// `openhands-agent-server`: the LLM the agent uses (litellm name, e.g. `anthropic/claude-sonnet-4-5`).
+    #[arg(long, env = "AGENT_LLM_MODEL")]
+    pub agent_llm_model: Option<String>,
+    /// `openhands-agent-server`: the LLM's API key.
+    #[arg(long, env = "AGENT_LLM_API_KEY", hide_env_values = true)]
+    pub agent_llm_api_key: Option<String>,
+    /// `openhands-agent-server`: the LLM's base URL (optional).
+    #[arg(long, env = "AGENT_LLM_BASE_URL")]
+    pub agent_llm_base_url: Option<String>,
+    /// `openhands-agent-server`: where workspaces go, a directory on the agent server's host.
+    #[arg(long, env = "AGENT_WORKSPACE_ROOT", default_value = "/workspace")]
+    pub agent_workspace_root: String,
+    /// `openhands-agent-server`: the agent's iteration limit per run.
+    #[arg(long, env = "AGENT_MAX_ITERATIONS", default_value_t = 100)]
+    pub agent_max_iterations: u32,
+    /// Where repositories are cloned from (`openhands-agent-server`); default:
+    /// `https://github.com`, or the Enterprise Server derived from `GITHUB_API_URL`.
+    #[arg(long, env = "GITHUB_WEB_URL")]
+    pub github_web_url: Option<String>,
     /// First retry delay of a failed step, in milliseconds (doubling, with jitter).
     #[arg(long, env = "HOOKWISE_RETRY_BASE_MS", default_value_t = 2000)]
     pub retry_base_ms: u64,
@@ -188,19 +223,74 @@ pub struct ProcessArgs {
     pub claim_lease_ms: u64,
 }
 
-/// The agent runtime's address and key.
-#[derive(Clone)]
-pub struct AgentRuntime {
-    pub api_url: String,
-    pub api_key: Option<String>,
-    /// `{conversation_id}` is replaced.
-    pub conversation_url: String,
+/// Which OpenHands `AGENT_API_URL` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentRuntimeKind {
+    /// The V1 App Server (OpenHands Cloud or a self-hosted app).
+    #[value(name = "openhands")]
+    Openhands,
+    /// The agent server directly.
+    #[value(name = "openhands-agent-server")]
+    OpenhandsAgentServer,
+    /// The V0 app API of OpenHands 1.6 and older (legacy).
+    #[value(name = "openhands-v0")]
+    OpenhandsV0,
 }
 
-impl std::fmt::Debug for AgentRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentRuntime").field("api_url", &self.api_url).finish_non_exhaustive()
+impl AgentRuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentRuntimeKind::Openhands => "openhands",
+            AgentRuntimeKind::OpenhandsAgentServer => "openhands-agent-server",
+            AgentRuntimeKind::OpenhandsV0 => "openhands-v0",
+        }
     }
+}
+
+/// The LLM the agent server's agent uses.
+#[derive(Clone)]
+pub struct LlmSettings {
+    pub model: String,
+    pub api_key: Option<Secret>,
+    pub base_url: Option<String>,
+}
+
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The agent runtime: which one, where, and how to follow its runs.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub runtime: AgentRuntimeKind,
+    /// Without a trailing `/`.
+    pub api_url: String,
+    pub api_key: Option<Secret>,
+    /// `{conversation_id}` is replaced.
+    pub conversation_url: String,
+    pub poll_interval: std::time::Duration,
+    pub run_timeout: std::time::Duration,
+    /// `openhands-agent-server` only; `None` when `AGENT_LLM_MODEL` is unset.
+    pub llm: Option<LlmSettings>,
+    pub workspace_root: String,
+    pub max_iterations: u32,
+    /// Without a trailing `/`, e.g. `https://github.com`.
+    pub github_web_url: String,
+}
+
+/// GitHub's web root for an API root: `https://api.github.com` → `https://github.com`;
+/// an Enterprise Server's `https://HOST/api/v3` → `https://HOST`.
+pub fn github_web_url(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    if let Some(rest) = api.strip_prefix("https://api.") {
+        return format!("https://{rest}");
+    }
+    api.strip_suffix("/api/v3").unwrap_or(api).to_owned()
 }
 
 /// Validated [`ProcessArgs`].
@@ -209,7 +299,7 @@ pub struct ProcessSettings {
     pub github: Option<AppCredentials>,
     pub github_api_url: String,
     pub rules: TriggerRules,
-    pub agent: Option<AgentRuntime>,
+    pub agent: Option<AgentSettings>,
     pub callback_secret: Option<ApiToken>,
     pub retry_base: std::time::Duration,
     pub retry_max_attempts: u32,
@@ -224,14 +314,40 @@ impl ProcessSettings {
         github: Option<AppCredentials>,
         github_api_url: String,
     ) -> Result<Self, ConfigError> {
-        let agent = args.agent_api_url.filter(|u| !u.trim().is_empty()).map(|url| {
-            let api_url = url.trim_end_matches('/').to_owned();
-            let conversation_url = args
-                .agent_conversation_url
-                .clone()
-                .unwrap_or_else(|| format!("{api_url}/conversations/{{conversation_id}}"));
-            AgentRuntime { api_url, api_key: args.agent_api_key.clone().filter(|k| !k.is_empty()), conversation_url }
-        });
+        let agent = match args.agent_api_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let api_url = url.trim_end_matches('/').to_owned();
+                let conversation_url = args
+                    .agent_conversation_url
+                    .clone()
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or_else(|| format!("{api_url}/conversations/{{conversation_id}}"));
+                let secret = |value: &Option<String>| value.as_deref().filter(|v| !v.is_empty()).map(Secret::new);
+                let llm =
+                    args.agent_llm_model.as_deref().map(str::trim).filter(|m| !m.is_empty()).map(|model| LlmSettings {
+                        model: model.to_owned(),
+                        api_key: secret(&args.agent_llm_api_key),
+                        base_url: args.agent_llm_base_url.clone().filter(|u| !u.trim().is_empty()),
+                    });
+                let github_web_url = match args.github_web_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+                    Some(url) => url.trim_end_matches('/').to_owned(),
+                    None => github_web_url(&github_api_url),
+                };
+                Some(AgentSettings {
+                    runtime: args.agent_runtime,
+                    api_url,
+                    api_key: secret(&args.agent_api_key),
+                    conversation_url,
+                    poll_interval: duration_setting("AGENT_POLL_INTERVAL", &args.agent_poll_interval)?,
+                    run_timeout: duration_setting("AGENT_RUN_TIMEOUT", &args.agent_run_timeout)?,
+                    llm,
+                    workspace_root: args.agent_workspace_root.trim_end_matches('/').to_owned(),
+                    max_iterations: args.agent_max_iterations.max(1),
+                    github_web_url,
+                })
+            }
+        };
         if args.mention.trim().is_empty() || args.trigger_label.trim().is_empty() {
             return Err(ConfigError::EmptyTriggerWords);
         }
@@ -284,6 +400,8 @@ pub enum ConfigError {
     GitHubApp(String),
     #[error("HOOKWISE_MENTION and HOOKWISE_TRIGGER_LABEL must not be empty")]
     EmptyTriggerWords,
+    #[error("{setting}: `{value}` is not a duration such as 10s, 5m or 2h")]
+    Duration { setting: &'static str, value: String },
     #[error("{}", crate::store::KURRENTDB_NOT_BUILT)]
     KurrentDbNotBuilt,
 }
@@ -340,6 +458,14 @@ fn parse_reconcile_interval(value: Option<&str>) -> Result<Option<std::time::Dur
             _ => Err(ConfigError::ReconcileInterval(text.chars().take(40).collect())),
         },
     }
+}
+
+/// A positive duration setting such as `10s` or `2h`.
+fn duration_setting(setting: &'static str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(value.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ConfigError::Duration { setting, value: value.to_owned() })
 }
 
 #[cfg(test)]

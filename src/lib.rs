@@ -20,5 +20,6 @@ pub mod reconcile;
 pub mod runner;
 pub mod sql;
 pub mod store;
+pub mod triggers;
 
 pub use app::Application;

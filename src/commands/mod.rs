@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod receive_agent_batch;
 pub mod receive_webhook;
+pub mod retry;

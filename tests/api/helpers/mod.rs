@@ -2,6 +2,7 @@
 //! [`backend_tests!`] macro that runs one test body against both.
 
 mod app;
+pub mod app_server;
 mod database;
 pub mod kurrent;
 
