@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{get, EndpointExt, Route, Server};
+use poem::Server;
 
 use tokio::sync::watch;
 
-use crate::api::metrics::{render_metrics, MetricsState};
 use crate::api::{self, AppState};
 use crate::background::run_while_leading;
 use crate::config::{Config, ProcessSettings, Role};
@@ -19,10 +18,9 @@ use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
 use crate::process::ProcessManager;
-use crate::projections::{
-    read_model, read_models, run_handlers, EventHandler, ReadModelHandler, CHECKPOINT_MIGRATIONS,
-};
+use crate::projections::{read_model, read_models, ReadModelHandler};
 use crate::reconcile::{run_periodically, DeliveriesClient};
+use crate::runner::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -51,6 +49,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("preparing the database: {0}")]
     Sql(#[from] SqlError),
+    #[error("preparing the read models: {0}")]
+    ReadModels(#[from] HandlerError),
     #[error("listening on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -73,9 +73,7 @@ impl Application {
         let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
         let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
-            read_model::prepare(&db, model.as_ref())
-                .await
-                .map_err(|e| StartError::Sql(SqlError::Database(e.to_string())))?;
+            read_model::prepare(&db, model.as_ref()).await?;
             read_model_handlers.push(Arc::new(ReadModelHandler::new(model)));
         }
         let handler_groups = vec![vec![Arc::new(process_manager) as Arc<dyn EventHandler>], read_model_handlers];
@@ -107,6 +105,7 @@ impl Application {
             api_token: config.api_token,
             admin_lock: Arc::default(),
             sinks: sinks.clone(),
+            leading: Arc::new(AtomicBool::new(false)),
         };
         let process = config.process;
         let role = config.role;
@@ -128,7 +127,7 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         // The intake role only answers HTTP: no background threads at all.
         let runtime = (self.role == Role::All).then(BackgroundRuntime::start).transpose()?;
-        let leading = Arc::new(AtomicBool::new(false));
+        let leading = self.state.leading.clone();
         let mut background = Vec::new();
         if let Some(runtime) = &runtime {
             let executor = Executor::new(store.clone(), self.db.clone(), self.process);
@@ -156,12 +155,8 @@ impl Application {
                 stopped.clone(),
             )));
         }
-        let metrics_state =
-            MetricsState { store: store.clone(), db: self.db.clone(), sinks: self.sinks.clone(), leading };
-        let routes =
-            Route::new().at("/metrics", get(render_metrics).data(metrics_state)).nest("/", api::routes(self.state));
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(routes, shutdown, Some(SHUTDOWN_GRACE))
+            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop.send(true);
         for task in background {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
-use crate::agent::Secret;
+use crate::agent::runtime::Secret;
 
 use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};

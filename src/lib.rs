@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod process;
 pub mod projections;
 pub mod reconcile;
+pub mod runner;
 pub mod sql;
 pub mod store;
 pub mod triggers;

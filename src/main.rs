@@ -8,6 +8,7 @@ use hookwise::cli::admin::{self, write_openapi};
 use hookwise::cli::check_agent::{check_agent, CheckAgentArgs};
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
+use hookwise::cli::CliError;
 use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
 use hookwise::github::signature::{WebhookSecret, WebhookSecrets};
 use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
@@ -150,71 +151,69 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_from_env())));
     match runtime.block_on(run(command)) {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode, String> {
+async fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Serve(args) => {
-            let config = Config::from_args(*args).map_err(|e| e.to_string())?;
-            let app = Application::build(config).await.map_err(|e| e.to_string())?;
+            let config = Config::from_args(*args)?;
+            let app = Application::build(config).await?;
             // Printed on stdout so scripts (and tests) can find a port-0 address.
             println!("hookwise listening on http://{}", app.local_addr());
-            app.run_until(hookwise::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
+            app.run_until(hookwise::app::shutdown_signal()).await.map_err(CliError::Serve)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckAgent(args) => {
-            let (lines, ok) = check_agent(*args).await.map_err(|e| e.to_string())?;
+            let (lines, ok) = check_agent(*args).await?;
             for line in lines {
                 println!("{line}");
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Send(args) if args.print => {
-            let (event, body) = args.event_and_body().await.map_err(|e| e.to_string())?;
+            let (event, body) = args.event_and_body().await?;
             eprintln!("X-GitHub-Event: {event}");
             println!("{}", String::from_utf8_lossy(&body));
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {
-            let (status, body) = send(&args).await.map_err(|e| e.to_string())?;
+            let (status, body) = send(&args).await?;
             println!("{status}");
             println!("{body}");
             Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Events { store, after, follow } => {
-            let store =
-                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
-            print_events(store, Position(after), follow).await.map_err(|e| e.to_string())?;
+            let store = open_log(&store).await?;
+            print_events(store, Position(after), follow).await.map_err(CliError::ReadLog)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { store, github, since } => {
-            let deliveries = DeliveriesClient::new(Arc::new(github.client().map_err(|e| e.to_string())?));
-            let store =
-                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let deliveries = DeliveriesClient::new(Arc::new(github.client()?));
+            let store = open_log(&store).await?;
             let options = ReconcileOptions { since: since.into(), ..ReconcileOptions::default() };
             let outcome = reconcile(store.as_ref(), &deliveries, &options).await;
             store.close().await;
-            let report = outcome.map_err(|e| e.to_string())?;
+            let report = outcome?;
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi { output } => {
-            write_openapi(&output).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            write_openapi(&output).map_err(|source| CliError::Write { path: output.clone(), source })?;
             println!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild { store, read_model } => {
-            let models = admin::select(&read_model)?;
+            let models = hookwise::projections::select(&read_model)?;
             let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             let reports = hookwise::commands::admin::rebuild(log.as_ref(), &db, &models, "cli")
                 .await
-                .map_err(|e| format!("rebuilding: {e}"))?;
+                .map_err(CliError::Rebuild)?;
             for report in reports {
                 println!(
                     "{}: {} events up to position {} in {} ms",
@@ -226,9 +225,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Replay { store, from, to, read_model } => {
             if from == 0 || to.is_some_and(|to| to < from) {
-                return Err("--from must be at least 1 and not after --to".into());
+                return Err(CliError::Usage("--from must be at least 1 and not after --to"));
             }
-            let models = admin::select(&read_model)?;
+            let models = hookwise::projections::select(&read_model)?;
             let (log, db) = open_both(&store).await?;
             admin::prepare_all(&db).await?;
             for model in models {
@@ -241,7 +240,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                     "cli",
                 )
                 .await
-                .map_err(|e| format!("replaying {}: {e}", model.name()))?;
+                .map_err(|source| CliError::Replay { read_model: model.name(), source })?;
                 println!(
                     "{}: fed {} events again, now at position {}",
                     report.read_model, report.events, report.position
@@ -251,10 +250,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::VerifyLog { store, webhook_secret, webhook_secret_previous } => {
-            let current = WebhookSecret::parse(&webhook_secret).map_err(|e| format!("the webhook secret {e}"))?;
+            let current = WebhookSecret::parse(&webhook_secret).map_err(CliError::WebhookSecret)?;
             let previous = webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
             let secrets = WebhookSecrets { current, previous };
-            let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let log = open_log(&store).await?;
             let report = admin::verify_log(log.as_ref(), &secrets).await?;
             log.close().await;
             for (position, delivery, problem) in &report.failures {
@@ -264,8 +263,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Migrate { store } => {
-            let store =
-                store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
+            let store = open_log(&store).await?;
             store.close().await;
             println!("schema is up to date");
             Ok(ExitCode::SUCCESS)
@@ -273,10 +271,15 @@ async fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
+/// The event log that `store` names.
+async fn open_log(store: &StoreArgs) -> Result<Arc<dyn store::EventStore>, CliError> {
+    store::open_log(&store.database_url, store.eventstore_url()).await.map_err(CliError::OpenLog)
+}
+
 /// The log and the SQL database (read models, checkpoints) that `store` names.
-async fn open_both(store: &StoreArgs) -> Result<(Arc<dyn store::EventStore>, SqlDb), String> {
-    let log = store::open_log(&store.database_url, store.eventstore_url()).await.map_err(|e| e.to_string())?;
-    let db = SqlDb::connect(&store.database_url).await.map_err(|e| e.to_string())?;
+async fn open_both(store: &StoreArgs) -> Result<(Arc<dyn store::EventStore>, SqlDb), CliError> {
+    let log = open_log(store).await?;
+    let db = SqlDb::connect(&store.database_url).await.map_err(CliError::OpenDatabase)?;
     Ok((log, db))
 }
 

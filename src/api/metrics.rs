@@ -1,29 +1,17 @@
 //! `GET /metrics`: the Prometheus text format. Gauges that are cheap to read
 //! but costly to keep current (lags, head) are sampled here, at scrape time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Response};
 
-use crate::forward::SinkStatus;
+use super::AppState;
 use crate::metrics as names;
-use crate::sql::SqlDb;
-use crate::store::EventStore;
-
-#[derive(Clone)]
-pub struct MetricsState {
-    pub store: Arc<dyn EventStore>,
-    pub db: SqlDb,
-    pub sinks: Arc<[Arc<SinkStatus>]>,
-    /// Whether this instance holds the background lease.
-    pub leading: Arc<AtomicBool>,
-}
 
 #[handler]
-pub async fn render_metrics(state: Data<&MetricsState>) -> Response {
+pub async fn render_metrics(state: Data<&AppState>) -> Response {
     sample_gauges(&state).await;
     Response::builder()
         .status(StatusCode::OK)
@@ -32,7 +20,7 @@ pub async fn render_metrics(state: Data<&MetricsState>) -> Response {
 }
 
 /// Best effort: a store that cannot answer leaves the gauges at their last values.
-async fn sample_gauges(state: &MetricsState) {
+async fn sample_gauges(state: &AppState) {
     metrics::gauge!(names::BACKGROUND_LEASE_HELD).set(if state.leading.load(Ordering::Relaxed) { 1.0 } else { 0.0 });
     let Ok(head) = state.store.head().await else {
         return;

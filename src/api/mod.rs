@@ -1,12 +1,14 @@
-//! HTTP: intake, health, and (later) the query API, on poem.
+//! HTTP on poem: intake, agent callbacks, health, metrics and the query API.
+//! [`routes`] is the one place that builds the route tree.
 
 mod agent_callbacks;
 pub mod error;
 mod health;
 mod intake;
-pub mod metrics;
+mod metrics;
 pub mod v1;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use poem::{get, post, Endpoint, EndpointExt, Route};
@@ -35,6 +37,8 @@ pub struct AppState {
     pub admin_lock: Arc<tokio::sync::Mutex<()>>,
     /// The forwarding sinks' live status.
     pub sinks: Arc<[Arc<SinkStatus>]>,
+    /// Whether this instance holds the background lease (for `/metrics`).
+    pub leading: Arc<AtomicBool>,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {
@@ -47,6 +51,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/event-webhook/batch", post(agent_callbacks::receive_agent_callbacks))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
+        .at("/metrics", get(metrics::render_metrics))
         .data(state)
         .catch_all_error(error::render_poem_error)
 }

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use super::CliError;
 use crate::events::{DomainEvent, WebhookReceived};
 use crate::github::signature::WebhookSecrets;
-use crate::projections::{read_model, read_models, ReadModel};
+use crate::projections::{read_model, read_models};
 use crate::sql::SqlDb;
 use crate::store::{EventStore, Position};
 
@@ -18,22 +19,12 @@ pub fn write_openapi(path: &Path) -> std::io::Result<()> {
     std::fs::write(path, spec)
 }
 
-/// The read models `name` selects: one by name, or `all`.
-pub fn select(name: &str) -> Result<Vec<std::sync::Arc<dyn ReadModel>>, String> {
-    if name == "all" {
-        return Ok(read_models());
-    }
-    crate::projections::read_model(name).map(|m| vec![m]).ok_or_else(|| {
-        let known: Vec<&str> = read_models().iter().map(|m| m.name()).collect();
-        format!("no read model {name:?}; known: all, {}", known.join(", "))
-    })
-}
-
 /// Makes sure every read model's tables exist before a rebuild or replay.
-pub async fn prepare_all(db: &SqlDb) -> Result<(), String> {
-    db.migrate("checkpoints", crate::projections::CHECKPOINT_MIGRATIONS).await.map_err(|e| e.to_string())?;
+pub async fn prepare_all(db: &SqlDb) -> Result<(), CliError> {
+    let checkpoints = db.migrate("checkpoints", crate::runner::CHECKPOINT_MIGRATIONS).await;
+    checkpoints.map_err(|e| CliError::PrepareReadModels(e.into()))?;
     for model in read_models() {
-        read_model::prepare(db, model.as_ref()).await.map_err(|e| e.to_string())?;
+        read_model::prepare(db, model.as_ref()).await.map_err(CliError::PrepareReadModels)?;
     }
     Ok(())
 }
@@ -46,11 +37,11 @@ pub struct VerifyReport {
 }
 
 /// Checks every stored delivery's signature header against its stored bytes with `secrets`.
-pub async fn verify_log(store: &dyn EventStore, secrets: &WebhookSecrets) -> Result<VerifyReport, String> {
+pub async fn verify_log(store: &dyn EventStore, secrets: &WebhookSecrets) -> Result<VerifyReport, CliError> {
     let mut report = VerifyReport::default();
     let mut after = Position::START;
     loop {
-        let events = store.read_all(after, 1000).await.map_err(|e| e.to_string())?;
+        let events = store.read_all(after, 1000).await.map_err(CliError::ReadLog)?;
         let Some(last) = events.last() else { break };
         after = last.position;
         for event in events.iter().filter(|e| e.event_type == WebhookReceived::TYPE) {

@@ -2,6 +2,9 @@
 
 pub mod admin;
 pub mod check_agent;
+mod error;
 pub mod events;
 pub mod examples;
 pub mod send;
+
+pub use error::CliError;

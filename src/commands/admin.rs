@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::{streams, DomainEvent};
 use crate::projections::read_model::{self, RebuildReport, ReplayReport};
-use crate::projections::{HandlerError, ReadModel};
+use crate::projections::ReadModel;
+use crate::runner::HandlerError;
 use crate::sql::SqlDb;
 use crate::store::{EventStore, ExpectedVersion, Position, StoreError};
 
@@ -58,7 +59,7 @@ async fn record(
     store: &dyn EventStore,
     event: Result<crate::store::NewEvent, serde_json::Error>,
 ) -> Result<(), HandlerError> {
-    let event = event.map_err(|e| HandlerError::Other(e.to_string()))?;
+    let event = event?;
     store.append(streams::ADMIN, ExpectedVersion::Any, vec![event]).await.map_err(|e: StoreError| e)?;
     Ok(())
 }

@@ -69,7 +69,7 @@ pub async fn receive_webhook(
     // is free to be time-ordered: a random one put every append on a random leaf
     // of the log's event-id index, a page written to the WAL per delivery.
     let event_id = uuid::Uuid::now_v7();
-    let new_event = event.to_new_event(event_id, Some(body)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let new_event = event.to_new_event(event_id, Some(body)).map_err(StoreError::Encode)?;
     match store.append(&stream, ExpectedVersion::NoStream, vec![new_event]).await {
         Ok(result) => Ok(Receipt {
             position: result.first_position.unwrap_or_default(),

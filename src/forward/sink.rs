@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::batch::{encode_event, sign_batch, Batch, PendingBatch};
 use super::{ForwardSettings, SinkConfig};
 use crate::metrics as names;
-use crate::projections::runner::{checkpoint_of, save_checkpoint};
+use crate::runner::{checkpoint_of, save_checkpoint};
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{subscribe_all, EventStore, Position, StoreError};
 

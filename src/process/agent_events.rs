@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::events::{derived_id, streams, AgentEventsReceived, ConversationStatusChanged, DomainEvent};
-use crate::projections::runner::HandlerError;
+use crate::runner::HandlerError;
 use crate::store::{EventStore, ExpectedVersion};
 
 #[derive(Deserialize)]
@@ -71,7 +71,7 @@ pub async fn record_state_changes(store: &dyn EventStore, received: &AgentEvents
                     last_message: last_message.clone(),
                 };
                 let event_id = derived_id(&["agent-state", &received.conversation_id, &operation.path]);
-                let event = changed.to_new_event(event_id, None).map_err(|e| HandlerError::Other(e.to_string()))?;
+                let event = changed.to_new_event(event_id, None)?;
                 store
                     .append(&streams::trigger(received.trigger_id), ExpectedVersion::StreamExists, vec![event])
                     .await?;

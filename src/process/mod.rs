@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{derived_id, streams, AgentEventsReceived, DomainEvent, TriggerRetried, WebhookReceived};
-use crate::projections::runner::{EventHandler, HandlerError};
+use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};

@@ -3,12 +3,12 @@
 
 use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
 use crate::events::{streams, DecodeError, DomainEvent, WebhookReceived};
 use crate::process::ENRICH_PULL_REQUEST;
+use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;

@@ -8,8 +8,8 @@
 
 use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use crate::events::streams;
+use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;

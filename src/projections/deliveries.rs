@@ -2,19 +2,15 @@
 
 use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
+use super::trigger_outcomes::OUTCOME_IGNORED;
 use crate::events::{DomainEvent, WebhookReceived};
+use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
 
 pub struct Deliveries;
-
-/// Until something decides otherwise, a delivery started nothing.
-pub const OUTCOME_IGNORED: &str = "ignored";
-pub const OUTCOME_TRIGGER: &str = "trigger";
-pub const OUTCOME_REJECTED: &str = "rejected";
 
 const TABLES: &[&str] = &["deliveries", "deliveries_time_ranges"];
 

@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use super::query::{next_cursor, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use crate::events::{DomainEvent, WebhookReceived};
+use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;

@@ -18,10 +18,10 @@ use time::OffsetDateTime;
 
 use super::query::{fetch_page, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use super::runner::HandlerError;
 use crate::events::pull_request::{is_openhands, PullRequestEnriched};
 use crate::events::{ConversationStarted, DomainEvent, WebhookReceived};
 use crate::github::prefilter::may_contain;
+use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;

@@ -8,59 +8,22 @@
 //! counts computed from child rows rather than incremented). That is what
 //! makes `replay` safe.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::runner::{claim_checkpoint, compact, move_checkpoint, Checkpoint, EventHandler, HandlerError};
-use crate::sql::{Migration, SqlDb, SqlError, Statement};
+pub use super::tables::Tables;
+use super::time_ranges;
+use crate::runner::{
+    checkpoint_of, claim_checkpoint, is_checkpoint_conflict, move_checkpoint, Checkpoint, EventHandler, HandlerError,
+};
+use crate::sql::{coalesce_inserts, Migration, SqlDb, SqlError, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
 /// Events read and applied per transaction during a rebuild or replay.
 const REBUILD_BATCH: usize = 2000;
-
-/// Where a read model's tables live: the live names, or a shadow set being rebuilt.
-#[derive(Debug, Clone)]
-pub struct Tables {
-    prefix: String,
-    /// Each template with the prefix filled in, made once: statements borrow
-    /// it instead of allocating per event. (Bounded: a few dozen templates per
-    /// prefix, and a new prefix only per rebuild.)
-    rendered: Arc<Mutex<HashMap<(usize, usize), &'static str>>>,
-}
-
-impl Tables {
-    pub fn live() -> Self {
-        Tables { prefix: String::new(), rendered: Arc::default() }
-    }
-
-    fn shadow(generation: i64) -> Self {
-        Tables { prefix: format!("rebuild{generation}_"), rendered: Arc::default() }
-    }
-
-    /// `template` with each `{p}` replaced by the table prefix.
-    pub fn sql(&self, template: &'static str) -> Cow<'static, str> {
-        let key = (template.as_ptr() as usize, template.len());
-        let Ok(mut rendered) = self.rendered.lock() else {
-            return Cow::Owned(template.replace("{p}", &self.prefix));
-        };
-        let sql =
-            rendered.entry(key).or_insert_with(|| Box::leak(template.replace("{p}", &self.prefix).into_boxed_str()));
-        Cow::Borrowed(*sql)
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    fn name(&self, table: &str) -> String {
-        format!("{}{table}", self.prefix)
-    }
-}
 
 /// A read model. Its SQL names tables as `{p}name` so that the same
 /// statements write the live tables or a shadow set.
@@ -117,6 +80,16 @@ impl EventHandler for ReadModelHandler {
     async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
         self.model.apply(&self.live, event)
     }
+
+    fn compact(&self, statements: Vec<Statement>) -> Vec<Statement> {
+        compact(statements)
+    }
+}
+
+/// A batch's statements, as few as they can be: time-range upserts folded to
+/// one per block, runs of the same insert-or-ignore merged into one insert.
+pub fn compact(statements: Vec<Statement>) -> Vec<Statement> {
+    coalesce_inserts(time_ranges::fold(statements))
 }
 
 pub const READ_MODEL_MIGRATIONS: &[Migration] = &[(
@@ -216,20 +189,18 @@ pub async fn rebuild_many(
         after = last.position;
         applied += events.len() as u64;
         if let Some(previous) = pending.take() {
-            previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+            previous.await??;
         }
         // Applying is CPU work: it runs on a blocking thread, beside the next read.
         let (models, shadows, db) = (models.to_vec(), shadows.clone(), db.clone());
         pending = Some(tokio::spawn(async move {
-            let statements = tokio::task::spawn_blocking(move || apply_to_all(&models, &shadows, &events))
-                .await
-                .map_err(|e| HandlerError::Other(e.to_string()))??;
+            let statements = tokio::task::spawn_blocking(move || apply_to_all(&models, &shadows, &events)).await??;
             db.write(statements).await?;
             Ok(())
         }));
     }
     if let Some(previous) = pending.take() {
-        previous.await.map_err(|e| HandlerError::Other(e.to_string()))??;
+        previous.await??;
     }
 
     let mut reports = Vec::with_capacity(models.len());
@@ -272,59 +243,6 @@ fn apply_to_all(
     Ok(statements)
 }
 
-/// Most parameters one coalesced statement may bind (SQLite allows 32766, PostgreSQL 65535).
-const MAX_PARAMS: usize = 30_000;
-
-/// Merges runs of the same `INSERT … VALUES (…) ON CONFLICT … DO NOTHING`
-/// into multi-row inserts. Equivalent to running them one by one (a row that
-/// conflicts with an earlier row of the same statement is skipped too), and
-/// far fewer statements for the database to execute.
-pub fn coalesce_inserts(statements: Vec<Statement>) -> Vec<Statement> {
-    fn split(sql: &str) -> Option<(&str, &str, &str)> {
-        if !sql.trim_end().ends_with("DO NOTHING") || sql.contains("SELECT") {
-            return None;
-        }
-        let values = sql.find("VALUES (")? + "VALUES ".len();
-        let close = values + sql[values..].find(')')? + 1;
-        Some((&sql[..values], &sql[values..close], &sql[close..]))
-    }
-    let mut out: Vec<Statement> = Vec::with_capacity(statements.len());
-    let mut run: Vec<Statement> = Vec::new();
-    let flush = |run: &mut Vec<Statement>, out: &mut Vec<Statement>| {
-        if run.len() <= 1 {
-            out.append(run);
-            return;
-        }
-        let Some((head, group, tail)) = split(&run[0].sql) else {
-            out.append(run);
-            return;
-        };
-        let mut sql = String::with_capacity(head.len() + tail.len() + run.len() * (group.len() + 2));
-        sql.push_str(head);
-        for i in 0..run.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(group);
-        }
-        sql.push_str(tail);
-        let params = run.drain(..).flat_map(|s| s.params).collect();
-        out.push(Statement::new(sql, params));
-    };
-    for statement in statements {
-        let joins = run
-            .first()
-            .is_some_and(|first| first.sql == statement.sql && (run.len() + 1) * statement.params.len() <= MAX_PARAMS)
-            && split(&statement.sql).is_some();
-        if !joins {
-            flush(&mut run, &mut out);
-        }
-        run.push(statement);
-    }
-    flush(&mut run, &mut out);
-    out
-}
-
 /// Replaces the live tables by the shadow set, with the checkpoint at
 /// `position`, in one transaction.
 async fn swap_in(
@@ -344,10 +262,7 @@ async fn swap_in(
         let current = claim_checkpoint(db, model.name()).await?;
         if current.generation != checkpoint.generation {
             db.write(drop_tables(model, shadow)).await?;
-            return Err(HandlerError::Other(format!(
-                "{} was rebuilt or replayed concurrently; try again",
-                model.name()
-            )));
+            return Err(HandlerError::RebuiltConcurrently { read_model: model.name() });
         }
         let mut swap =
             move_checkpoint(model.name(), current, Checkpoint { position, generation: checkpoint.generation + 1 });
@@ -362,7 +277,7 @@ async fn swap_in(
         swap.push(record_version(model));
         match db.write(swap).await {
             Ok(_) => return Ok(position),
-            Err(e) if super::runner::is_checkpoint_conflict(&e) && attempts < 20 => continue,
+            Err(e) if is_checkpoint_conflict(&e) && attempts < 20 => continue,
             Err(e) => {
                 let _ = db.write(drop_tables(model, shadow)).await;
                 return Err(e.into());
@@ -426,7 +341,7 @@ pub async fn replay(
 pub async fn lag(db: &SqlDb, head: Position, names: &[&'static str]) -> Result<Vec<(&'static str, u64)>, SqlError> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let position = super::runner::checkpoint_of(db, name).await?;
+        let position = checkpoint_of(db, name).await?;
         out.push((*name, head.0.saturating_sub(position.0)));
     }
     Ok(out)
@@ -435,37 +350,4 @@ pub async fn lag(db: &SqlDb, head: Position, names: &[&'static str]) -> Result<V
 /// Elapsed time as whole milliseconds.
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::coalesce_inserts;
-    use crate::sql::Statement;
-    use crate::sql_params;
-
-    #[test]
-    fn runs_of_the_same_insert_become_one_multi_row_insert() {
-        let insert = "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO NOTHING";
-        let other = "UPDATE t SET b = ? WHERE a = ?";
-        let statements = vec![
-            Statement::new(insert, sql_params![1, "x"]),
-            Statement::new(insert, sql_params![2, "y"]),
-            Statement::new(other, sql_params!["z", 1]),
-            Statement::new(insert, sql_params![3, "w"]),
-        ];
-        let merged = coalesce_inserts(statements);
-        assert_eq!(merged.len(), 3);
-        assert_eq!(merged[0].sql, "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT (a) DO NOTHING");
-        assert_eq!(merged[0].params, sql_params![1, "x", 2, "y"]);
-        assert_eq!(merged[1].sql, other);
-        assert_eq!(merged[2].sql, insert);
-    }
-
-    #[test]
-    fn upserts_are_left_alone() {
-        let upsert = "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO UPDATE SET a = excluded.a";
-        let merged =
-            coalesce_inserts(vec![Statement::new(upsert, sql_params![1]), Statement::new(upsert, sql_params![2])]);
-        assert_eq!(merged.len(), 2);
-    }
 }

@@ -6,7 +6,7 @@
 //! block whose latest time is before `since` holds no row at or after it.
 
 use super::query::Filter;
-use super::read_model::Tables;
+use super::tables::Tables;
 use crate::sql::{SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::Position;

@@ -3,13 +3,17 @@
 //! rejected (`rejected`, with the reason code).
 
 use super::conversations::trigger_id;
-use super::deliveries::{OUTCOME_IGNORED, OUTCOME_REJECTED, OUTCOME_TRIGGER};
 use super::read_model::Tables;
-use super::runner::HandlerError;
+use crate::runner::HandlerError;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;
 use crate::triggers::TriggerEvent;
+
+/// Until something decides otherwise, a delivery started nothing.
+pub const OUTCOME_IGNORED: &str = "ignored";
+pub const OUTCOME_TRIGGER: &str = "trigger";
+pub const OUTCOME_REJECTED: &str = "rejected";
 
 /// Statements that record on `deliveries` what became of a delivery.
 pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {

@@ -74,7 +74,7 @@ pub async fn reconcile(
     if let Err(e) = &outcome {
         report.error = Some(e.to_string());
     }
-    let event = report.to_new_event(uuid::Uuid::new_v4(), None).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let event = report.to_new_event(uuid::Uuid::new_v4(), None).map_err(StoreError::Encode)?;
     store.append(streams::RECONCILE, ExpectedVersion::Any, vec![event]).await?;
     metrics::counter!(names::RECONCILE_RUNS, "outcome" => if outcome.is_ok() { "completed" } else { "failed" })
         .increment(1);

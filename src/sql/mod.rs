@@ -7,17 +7,24 @@
 //! `DOUBLE PRECISION`, booleans are `BIGINT` 0/1, upserts use
 //! `INSERT … ON CONFLICT … DO UPDATE`, and aggregates that PostgreSQL would
 //! return as `NUMERIC` are cast (`CAST(SUM(x) AS BIGINT)`).
+//!
+//! The lowest layer of the crate: it imports nothing of hookwise, and the
+//! log's stores (`crate::store`) use its engine plumbing (migrations, the
+//! PostgreSQL pool, error codes).
 
-mod postgres;
-mod sqlite;
+mod coalesce;
+mod error;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 mod value;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+pub use coalesce::coalesce_inserts;
+pub use error::{ErrorCode, SqlError};
+pub use postgres::connect_pool;
 pub use value::{FromSqlValue, SqlRow, SqlValue};
-
-use crate::store::StoreError;
 
 /// One statement and its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,23 +47,10 @@ pub enum Dialect {
     Postgres,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SqlError {
-    #[error("database error: {0}")]
-    Database(String),
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error("column {column}: {problem}")]
-    Column { column: usize, problem: String },
-}
-
-impl From<SqlError> for StoreError {
-    fn from(e: SqlError) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-/// A migration: `(version, statements)`, applied once per component, in order.
+/// A migration: `(version, statements)`, applied once per component, in
+/// order, each in its own transaction, recorded in `schema_migrations` (one
+/// runner per engine: `sqlite::apply_migrations`, `postgres::apply_migrations`,
+/// used by the log's stores too).
 pub type Migration = (i64, &'static str);
 
 #[derive(Clone)]

@@ -1,19 +1,87 @@
-use deadpool_postgres::Pool;
-use tokio_postgres::types::{ToSql, Type};
+use std::str::FromStr;
+use std::time::Duration;
 
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::error::from_postgres as db_error;
 use super::value::Columns;
 use super::{numbered_placeholders, Migration, SqlError, SqlRow, SqlValue, Statement};
-use crate::store::postgres::connect_pool;
 
 pub struct PostgresDb {
     pool: Pool,
 }
 
-fn db_error(e: tokio_postgres::Error) -> SqlError {
-    match e.as_db_error() {
-        Some(db) => SqlError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => SqlError::Unavailable(e.to_string()),
+/// A connection pool for `url`, shared by the log's store and the SQL side.
+pub fn connect_pool(url: &str) -> Result<Pool, SqlError> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| SqlError::InvalidUrl(e.to_string()))?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(16)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| SqlError::Unavailable(e.to_string()))
+}
+
+/// Which advisory lock keeps instances that start together from migrating
+/// a component at the same time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MigrationLock {
+    /// `hashtext(component)`.
+    NamedAfterComponent,
+    /// A fixed key (the log's, which releases before this runner used).
+    Key(i64),
+}
+
+/// Applies `component`'s migrations that are not recorded yet, each in its
+/// own transaction under the advisory lock `lock` (instances starting
+/// together migrate one at a time), with its row in `schema_migrations`. The
+/// one migration runner on PostgreSQL: the SQL side's [`PostgresDb`] and the
+/// log's store both use it.
+pub(crate) async fn apply_migrations(
+    client: &mut deadpool_postgres::Object,
+    component: &str,
+    migrations: &[Migration],
+    lock: MigrationLock,
+) -> Result<(), SqlError> {
+    for (version, sql) in migrations {
+        let tx = client.transaction().await.map_err(db_error)?;
+        match lock {
+            MigrationLock::NamedAfterComponent => {
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&component]).await.map_err(db_error)?
+            }
+            MigrationLock::Key(key) => {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).await.map_err(db_error)?
+            }
+        };
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
+        )
+        .await
+        .map_err(db_error)?;
+        let version32 = i32::try_from(*version)
+            .map_err(|_| SqlError::Database(format!("migration version {version} too large")))?;
+        let applied = tx
+            .query_opt(
+                "SELECT version FROM schema_migrations WHERE component = $1 AND version = $2",
+                &[&component, &version32],
+            )
+            .await
+            .map_err(db_error)?;
+        if applied.is_none() {
+            tx.batch_execute(sql).await.map_err(db_error)?;
+            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ($1, $2)", &[&component, &version32])
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
     }
+    Ok(())
 }
 
 fn params_of(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
@@ -84,7 +152,7 @@ impl PostgresDb {
     }
 
     pub fn connect(url: &str) -> Result<Self, SqlError> {
-        let pool = connect_pool(url).map_err(|e| SqlError::Unavailable(e.to_string()))?;
+        let pool = connect_pool(url)?;
         Ok(PostgresDb { pool })
     }
 
@@ -94,37 +162,7 @@ impl PostgresDb {
 
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
         let mut client = self.client().await?;
-        for (version, sql) in migrations {
-            let tx = client.transaction().await.map_err(db_error)?;
-            // Instances starting together migrate one at a time.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&component]).await.map_err(db_error)?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-            )
-            .await
-            .map_err(db_error)?;
-            let version32 =
-                i32::try_from(*version).map_err(|_| SqlError::Database("migration version too large".into()))?;
-            let applied = tx
-                .query_opt(
-                    "SELECT version FROM schema_migrations WHERE component = $1 AND version = $2",
-                    &[&component, &version32],
-                )
-                .await
-                .map_err(db_error)?;
-            if applied.is_none() {
-                tx.batch_execute(sql).await.map_err(db_error)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)",
-                    &[&component, &version32],
-                )
-                .await
-                .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
-        }
-        Ok(())
+        apply_migrations(&mut client, component, migrations, MigrationLock::NamedAfterComponent).await
     }
 
     pub async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, SqlError> {

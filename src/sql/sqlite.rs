@@ -4,6 +4,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use super::error::from_sqlite;
 use super::value::Columns;
 use super::{Migration, SqlError, SqlRow, SqlValue, Statement};
 
@@ -14,8 +15,43 @@ pub struct SqliteDb {
     readers: r2d2::Pool<SqliteConnectionManager>,
 }
 
-fn db_error(e: impl std::fmt::Display) -> SqlError {
-    SqlError::Database(e.to_string())
+/// A failure around the engine (a folder, a pool, a thread), not in it.
+fn unavailable(e: impl std::fmt::Display) -> SqlError {
+    SqlError::Unavailable(e.to_string())
+}
+
+/// Applies `component`'s migrations that `conn` has not recorded yet, each
+/// in its own `BEGIN IMMEDIATE` transaction with its row in
+/// `schema_migrations`. The one migration runner on SQLite: the read side's
+/// [`SqliteDb`] and the log's store both use it.
+pub(crate) fn apply_migrations(
+    conn: &mut Connection,
+    component: &str,
+    migrations: &[Migration],
+) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
+    )?;
+    for (version, sql) in migrations {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE component = ?1 AND version = ?2",
+                rusqlite::params![component, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if applied.is_none() {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2)",
+                rusqlite::params![component, version],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 impl rusqlite::ToSql for SqlValue {
@@ -70,7 +106,7 @@ pub async fn try_lock_file(path: &str) -> Result<Option<std::fs::File>, SqlError
         }
     })
     .await
-    .map_err(db_error)?
+    .map_err(unavailable)?
 }
 
 impl SqliteDb {
@@ -78,24 +114,24 @@ impl SqliteDb {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             if let Some(parent) = std::path::Path::new(&path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(db_error)?;
+                std::fs::create_dir_all(parent).map_err(unavailable)?;
             }
-            let writer = Connection::open(&path).map_err(db_error)?;
+            let writer = Connection::open(&path).map_err(from_sqlite)?;
             // NORMAL: a power loss may undo the last few commits here, never
             // tear one. Everything here is derived from the log, and each
             // handler's rows commit with its checkpoint, so what is undone is
             // simply applied again; the log itself stays fully durable.
             writer
                 .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
-                .map_err(db_error)?;
+                .map_err(from_sqlite)?;
             let manager = SqliteConnectionManager::file(&path)
                 .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -1024;"));
-            let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(db_error)?;
+            let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(1)).build(manager).map_err(unavailable)?;
             Ok(SqliteDb { writer: Arc::new(Mutex::new(writer)), readers })
         })
         .await
-        .map_err(db_error)?
+        .map_err(unavailable)?
     }
 
     async fn with_writer<T: Send + 'static>(
@@ -105,39 +141,14 @@ impl SqliteDb {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().map_err(|_| SqlError::Unavailable("writer connection poisoned".into()))?;
-            work(&mut conn).map_err(db_error)
+            work(&mut conn).map_err(from_sqlite)
         })
         .await
-        .map_err(db_error)?
+        .map_err(unavailable)?
     }
 
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<(), SqlError> {
-        self.with_writer(move |conn| {
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-            )?;
-            for (version, sql) in migrations {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let applied: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM schema_migrations WHERE component = ?1 AND version = ?2",
-                        rusqlite::params![component, version],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if applied.is_none() {
-                    tx.execute_batch(sql)?;
-                    tx.execute(
-                        "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2)",
-                        rusqlite::params![component, version],
-                    )?;
-                }
-                tx.commit()?;
-            }
-            Ok(())
-        })
-        .await
+        self.with_writer(move |conn| apply_migrations(conn, component, migrations)).await
     }
 
     pub async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, SqlError> {
@@ -175,9 +186,9 @@ impl SqliteDb {
         let sql = sql.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get().map_err(|e| SqlError::Unavailable(e.to_string()))?;
-            run_query(&conn, &sql, &params).map_err(db_error)
+            run_query(&conn, &sql, &params).map_err(from_sqlite)
         })
         .await
-        .map_err(db_error)?
+        .map_err(unavailable)?
     }
 }

@@ -398,7 +398,7 @@ impl EventStore for KurrentStore {
         self.check_open()?;
         // The same up-front refusals as the SQL planner.
         if let Some(event) = events.iter().find(|e| std::str::from_utf8(&e.data).is_err()) {
-            return Err(StoreError::Corrupt(format!("event {}: data is not UTF-8", event.event_id)));
+            return Err(StoreError::InvalidEvent { event_id: event.event_id, problem: "data is not UTF-8" });
         }
         let mut seen = std::collections::HashSet::with_capacity(events.len());
         if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {

@@ -1,11 +1,13 @@
 //! The event log: one ordered sequence of events with a global position, split
 //! into streams that each carry their own gap-free version.
 //!
-//! Both SQL backends share the same write path: appends are queued to a single
-//! writer that commits whatever is waiting in one transaction (group commit),
-//! while [`plan`] checks every append against its own expected version.
+//! Both SQL backends share the same write path ([`group_commit`]): appends are
+//! queued to a single writer that commits whatever is waiting in one
+//! transaction, while [`plan`] checks every append against its own expected
+//! version.
 
 pub mod codec;
+mod group_commit;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrent;
 mod plan;
@@ -120,10 +122,27 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the event store is shutting down")]
     Closed,
+    /// What the log holds cannot be read back (a payload that does not
+    /// decompress, an event KurrentDB wrote differently).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An event to append is not one the log can hold.
+    #[error("event {event_id}: {problem}")]
+    InvalidEvent { event_id: Uuid, problem: &'static str },
+    /// An event could not be encoded to be appended.
+    #[error("encoding an event: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
+}
+
+impl From<crate::sql::SqlError> for StoreError {
+    fn from(e: crate::sql::SqlError) -> Self {
+        match e {
+            crate::sql::SqlError::InvalidUrl(url) => StoreError::InvalidUrl(url),
+            e => StoreError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl StoreError {

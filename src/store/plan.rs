@@ -124,10 +124,10 @@ pub fn plan_batch<'a>(
         // Refused here rather than by the database, which would fail the
         // whole group (every other append committed with this one).
         if let Some(event) = request.events.iter().find(|e| std::str::from_utf8(&e.data).is_err()) {
-            outcomes.push(PlannedOutcome::Rejected(StoreError::Corrupt(format!(
-                "event {}: data is not UTF-8",
-                event.event_id
-            ))));
+            outcomes.push(PlannedOutcome::Rejected(StoreError::InvalidEvent {
+                event_id: event.event_id,
+                problem: "data is not UTF-8",
+            }));
             continue;
         }
         let mut seen = HashSet::with_capacity(request.events.len());
@@ -261,7 +261,7 @@ mod tests {
             results[1],
             Err(StoreError::DuplicateEventId { event_id }) if event_id == Uuid::from_u128(2)
         ));
-        assert!(matches!(results[2], Err(StoreError::Corrupt(_))));
+        assert!(matches!(results[2], Err(StoreError::InvalidEvent { .. })));
         assert!(results[3].is_ok());
     }
 

@@ -9,24 +9,27 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{mpsc, oneshot, watch};
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use super::group_commit::{run_writer, Appender, CommitGroup, GroupResults};
 use super::now_micros;
 use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+    RecordedEvent, StoreError,
 };
+use crate::sql::postgres::{apply_migrations, MigrationLock};
+use crate::sql::{connect_pool, Migration};
 
 /// Advisory lock key that serialises appends (ASCII "hookwise" folded into an i64).
 const APPEND_LOCK: i64 = 0x686f_6f6b_7769_7365;
 const NOTIFY_CHANNEL: &str = "hookwise_events";
 
-const MIGRATIONS: &[(i32, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "CREATE TABLE events (
@@ -56,36 +59,15 @@ const MIGRATIONS: &[(i32, &str)] = &[
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
 
-type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
-
-enum WriterMessage {
-    Append(AppendRequest, Reply),
-    Close(oneshot::Sender<()>),
-}
-
 pub struct PostgresStore {
     pool: Pool,
-    queue: mpsc::Sender<WriterMessage>,
+    queue: Appender,
     head: watch::Sender<Position>,
     listener: tokio::task::JoinHandle<()>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
-}
-
-/// A connection pool for `url`, shared by the store and the SQL read models.
-pub fn connect_pool(url: &str) -> Result<Pool, StoreError> {
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
-        .max_size(16)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .map_err(unavailable)
 }
 
 impl PostgresStore {
@@ -97,8 +79,8 @@ impl PostgresStore {
             client.query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[]).await.map_err(unavailable)?.get(0);
         drop(client);
         let (head, _) = watch::channel(Position(last as u64));
-        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run_writer(pool.clone(), inbox, head.clone()));
+        let (queue, inbox) = Appender::new();
+        tokio::spawn(run_writer(PostgresGroups(pool.clone()), inbox, head.clone()));
         let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let listener = tokio::spawn(listen_for_appends(config, head.clone()));
         Ok(PostgresStore { pool, queue, head, listener })
@@ -124,100 +106,30 @@ impl PostgresStore {
     }
 }
 
+/// The log's migrations, with the one PostgreSQL migration runner.
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
     // Several instances may start at once: one migrates, the others wait.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(APPEND_LOCK + 1)]).await.map_err(unavailable)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-    )
-    .await
-    .map_err(unavailable)?;
-    for (version, sql) in MIGRATIONS {
-        let applied = tx
-            .query_opt("SELECT version FROM schema_migrations WHERE component = 'events' AND version = $1", &[version])
-            .await
-            .map_err(unavailable)?;
-        if applied.is_none() {
-            tx.batch_execute(sql).await.map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', $1)", &[version])
-                .await
-                .map_err(unavailable)?;
-        }
-    }
-    tx.commit().await.map_err(unavailable)
+    let lock = MigrationLock::Key(APPEND_LOCK + 1);
+    Ok(apply_migrations(&mut client, "events", MIGRATIONS, lock).await?)
 }
 
-async fn run_writer(pool: Pool, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
-    let mut requests = Vec::with_capacity(MAX_GROUP);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
-    let mut closing = None;
-    while closing.is_none() {
-        let Some(first) = inbox.recv().await else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                WriterMessage::Append(request, reply) => {
-                    requests.push(request);
-                    replies.push(reply);
-                }
-                WriterMessage::Close(done) => {
-                    closing = Some(done);
-                    break;
-                }
-            }
-            if requests.len() < MAX_GROUP {
-                next = inbox.try_recv().ok();
-            }
-        }
-        if requests.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let result = commit_group(&pool, &requests).await;
-        record_group_commit("postgres", started, requests.len());
-        match result {
-            Ok(results) => {
-                let last = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .filter(|r| !r.already_stored)
-                    .filter_map(|r| r.first_position)
-                    .max();
-                if let Some(last) = last {
-                    head.send_modify(|h| *h = (*h).max(last));
-                }
-                for (reply, result) in replies.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, appends = requests.len(), "postgres group commit failed");
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-        }
-        requests.clear();
-    }
-    if let Some(done) = closing {
-        let _ = done.send(());
+/// Commits a group on a connection of the pool.
+struct PostgresGroups(Pool);
+
+impl CommitGroup for PostgresGroups {
+    const BACKEND: &'static str = "postgres";
+    type Error = StoreError;
+
+    fn commit_group(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> impl std::future::Future<Output = Result<GroupResults, StoreError>> + Send {
+        commit_group(&self.0, requests)
     }
 }
 
-fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
-    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
-}
-
-async fn commit_group(
-    pool: &Pool,
-    requests: &[AppendRequest],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+async fn commit_group(pool: &Pool, requests: &[AppendRequest]) -> Result<GroupResults, StoreError> {
     let client = pool.get().await.map_err(unavailable)?;
     let result = commit_group_on(&client, requests).await;
     if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
@@ -232,7 +144,7 @@ async fn commit_group(
 async fn commit_group_on(
     client: &deadpool_postgres::Object,
     requests: &[AppendRequest],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+) -> Result<GroupResults, StoreError> {
     let streams: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
     let ids: Vec<Uuid> = requests.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
 
@@ -312,7 +224,9 @@ async fn commit_group_on(
             row_ids.push(row.event.event_id);
             row_types.push(row.event.event_type.as_str());
             row_schemas.push(row.event.schema_version as i32);
-            row_data.push(std::str::from_utf8(&row.event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            let data = std::str::from_utf8(&row.event.data)
+                .map_err(|_| StoreError::InvalidEvent { event_id: row.event.event_id, problem: "data is not UTF-8" })?;
+            row_data.push(data);
             row_payloads.push(row.event.payload.as_deref());
             row_codecs.push(row.payload_codec);
         }
@@ -337,7 +251,7 @@ async fn commit_group_on(
         let by_id: HashMap<Uuid, i64> = inserted.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         for id in &row_ids {
             let position =
-                by_id.get(id).ok_or_else(|| StoreError::Corrupt(format!("insert returned no position for {id}")))?;
+                by_id.get(id).ok_or_else(|| unavailable(format!("the insert returned no position for {id}")))?;
             positions.push(Position(*position as u64));
         }
     } else {
@@ -415,10 +329,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest::encoded(stream, expected, events);
-        self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.queue.append(AppendRequest::encoded(stream, expected, events)).await
     }
 
     async fn read_stream(
@@ -462,9 +373,6 @@ impl EventStore for PostgresStore {
     }
 
     async fn close(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.queue.send(WriterMessage::Close(done)).await.is_ok() {
-            let _ = finished.await;
-        }
+        self.queue.close().await
     }
 }

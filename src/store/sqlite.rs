@@ -9,16 +9,19 @@ use std::path::Path;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::group_commit::{block_on, run_writer, Appender, CommitGroup, GroupResults};
 use super::{codec, sql_int};
 use super::{
     plan_batch, AppendRequest, AppendResult, EventStore, ExistingEvent, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, StoreError, MAX_GROUP, QUEUE_DEPTH,
+    RecordedEvent, StoreError,
 };
+use crate::sql::sqlite::apply_migrations;
+use crate::sql::Migration;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
+const MIGRATIONS: &[Migration] = &[(
     1,
     "CREATE TABLE events (
         position INTEGER PRIMARY KEY,
@@ -35,15 +38,8 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );",
 )];
 
-type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
-
-enum WriterMessage {
-    Append(AppendRequest, Reply),
-    Close(oneshot::Sender<()>),
-}
-
 pub struct SqliteStore {
-    queue: mpsc::Sender<WriterMessage>,
+    queue: Appender,
     readers: r2d2::Pool<SqliteConnectionManager>,
     head: watch::Sender<Position>,
 }
@@ -87,7 +83,7 @@ impl SqliteStore {
         let last: i64 =
             writer.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0)).map_err(unavailable)?;
         let (head, _) = watch::channel(Position(last as u64));
-        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
+        let (queue, inbox) = Appender::new();
         // Copying the WAL back into the database happens on a thread of its
         // own, off the commit path; the writer's own auto-checkpoint stays as
         // a backstop at a much larger WAL size.
@@ -102,7 +98,7 @@ impl SqliteStore {
         let head_for_writer = head.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer, inbox, head_for_writer))
+            .spawn(move || block_on(run_writer(SqliteGroups(writer), inbox, head_for_writer)))
             .map_err(unavailable)?;
         Ok(SqliteStore { queue, readers, head })
     }
@@ -135,29 +131,9 @@ impl SqliteStore {
     }
 }
 
+/// The log's migrations, with the one SQLite migration runner.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))",
-    )
-    .map_err(unavailable)?;
-    for (version, sql) in MIGRATIONS {
-        let applied: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM schema_migrations WHERE component = 'events' AND version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)?;
-        if applied.is_none() {
-            tx.execute_batch(sql).map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_migrations (component, version) VALUES ('events', ?1)", [version])
-                .map_err(unavailable)?;
-        }
-    }
-    tx.commit().map_err(unavailable)
+    apply_migrations(conn, "events", MIGRATIONS).map_err(unavailable)
 }
 
 /// How often the WAL is copied back into the database file. The writer's WAL
@@ -177,74 +153,22 @@ fn run_checkpointer(conn: Connection, alive: watch::Receiver<Position>) {
     }
 }
 
-fn run_writer(mut conn: Connection, mut inbox: mpsc::Receiver<WriterMessage>, head: watch::Sender<Position>) {
-    let mut requests = Vec::with_capacity(MAX_GROUP);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
-    let mut closing = None;
-    while closing.is_none() {
-        let Some(first) = inbox.blocking_recv() else {
-            break;
-        };
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                WriterMessage::Append(request, reply) => {
-                    requests.push(request);
-                    replies.push(reply);
-                }
-                WriterMessage::Close(done) => {
-                    closing = Some(done);
-                    break;
-                }
-            }
-            if requests.len() < MAX_GROUP {
-                next = inbox.try_recv().ok();
-            }
-        }
-        if requests.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let result = commit_group(&mut conn, &requests);
-        record_group_commit("sqlite", started, requests.len());
-        match result {
-            Ok(results) => {
-                if let Some(last) = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .filter(|r| !r.already_stored)
-                    .filter_map(|r| r.first_position)
-                    .max()
-                {
-                    head.send_modify(|h| *h = (*h).max(last));
-                }
-                for (reply, result) in replies.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, appends = requests.len(), "sqlite group commit failed");
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(unavailable(&e)));
-                }
-            }
-        }
-        requests.clear();
-    }
-    if let Some(done) = closing {
-        let _ = done.send(());
+/// Commits a group on the writer connection (its thread blocks meanwhile).
+struct SqliteGroups(Connection);
+
+impl CommitGroup for SqliteGroups {
+    const BACKEND: &'static str = "sqlite";
+    type Error = rusqlite::Error;
+
+    fn commit_group(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> impl std::future::Future<Output = Result<GroupResults, rusqlite::Error>> + Send {
+        std::future::ready(commit_group(&mut self.0, requests))
     }
 }
 
-fn record_group_commit(backend: &'static str, started: std::time::Instant, appends: usize) {
-    metrics::histogram!(crate::metrics::APPEND_DURATION, "backend" => backend).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::metrics::APPEND_GROUP_SIZE, "backend" => backend).record(appends as f64);
-}
-
-fn commit_group(
-    conn: &mut Connection,
-    requests: &[AppendRequest],
-) -> rusqlite::Result<Vec<Result<AppendResult, StoreError>>> {
+fn commit_group(conn: &mut Connection, requests: &[AppendRequest]) -> rusqlite::Result<GroupResults> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut versions: HashMap<String, Option<u64>> = HashMap::with_capacity(requests.len());
     let mut existing: HashMap<Uuid, ExistingEvent> = HashMap::new();
@@ -339,10 +263,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest::encoded(stream, expected, events);
-        self.queue.send(WriterMessage::Append(request, reply)).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.queue.append(AppendRequest::encoded(stream, expected, events)).await
     }
 
     async fn read_stream(
@@ -389,9 +310,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.queue.send(WriterMessage::Close(done)).await.is_ok() {
-            let _ = finished.await;
-        }
+        self.queue.close().await
     }
 }

@@ -86,7 +86,7 @@ async fn metrics_count_what_happened(backend: Backend) {
     // A handler's checkpoint one event behind the head.
     let sql = SqlDb::connect(&app.db.url).await.expect("sql");
     let head = app.store.head().await.expect("head").0;
-    sql.write(vec![hookwise::projections::runner::save_checkpoint(&handler, hookwise::store::Position(head - 1))])
+    sql.write(vec![hookwise::runner::save_checkpoint(&handler, hookwise::store::Position(head - 1))])
         .await
         .expect("checkpoint");
 

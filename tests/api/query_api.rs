@@ -851,7 +851,7 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     let (t1, t2, t3) = (t1.to_string(), t2.to_string(), t3.to_string());
     let head = log.head().await.expect("head");
     let sql = SqlDb::connect(&db.url).await.expect("SQL database");
-    sql.migrate("checkpoints", hookwise::projections::CHECKPOINT_MIGRATIONS).await.expect("migrated");
+    sql.migrate("checkpoints", hookwise::runner::CHECKPOINT_MIGRATIONS).await.expect("migrated");
     sql.write(vec![hookwise::sql::Statement::new(
         "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, 0)",
         hookwise::sql_params![hookwise::process::NAME, head.0],

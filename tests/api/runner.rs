@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hookwise::projections::runner::save_checkpoint;
-use hookwise::projections::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
+use hookwise::runner::{
+    claim_checkpoint, is_checkpoint_conflict, move_checkpoint, run_handlers, save_checkpoint, Checkpoint, EventHandler,
+    HandlerError, CHECKPOINT_MIGRATIONS,
+};
 use hookwise::sql::{Migration, SqlDb, Statement};
 use hookwise::sql_params;
 use hookwise::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
@@ -14,7 +16,10 @@ use tokio::sync::watch;
 
 use crate::helpers::{backend_tests, eventually, read_whole_log, Backend, TestDatabase};
 
-backend_tests!(a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log,);
+backend_tests!(
+    a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log,
+    a_moved_checkpoint_is_recognised_by_the_engines_error_code,
+);
 
 /// How long the runner gets to apply what the test expects.
 const WAIT: Duration = Duration::from_secs(20);
@@ -123,4 +128,30 @@ async fn a_handler_far_behind_catches_up_alone_while_the_others_follow_the_log(b
 
     stop.send(true).expect("stop");
     running.await.expect("the runner stops");
+}
+
+async fn a_moved_checkpoint_is_recognised_by_the_engines_error_code(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else { return };
+    let db = SqlDb::connect(&database.url).await.expect("SQL database");
+    db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await.expect("checkpoints");
+    let stale = claim_checkpoint(&db, "conflict_test").await.expect("a checkpoint");
+    let moved = Checkpoint { position: hookwise::store::Position(7), generation: stale.generation + 1 };
+    db.write(move_checkpoint("conflict_test", stale, moved)).await.expect("a rebuild moves it");
+
+    // A runner still holding the stale checkpoint tries to move it on.
+    let next = Checkpoint { position: hookwise::store::Position(3), generation: stale.generation };
+    let error = db.write(move_checkpoint("conflict_test", stale, next)).await.expect_err("the guard fires");
+    assert!(is_checkpoint_conflict(&error), "{error}");
+    assert!(error.code().is_some(), "{error}");
+    assert!(!error.is_unique_violation(), "{error}");
+    assert_eq!(claim_checkpoint(&db, "conflict_test").await.expect("the checkpoint"), moved);
+
+    // Any other failure is not taken for one.
+    let duplicate = Statement::new(
+        "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, 0, 0)",
+        sql_params!["conflict_test"],
+    );
+    let error = db.write(vec![duplicate]).await.expect_err("a duplicate name");
+    assert!(error.is_unique_violation(), "{error}");
+    assert!(!is_checkpoint_conflict(&error), "{error}");
 }

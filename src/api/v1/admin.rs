@@ -76,7 +76,7 @@ impl AdminApi {
         /// A read model's name, or `all`.
         read_model: Path<String>,
     ) -> Answer<RebuildResults> {
-        let models = crate::cli::admin::select(&read_model.0).map_err(ApiError::not_found)?;
+        let models = crate::projections::select(&read_model.0).map_err(|e| ApiError::not_found(e.to_string()))?;
         let Ok(_guard) = state.admin_lock.try_lock() else {
             return Err(ApiError::conflict("rebuild_in_progress", "another rebuild is running; try again later"));
         };
