@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::{
-    derived_id, streams, AgentEventsReceived, ConversationStarted, ConversationStatusChanged, DomainEvent,
-    PermissionChecked, TriggerDetected, TriggerRejected, TriggerRetried, WebhookReceived,
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, ConversationStarted, ConversationStatusChanged,
+    DomainEvent, PermissionChecked, TriggerDetected, TriggerRejected, TriggerRetried, WebhookReceived,
 };
 use crate::github::classify::{classify, TriggerRules};
 use crate::projections::runner::{EventHandler, HandlerError};
@@ -239,7 +239,7 @@ pub fn map_conversation(conversation_id: &str, trigger_id: Uuid) -> Statement {
 /// Agent states that end a job: the first two with a summary, the rest with
 /// a short reply naming the state.
 pub const FINAL_AGENT_STATES: &[&str] =
-    &["finished", "awaiting_user_input", "error", "rate_limited", "stopped", "rejected"];
+    &["finished", "awaiting_user_input", "error", "rate_limited", "stopped", "rejected", "stuck"];
 
 pub struct ProcessManager {
     store: Arc<dyn EventStore>,
@@ -378,6 +378,11 @@ impl EventHandler for ProcessManager {
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;
+                Vec::new()
+            }
+            AgentServerEventReceived::TYPE => {
+                let received: AgentServerEventReceived = decode(event)?;
+                agent_events::record_agent_server_event(self.store.as_ref(), &received).await?;
                 Vec::new()
             }
             _ => Vec::new(),
