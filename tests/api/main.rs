@@ -3,6 +3,7 @@
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
 mod admin_cli;
+mod agent_server;
 mod background_lease;
 mod classify;
 mod cli;
