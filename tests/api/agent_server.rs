@@ -242,6 +242,7 @@ macro_rules! agent_server_backend_tests {
 
 agent_server_backend_tests!(
     a_mention_goes_from_delivery_to_the_agent_server_and_back_once,
+    an_llm_that_fails_gets_a_short_reply_naming_the_state,
     bad_agent_server_callbacks_are_refused_and_store_nothing,
 );
 
@@ -378,6 +379,33 @@ async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend:
     let summaries = app.log().await.iter().filter(|e| e.event_type == SummaryPosted::TYPE).count();
     assert_eq!(summaries, 1);
     assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one summary");
+    app.stop().await;
+}
+
+async fn an_llm_that_fails_gets_a_short_reply_naming_the_state(backend: crate::helpers::Backend) {
+    use hookwise::events::ConversationStatusChanged;
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 8_000_000 + u64::from(rand::random::<u16>());
+    let body = crate::triggers::comment_payload(comment_id, &format!("@openhands {LLM_FAIL} ({token})"));
+    assert_eq!(app.deliver("issue_comment", &format!("d-{token}"), &body).await.status(), 200);
+
+    let comments = fakes.wait_for_long("POST", "/issues/1/comments", 2, Duration::from_secs(120)).await;
+    let reply =
+        serde_json::from_slice::<Value>(&comments[1].body).expect("JSON")["body"].as_str().unwrap_or("").to_owned();
+    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
+    assert!(reply.contains("`error`"), "names the state: {reply}");
+    assert!(reply.contains("LLMAuthenticationError"), "and the ConversationErrorEvent's code: {reply}");
+    assert!(!reply.contains("sk-fake-llm-key"), "no secret: {reply}");
+    let changed: ConversationStatusChanged = app.first_event().await;
+    assert_eq!(changed.agent_state, "error");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one reply");
     app.stop().await;
 }
 
