@@ -184,7 +184,7 @@ impl AgentServer {
             self.upload(&path, content.as_bytes(), Some(token)).await?;
             // For this one command only (`git -c`, not `git clone -c`): the
             // clone's config keeps a token-free remote and no helper.
-            let helper = format!("!f() {{ test \"$1\" = get && cat {}; }}; f", sh_quote(&path));
+            let helper = format!("!f() {{ if [ \"$1\" = get ]; then cat {}; fi; }}; f", sh_quote(&path));
             git.push_str(&format!(" -c credential.helper= -c credential.helper={}", sh_quote(&helper)));
             credential_file = Some(path);
         }

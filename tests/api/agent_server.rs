@@ -140,7 +140,7 @@ async fn a_conversation_starts_once_and_finishes_with_the_finish_message() {
         }
     }
     // Nor in the agent server's record of the commands it ran.
-    let bash = get_json(server, "/api/bash/bash_events/search?limit=100").await;
+    let bash = get_json(server, "/api/bash/bash_events/search?limit=100&sort_order=TIMESTAMP_DESC").await;
     assert!(!bash.to_string().contains(&token_value), "the token is not in the bash history");
 }
 
@@ -154,6 +154,34 @@ async fn a_branch_is_cloned_when_asked() {
     runtime.start(&request, false).await.expect("start answers");
     let head = std::fs::read_to_string(format!("{}/.git/HEAD", runtime.working_dir(&id))).expect("HEAD");
     assert_eq!(head.trim(), "ref: refs/heads/feature");
+    until_terminal(&runtime, server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installation_token_authenticates_the_clone_and_stays_out_of_it() {
+    let Some(server) = shared_agent_server().await else { return };
+    let mut over_http = settings(server);
+    over_http.github_web_url = server.git_http_url.clone();
+    let runtime = AgentServer::new(over_http);
+    let (request, _) = request("");
+    let id = request.conversation_id.hyphenated().to_string();
+    let token = request.github_token.as_ref().expect("token").expose().to_owned();
+
+    runtime.start(&request, false).await.expect("start answers");
+    let expected =
+        format!("Basic {}", crate::helpers::agent_server::base64(format!("x-access-token:{token}").as_bytes()));
+    assert!(server.git_authorizations().contains(&expected), "the clone sent the token as GitHub wants it");
+    let dir = runtime.working_dir(&id);
+    assert!(std::path::Path::new(&format!("{dir}/README.md")).is_file(), "the repository was cloned over HTTP");
+    let config = std::fs::read_to_string(format!("{dir}/.git/config")).expect("the clone's .git/config");
+    assert!(!config.contains(&token) && !config.contains("credential") && !config.contains("extraheader"), "{config}");
+    assert!(config.contains(&format!("url = {}/{TEST_REPOSITORY}.git", server.git_http_url)), "{config}");
+    for entry in std::fs::read_dir("/tmp").expect("/tmp").flatten() {
+        let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(!content.contains(&token), "no file in /tmp keeps the token: {}", entry.path().display());
+    }
+    let bash = get_json(server, "/api/bash/bash_events/search?limit=100&sort_order=TIMESTAMP_DESC").await;
+    assert!(!bash.to_string().contains(&token), "the token is not in the bash history");
     until_terminal(&runtime, server, &id).await;
 }
 

@@ -45,6 +45,14 @@ pub const TEST_REPOSITORY: &str = "Codertocat/Hello-World";
 pub const LLM_FAIL: &str = "hookwise-llm-fail";
 
 type Registry = Arc<Mutex<Vec<(u64, SocketAddr)>>>;
+type GitAuth = Arc<Mutex<Vec<String>>>;
+
+/// What the git HTTP server serves, and the `Authorization` headers it saw.
+#[derive(Clone)]
+struct GitHttp {
+    repos: PathBuf,
+    seen: GitAuth,
+}
 
 pub struct SharedAgentServer {
     /// `http://127.0.0.1:PORT`.
@@ -53,8 +61,13 @@ pub struct SharedAgentServer {
     pub llm_base_url: String,
     /// `file:///…/repos`: `{this}/{owner}/{name}.git` is the bare repository.
     pub github_web_url: String,
+    /// `http://127.0.0.1:PORT`: the same repositories over git's "dumb" HTTP
+    /// protocol, behind Basic authentication as GitHub's are (any password is
+    /// taken; the `Authorization` headers seen are in [`Self::git_authorizations`]).
+    pub git_http_url: String,
     /// A directory of the agent server's host where workspaces go.
     pub workspace_root: PathBuf,
+    git_auth: GitAuth,
     registry: Registry,
     next_id: std::sync::atomic::AtomicU64,
     log: PathBuf,
@@ -80,6 +93,11 @@ impl SharedAgentServer {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.registry.lock().expect("registry").push((id, addr));
         Registration { id, registry: self.registry.clone() }
+    }
+
+    /// Every `Authorization` header the git HTTP server was sent.
+    pub fn git_authorizations(&self) -> Vec<String> {
+        self.git_auth.lock().map(|seen| seen.clone()).unwrap_or_default()
     }
 
     /// The last lines of the agent server's output, for a failing test's message.
@@ -118,7 +136,9 @@ fn start() -> Option<SharedAgentServer> {
     make_bare_repository(&dir, &repos.join(format!("{TEST_REPOSITORY}.git")));
 
     let registry: Registry = Arc::default();
-    let (llm_addr, router_addr) = start_helpers(registry.clone());
+    let git_auth: GitAuth = Arc::default();
+    let git_http = GitHttp { repos: repos.clone(), seen: git_auth.clone() };
+    let (llm_addr, router_addr, git_addr) = start_helpers(registry.clone(), git_http);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let log = dir.join("agent-server.log");
     // Stops the server (and the tmux server its terminals use) and removes
@@ -149,7 +169,10 @@ fn start() -> Option<SharedAgentServer> {
         .env("OH_PRELOAD_TOOLS", "false")
         .env("OH_SESSION_API_KEYS_0", AGENT_SERVER_KEY)
         .env("OH_WEBHOOKS_0_BASE_URL", format!("http://{router_addr}/agent-server"))
-        .env("OH_WEBHOOKS_0_FLUSH_DELAY", "0.2")
+        // hookwise maps a conversation once the agent server has answered its
+        // start; the first events go out a second after they happen.
+        .env("OH_WEBHOOKS_0_FLUSH_DELAY", "1")
+        .env("OH_WEBHOOKS_0_EVENT_BUFFER_SIZE", "100")
         .env("OH_WEBHOOKS_0_RETRY_DELAY", "1")
         .env("TMUX_TMPDIR", dir.join("tmux"))
         .env("HOME", dir.join("home"))
@@ -166,7 +189,9 @@ fn start() -> Option<SharedAgentServer> {
         url: format!("http://127.0.0.1:{port}"),
         llm_base_url: format!("http://{llm_addr}/v1"),
         github_web_url: format!("file://{}", repos.display()),
+        git_http_url: format!("http://{git_addr}"),
         workspace_root,
+        git_auth,
         registry,
         next_id: Default::default(),
         log,
@@ -214,6 +239,7 @@ fn make_bare_repository(dir: &Path, bare: &Path) {
     git(&work, &["branch", "feature"]);
     let bare = bare.to_str().expect("utf-8 path");
     git(&work, &["push", "--quiet", bare, "main", "feature"]);
+    git(Path::new(bare), &["update-server-info"]);
 }
 
 /// A plain HTTP/1.0 GET's status, or `None` without an answer.
@@ -228,7 +254,7 @@ fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
 
 /// Starts the fake LLM and the webhook router on a runtime of their own
 /// (each test has its own runtime; these outlive every test).
-fn start_helpers(registry: Registry) -> (SocketAddr, SocketAddr) {
+fn start_helpers(registry: Registry, git_http: GitHttp) -> (SocketAddr, SocketAddr, SocketAddr) {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("agent-server-helpers".into())
@@ -238,16 +264,18 @@ fn start_helpers(registry: Registry) -> (SocketAddr, SocketAddr) {
             runtime.block_on(async move {
                 let llm = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("LLM port");
                 let router = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("router port");
+                let git = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("git port");
                 let addr = |a: &poem::listener::TcpAcceptor| {
                     a.local_addr().first().and_then(|a| a.as_socket_addr().copied()).expect("bound address")
                 };
-                sender.send((addr(&llm), addr(&router))).expect("addresses");
+                sender.send((addr(&llm), addr(&router), addr(&git))).expect("addresses");
                 let llm_routes = Route::new().at("/v1/chat/completions", post(fake_chat_completion));
                 let router_routes =
                     Route::new().at("/agent-server/*rest", post(fan_out)).data(registry).data(reqwest::Client::new());
                 let llm = Server::new_with_acceptor(llm).run(llm_routes);
                 let router = Server::new_with_acceptor(router).run(router_routes);
-                let _ = tokio::join!(llm, router);
+                let git = Server::new_with_acceptor(git).run(Route::new().at("/*path", serve_git).data(git_http));
+                let _ = tokio::join!(llm, router, git);
             });
         })
         .expect("helper thread");
@@ -336,4 +364,48 @@ async fn fan_out(req: &Request, body: poem::Body, registry: Data<&Registry>, htt
     }
     let status = if ok { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
     Response::builder().status(status).body("")
+}
+
+/// Git's "dumb" HTTP protocol: the bare repositories' files, for a request
+/// with Basic credentials (401 with a challenge first, as GitHub answers).
+#[handler]
+async fn serve_git(req: &Request, git: Data<&GitHttp>) -> Response {
+    let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(authorization) = authorization.filter(|a| a.starts_with("Basic ")) else {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", "Basic realm=\"GitHub\"")
+            .body("");
+    };
+    if let Ok(mut seen) = git.seen.lock() {
+        if !seen.contains(&authorization) {
+            seen.push(authorization);
+        }
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    if path.split('/').any(|part| part == ".." || part.is_empty()) {
+        return Response::builder().status(StatusCode::NOT_FOUND).body("");
+    }
+    match tokio::fs::read(git.repos.join(path)).await {
+        Ok(bytes) => Response::builder().content_type("application/octet-stream").body(bytes),
+        Err(_) => Response::builder().status(StatusCode::NOT_FOUND).body(""),
+    }
+}
+
+/// Standard base64, for the `Authorization: Basic` a test expects.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
