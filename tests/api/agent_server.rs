@@ -271,6 +271,7 @@ macro_rules! agent_server_backend_tests {
 agent_server_backend_tests!(
     a_mention_goes_from_delivery_to_the_agent_server_and_back_once,
     an_llm_that_fails_gets_a_short_reply_naming_the_state,
+    an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_thread,
     bad_agent_server_callbacks_are_refused_and_store_nothing,
 );
 
@@ -351,7 +352,7 @@ async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend:
     let _registration = server.register(app.addr);
 
     let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
-    let comment_id = 7_000_000 + u64::from(rand::random::<u16>());
+    let comment_id = 7_000_000_000 + u64::from(rand::random::<u32>());
     let body = crate::triggers::comment_payload(comment_id, &format!("@openhands fix the typo please ({token})"));
     // The same delivery five times, and once more through a second hook.
     for _ in 0..5 {
@@ -419,7 +420,7 @@ async fn an_llm_that_fails_gets_a_short_reply_naming_the_state(backend: crate::h
     let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
     let _registration = server.register(app.addr);
     let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
-    let comment_id = 8_000_000 + u64::from(rand::random::<u16>());
+    let comment_id = 8_000_000_000 + u64::from(rand::random::<u32>());
     let body = crate::triggers::comment_payload(comment_id, &format!("@openhands {LLM_FAIL} ({token})"));
     assert_eq!(app.deliver("issue_comment", &format!("d-{token}"), &body).await.status(), 200);
 
@@ -434,6 +435,47 @@ async fn an_llm_that_fails_gets_a_short_reply_naming_the_state(backend: crate::h
     assert_eq!(changed.agent_state, "error");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one reply");
+    app.stop().await;
+}
+
+async fn an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_thread(backend: crate::helpers::Backend) {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/pulls/1/comments/\d+/replies$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 601})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 9_000_000_000 + u64::from(rand::random::<u32>());
+    let mut inline = crate::triggers::base_payload();
+    inline["action"] = json!("created");
+    inline["pull_request"] = json!({"number": 1, "title": "Fix", "head": {"ref": "feature", "sha": "abc"}});
+    inline["comment"] = json!({"id": comment_id, "body": format!("@openhands rename this ({token})"),
+        "path": "README.md", "line": 3});
+    let body = serde_json::to_vec(&inline).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", &format!("d-{token}"), &body).await.status(), 200);
+
+    let replies =
+        fakes.wait_for_long("POST", &format!("/comments/{comment_id}/replies"), 2, Duration::from_secs(120)).await;
+    let bodies: Vec<String> = replies
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(bodies[0].starts_with("I'm on it!"), "{bodies:?}");
+    assert!(bodies[1].contains(&format!("Done: {token}")), "{bodies:?}");
+    let started: hookwise::events::ConversationStarted = app.first_event().await;
+    let head = std::fs::read_to_string(server.workspace_root.join(&started.conversation_id).join(".git/HEAD"))
+        .expect("the clone's HEAD");
+    assert_eq!(head.trim(), "ref: refs/heads/feature", "the PR's head branch was cloned");
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "the replies went to the thread");
     app.stop().await;
 }
 
