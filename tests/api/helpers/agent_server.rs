@@ -151,7 +151,11 @@ fn start() -> Option<SharedAgentServer> {
         kill -TERM "$child" 2>/dev/null
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 0.3; done
         kill -KILL "$child" 2>/dev/null
-        TMUX_TMPDIR="$dir/tmux" tmux kill-server 2>/dev/null
+        # The terminals' tmux servers detach into sessions of their own; each
+        # has a socket under $TMUX_TMPDIR.
+        for socket in "$dir"/tmux/tmux-*/*; do
+            [ -S "$socket" ] && tmux -S "$socket" kill-server 2>/dev/null
+        done
         if ! kill -0 "$test_pid" 2>/dev/null; then rm -rf "$dir"; fi
         trap '' TERM
         kill -KILL -- -$$ 2>/dev/null
