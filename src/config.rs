@@ -7,9 +7,9 @@ use clap::builder::BoolishValueParser;
 use crate::agent::Secret;
 
 use crate::forward::{ForwardConfigError, ForwardSettings};
-use crate::github::classify::TriggerRules;
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
+use crate::triggers::classify::TriggerRules;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {

@@ -19,5 +19,6 @@ pub mod projections;
 pub mod reconcile;
 pub mod sql;
 pub mod store;
+pub mod triggers;
 
 pub use app::Application;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hookwise::cli::admin::{self, write_openapi};
+use hookwise::cli::check_agent::{check_agent, CheckAgentArgs};
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
 use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
@@ -51,6 +52,9 @@ enum LogFormat {
 enum Command {
     /// Run the service (the default).
     Serve(Box<ServeArgs>),
+    /// Call the configured agent runtime once, starting nothing, and print one line per
+    /// check (`ok` or `FAIL`, naming the setting to fix). Exits 1 when any check fails.
+    CheckAgent(Box<CheckAgentArgs>),
     /// Sign a payload file and post it to a hookwise (or any GitHub webhook receiver).
     Send(SendArgs),
     /// Print the event log as JSON lines.
@@ -162,6 +166,13 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             println!("hookwise listening on http://{}", app.local_addr());
             app.run_until(hookwise::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckAgent(args) => {
+            let (lines, ok) = check_agent(*args).await.map_err(|e| e.to_string())?;
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Send(args) if args.print => {
             let (event, body) = args.event_and_body().await.map_err(|e| e.to_string())?;

@@ -160,6 +160,12 @@ pub trait AgentRuntime: Send + Sync {
     /// The link people open to watch the conversation.
     fn conversation_url(&self, conversation_id: &str) -> String;
 
+    /// Whether [`ConversationRequest::github_token`] is needed (the runtime
+    /// clones and pushes with hookwise's installation token).
+    fn needs_github_token(&self) -> bool {
+        false
+    }
+
     /// Calls the runtime once with the configured credentials, starting
     /// nothing, and says what works (`hookwise check-agent`).
     async fn check(&self) -> Vec<CheckLine>;

@@ -176,7 +176,7 @@ fn corpus(text: &str) -> Value {
 mod tests {
     use super::*;
     use crate::events::{RepositoryRef, SecretSlot, SenderRef, TriggerKind, WebhookReceived};
-    use crate::github::classify::{classify, TriggerRules};
+    use crate::triggers::classify::{classify, TriggerRules};
     use clap::ValueEnum;
 
     fn settings() -> ExampleSettings {

@@ -1,6 +1,7 @@
 //! The client-side subcommands of the `hookwise` binary.
 
 pub mod admin;
+pub mod check_agent;
 pub mod events;
 pub mod examples;
 pub mod send;

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod receive_agent_batch;
 pub mod receive_agent_server_events;
 pub mod receive_webhook;
+pub mod retry;

@@ -94,8 +94,11 @@ pub mod streams {
         format!("delivery-{hook_id}-{delivery_id}")
     }
 
+    /// Every trigger stream's name starts with this.
+    pub const TRIGGER_PREFIX: &str = "trigger-";
+
     pub fn trigger(trigger_id: Uuid) -> String {
-        format!("trigger-{trigger_id}")
+        format!("{TRIGGER_PREFIX}{trigger_id}")
     }
 
     pub fn conversation(conversation_id: &str) -> String {
@@ -104,8 +107,11 @@ pub mod streams {
 
     /// A pull request's own events (`PullRequestEnriched`).
     pub fn pull_request(repository_id: u64, number: u64) -> String {
-        format!("pr-{repository_id}-{number}")
+        format!("{PULL_REQUEST_PREFIX}{repository_id}-{number}")
     }
+
+    /// Every pull request stream's name starts with this.
+    pub const PULL_REQUEST_PREFIX: &str = "pr-";
 
     pub fn installation(installation_id: u64) -> String {
         format!("installation-{installation_id}")

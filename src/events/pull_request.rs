@@ -3,6 +3,7 @@
 //! other) and recorded here so that a replay never calls GitHub.
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::DomainEvent;
 
@@ -40,4 +41,49 @@ impl DomainEvent for PullRequestEnriched {
 pub fn is_openhands(login: Option<&str>, author_name: Option<&str>) -> bool {
     login.is_some_and(|l| l.to_ascii_lowercase().contains("openhands"))
         || author_name.is_some_and(|n| n.eq_ignore_ascii_case("openhands"))
+}
+
+/// One attempt at fetching a closed PR's figures failed; it is tried again
+/// at `retry_at_micros`. On the PR's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentFailed {
+    /// The closing's subject id (see `process::pull_request_subject`).
+    pub subject_id: Uuid,
+    pub attempt: u32,
+    pub error: String,
+    /// Microseconds since the Unix epoch.
+    pub retry_at_micros: i64,
+}
+
+impl DomainEvent for EnrichmentFailed {
+    const TYPE: &'static str = "EnrichmentFailed";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Fetching a closed PR's figures failed its last attempt. Retryable by an
+/// admin (`EnrichmentRetried`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentAbandoned {
+    pub subject_id: Uuid,
+    pub error: String,
+    pub attempts: u32,
+}
+
+impl DomainEvent for EnrichmentAbandoned {
+    const TYPE: &'static str = "EnrichmentAbandoned";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// An admin asked to fetch an abandoned enrichment again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentRetried {
+    pub subject_id: Uuid,
+    /// Which retry of this closing's enrichment (1 for the first).
+    pub retry: u32,
+    pub requested_by: String,
+}
+
+impl DomainEvent for EnrichmentRetried {
+    const TYPE: &'static str = "EnrichmentRetried";
+    const SCHEMA_VERSION: u32 = 1;
 }

@@ -239,6 +239,10 @@ pub struct TriggerRetried {
     /// Which retry this is (1 for the first), so each retry is its own command.
     pub retry: u32,
     pub requested_by: String,
+    /// The status the trigger had before it was abandoned, which it resumes
+    /// (absent in retries recorded before it existed: `detected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
 }
 
 impl DomainEvent for TriggerRetried {

@@ -1,6 +1,5 @@
 //! GitHub: webhook signatures and the parts of payloads hookwise reads.
 
-pub mod classify;
 pub mod client;
 pub mod prefilter;
 pub mod rest;

@@ -5,7 +5,9 @@
 //! step), so a replay or a retry can never enqueue a step twice.
 
 pub mod agent_events;
+pub mod enrichment;
 pub mod executor;
+pub mod outbox;
 
 use std::sync::Arc;
 
@@ -13,15 +15,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{
-    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, ConversationStarted, ConversationStatusChanged,
-    DomainEvent, PermissionChecked, TriggerDetected, TriggerRejected, TriggerRetried, WebhookReceived,
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerRetried, WebhookReceived,
 };
-use crate::github::classify::{classify, TriggerRules};
 use crate::projections::runner::{EventHandler, HandlerError};
 use crate::sql::{Migration, Statement};
 use crate::sql_params;
-use crate::store::{now_micros, EventStore, ExpectedVersion, RecordedEvent, StoreError};
+use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
+use crate::triggers::classify::{classify, TriggerRules};
+use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
+use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry};
 
 pub const NAME: &str = "process_manager";
 
@@ -55,81 +59,59 @@ const MIGRATIONS: &[Migration] = &[
     ),
     // The admin API finds a pull request's enrichment by its subject id.
     (3, "CREATE INDEX outbox_subject ON outbox (trigger_id)"),
+    // An enrichment's subject gets a column of its own instead of borrowing
+    // `trigger_id` (now NULL for it).
+    (
+        4,
+        "CREATE TABLE outbox_v4 (
+        command_id TEXT PRIMARY KEY,
+        trigger_id TEXT,
+        subject_id TEXT,
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        due_at BIGINT NOT NULL,
+        claimed_until BIGINT,
+        last_error TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        arguments TEXT
+    );
+    INSERT INTO outbox_v4 (command_id, trigger_id, subject_id, step, status, attempts, due_at, claimed_until,
+        last_error, created_at, updated_at, arguments)
+    SELECT command_id,
+        CASE WHEN step = 'enrich_pull_request' THEN NULL ELSE trigger_id END,
+        CASE WHEN step = 'enrich_pull_request' THEN trigger_id ELSE NULL END,
+        step, status, attempts, due_at, claimed_until, last_error, created_at, updated_at, arguments
+    FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (status, due_at);
+    CREATE INDEX outbox_by_trigger ON outbox (trigger_id);
+    CREATE INDEX outbox_by_subject ON outbox (subject_id);",
+    ),
 ];
-
-/// The steps of a trigger, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Installation present and not suspended; the requester may write.
-    CheckPermission,
-    /// 👀 where the request was made.
-    AddReaction,
-    StartConversation,
-    /// "I'm on it!" with the conversation link.
-    PostAcknowledgement,
-    /// The agent's result, or a short reply naming why there is none.
-    PostSummary,
-    /// Failed runs: one suggestion comment once every run for the sha is done.
-    PostSuggestion,
-    /// Not a trigger's step: a closed PR's figures from the GitHub API
-    /// (`PullRequestEnriched`). Its outbox row's `trigger_id` is the PR's
-    /// [`pull_request_subject`] and its `arguments` the [`PullRequestRef`].
-    EnrichPullRequest,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::CheckPermission => "check_permission",
-            Step::AddReaction => "add_reaction",
-            Step::StartConversation => "start_conversation",
-            Step::PostAcknowledgement => "post_acknowledgement",
-            Step::PostSummary => "post_summary",
-            Step::PostSuggestion => "post_suggestion",
-            Step::EnrichPullRequest => "enrich_pull_request",
-        }
-    }
-
-    pub fn parse(step: &str) -> Option<Step> {
-        [
-            Step::CheckPermission,
-            Step::AddReaction,
-            Step::StartConversation,
-            Step::PostAcknowledgement,
-            Step::PostSummary,
-            Step::PostSuggestion,
-            Step::EnrichPullRequest,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == step)
-    }
-}
 
 /// The command id of a step: the same decision always yields the same id.
 /// A retry asked by an admin is a new command.
 pub fn command_id(trigger_id: Uuid, step: Step, retry: u32) -> Uuid {
-    if retry == 0 {
-        derived_id(&["command", &trigger_id.to_string(), step.as_str()])
-    } else {
-        derived_id(&["command", &trigger_id.to_string(), step.as_str(), &retry.to_string()])
-    }
+    derive_command_id(trigger_id, step.as_str(), retry)
 }
 
-/// The outbox row of a command; a second insert of the same command is a no-op.
-pub fn enqueue(trigger_id: Uuid, step: Step, retry: u32) -> Statement {
-    let now = now_micros();
-    Statement::new(
-        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at)
-         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
-        sql_params![
-            command_id(trigger_id, step, retry).to_string(),
-            trigger_id.to_string(),
-            step.as_str(),
-            now,
-            now,
-            now
-        ],
-    )
+/// The command id of a pull request's enrichment (by its subject id).
+pub fn enrichment_command_id(subject: Uuid, retry: u32) -> Uuid {
+    derive_command_id(subject, ENRICH_PULL_REQUEST, retry)
+}
+
+/// The outbox step of a pull request's enrichment, which is no trigger's step.
+pub const ENRICH_PULL_REQUEST: &str = "enrich_pull_request";
+
+fn derive_command_id(subject: Uuid, step: &str, retry: u32) -> Uuid {
+    if retry == 0 {
+        derived_id(&["command", &subject.to_string(), step])
+    } else {
+        derived_id(&["command", &subject.to_string(), step, &retry.to_string()])
+    }
 }
 
 /// What the executor needs to enrich a closed PR, kept as its outbox row's
@@ -154,56 +136,6 @@ impl PullRequestRef {
 /// closing is not).
 pub fn pull_request_subject(repository_id: u64, number: u64, closed_at: &str) -> Uuid {
     derived_id(&["pull-request", &repository_id.to_string(), &number.to_string(), closed_at])
-}
-
-/// Enqueues an admin's retry of an abandoned enrichment: a new command with
-/// the first one's pull request (its outbox row is derived from the log, so a
-/// replay finds it there too).
-fn enqueue_enrichment_retry(subject: Uuid, retry: u32) -> Statement {
-    let now = now_micros();
-    Statement::new(
-        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at, arguments)
-         SELECT CAST(? AS TEXT), trigger_id, step, 'pending', 0, CAST(? AS BIGINT), CAST(? AS BIGINT),
-            CAST(? AS BIGINT), arguments
-         FROM outbox WHERE command_id = ?
-         ON CONFLICT (command_id) DO NOTHING",
-        sql_params![
-            command_id(subject, Step::EnrichPullRequest, retry).to_string(),
-            now,
-            now,
-            now,
-            command_id(subject, Step::EnrichPullRequest, 0).to_string()
-        ],
-    )
-}
-
-/// Enqueues the enrichment of a PR that just closed, only if the agent has
-/// acted in its repository: a trigger there reached `ConversationStarted`
-/// earlier in the log (see [`record_agent_repository`]). Decided in SQL
-/// because the rows of the same batch are not visible to the handler; as
-/// `agent_repositories` is derived from the log in log order, a replay
-/// decides the same for every closing.
-fn enqueue_enrichment(pr: &PullRequestRef, closed_at: &str) -> Result<Statement, HandlerError> {
-    let subject = pull_request_subject(pr.repository_id, pr.number, closed_at);
-    let arguments = serde_json::to_string(pr).map_err(|e| HandlerError::Other(e.to_string()))?;
-    let now = now_micros();
-    Ok(Statement::new(
-        "INSERT INTO outbox (command_id, trigger_id, step, status, attempts, due_at, created_at, updated_at, arguments)
-         SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'pending', 0, CAST(? AS BIGINT),
-            CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT)
-         WHERE EXISTS (SELECT 1 FROM agent_repositories WHERE repository_id = ?)
-         ON CONFLICT (command_id) DO NOTHING",
-        sql_params![
-            command_id(subject, Step::EnrichPullRequest, 0).to_string(),
-            subject.to_string(),
-            Step::EnrichPullRequest.as_str(),
-            now,
-            now,
-            now,
-            arguments,
-            pr.repository_id
-        ],
-    ))
 }
 
 /// Marks a repository as one where the agent has acted (a conversation
@@ -235,11 +167,6 @@ pub fn map_conversation(conversation_id: &str, trigger_id: Uuid) -> Statement {
         sql_params![conversation_id, trigger_id.to_string()],
     )
 }
-
-/// Agent states that end a job: the first two with a summary, the rest with
-/// a short reply naming the state.
-pub const FINAL_AGENT_STATES: &[&str] =
-    &["finished", "awaiting_user_input", "error", "rate_limited", "stopped", "rejected", "stuck"];
 
 pub struct ProcessManager {
     store: Arc<dyn EventStore>,
@@ -283,13 +210,30 @@ impl ProcessManager {
             repository: repository.full_name.clone(),
             number: payload.pull_request.number,
         };
-        Ok(vec![enqueue_enrichment(&pr, payload.pull_request.closed_at.as_deref().unwrap_or(""))?])
+        let subject =
+            pull_request_subject(pr.repository_id, pr.number, payload.pull_request.closed_at.as_deref().unwrap_or(""));
+        Ok(vec![enqueue_enrichment(subject, &pr).map_err(|e| HandlerError::Other(e.to_string()))?])
     }
 
-    /// The repository of a trigger, from its `TriggerDetected`.
-    async fn trigger_repository(&self, trigger_id: Uuid) -> Result<Option<u64>, HandlerError> {
-        let first = self.store.read_stream(&streams::trigger(trigger_id), 0, 1).await?;
-        Ok(first.first().and_then(|e| TriggerDetected::decode(e).ok()).map(|t| t.repository.id))
+    /// A trigger's stream moved: fold it and enqueue the step that comes
+    /// next. The whole stream as it stands, not only up to this event: a step
+    /// an event further on already did is never enqueued (a replay, or a
+    /// catch-up after a crash, enqueues only what is still to do); enqueuing
+    /// is idempotent by command id, so reading further than `event` is safe.
+    async fn advance(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        let history = self.store.read_stream(&event.stream, 0, usize::MAX).await?;
+        let state = TriggerState::fold(&history)
+            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.stream, event.position)))?;
+        let Some(detected) = &state.detected else { return Ok(Vec::new()) };
+        let mut statements = Vec::new();
+        if let Ok(Some(TriggerEvent::ConversationStarted(started))) = TriggerEvent::decode(event) {
+            statements.push(map_conversation(&started.conversation_id, started.trigger_id));
+            statements.push(record_agent_repository(detected.repository.id));
+        }
+        if let Some(step) = next_step(&state) {
+            statements.push(enqueue(detected.trigger_id, step, state.retries));
+        }
+        Ok(statements)
     }
 }
 
@@ -318,62 +262,22 @@ impl EventHandler for ProcessManager {
                     Vec::new()
                 }
             }
-            TriggerDetected::TYPE => {
-                let detected: TriggerDetected = decode(event)?;
-                let first = if detected.kind == crate::events::TriggerKind::FailedWorkflow {
-                    Step::PostSuggestion
-                } else {
-                    Step::CheckPermission
-                };
-                vec![enqueue(detected.trigger_id, first, 0)]
+            EnrichmentRetried::TYPE => {
+                let retried: EnrichmentRetried = decode(event)?;
+                vec![enqueue_enrichment_retry(retried.subject_id, retried.retry)]
             }
-            PermissionChecked::TYPE => {
-                let checked: PermissionChecked = decode(event)?;
-                if checked.granted {
-                    vec![enqueue(checked.trigger_id, Step::AddReaction, 0)]
-                } else {
-                    Vec::new()
+            // Logs from before enrichments had events of their own retried them
+            // with a `TriggerRetried` on the PR's stream.
+            TriggerRetried::TYPE if event.stream.starts_with(streams::PULL_REQUEST_PREFIX) => {
+                match enrichment::EnrichmentEvent::decode(event) {
+                    Ok(Some(enrichment::EnrichmentEvent::Retried(retried))) => {
+                        vec![enqueue_enrichment_retry(retried.subject_id, retried.retry)]
+                    }
+                    _ => Vec::new(),
                 }
             }
-            crate::events::ReactionAdded::TYPE => {
-                let added: crate::events::ReactionAdded = decode(event)?;
-                vec![enqueue(added.trigger_id, Step::StartConversation, 0)]
-            }
-            ConversationStarted::TYPE => {
-                let started: ConversationStarted = decode(event)?;
-                let mut statements = vec![
-                    enqueue(started.trigger_id, Step::PostAcknowledgement, 0),
-                    map_conversation(&started.conversation_id, started.trigger_id),
-                ];
-                if let Some(repository_id) = self.trigger_repository(started.trigger_id).await? {
-                    statements.push(record_agent_repository(repository_id));
-                }
-                statements
-            }
-            ConversationStatusChanged::TYPE => {
-                let changed: ConversationStatusChanged = decode(event)?;
-                if FINAL_AGENT_STATES.contains(&changed.agent_state.as_str()) {
-                    vec![enqueue(changed.trigger_id, Step::PostSummary, 0)]
-                } else {
-                    Vec::new()
-                }
-            }
-            TriggerRejected::TYPE => {
-                let rejected: TriggerRejected = decode(event)?;
-                // The agent refused to start: say so where the request was made.
-                if rejected.reason == "conversation_refused" {
-                    vec![enqueue(rejected.trigger_id, Step::PostSummary, 0)]
-                } else {
-                    Vec::new()
-                }
-            }
-            TriggerRetried::TYPE => {
-                let retried: TriggerRetried = decode(event)?;
-                match Step::parse(&retried.step) {
-                    Some(Step::EnrichPullRequest) => vec![enqueue_enrichment_retry(retried.trigger_id, retried.retry)],
-                    Some(step) => vec![enqueue(retried.trigger_id, step, retried.retry)],
-                    None => Vec::new(),
-                }
+            kind if TriggerEvent::is_trigger_event(kind) && event.stream.starts_with(streams::TRIGGER_PREFIX) => {
+                self.advance(event).await?
             }
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;

@@ -1,15 +1,17 @@
 //! `audit_log`: one row per meaningful fact, with who did it, to what, when,
 //! and the event it came from.
 
-use serde_json::Value;
-
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
-use crate::events::{DomainEvent, WebhookReceived};
+use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
+use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
+use crate::events::{streams, DecodeError, DomainEvent, WebhookReceived};
+use crate::process::ENRICH_PULL_REQUEST;
 use crate::sql::Statement;
 use crate::sql_params;
 use crate::store::RecordedEvent;
+use crate::triggers::TriggerEvent;
 
 pub struct AuditLog;
 
@@ -72,8 +74,9 @@ impl ReadModel for AuditLog {
     }
 
     fn schema_version(&self) -> i64 {
-        // 3: the filter indexes carry the time; 4: time ranges per block of positions.
-        4
+        // 3: the filter indexes carry the time; 4: time ranges per block of
+        // positions; 5: typed events (details from the events' own fields).
+        5
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -89,13 +92,15 @@ impl ReadModel for AuditLog {
     }
 
     fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
-        let Some(fact) = fact_of(event) else {
+        let fact = fact_of(event)
+            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))?;
+        let Some(fact) = fact else {
             return Ok(vec![]);
         };
-        let trigger = event.stream.strip_prefix("trigger-");
+        let trigger = event.stream.strip_prefix(streams::TRIGGER_PREFIX);
         let mut statements = Vec::with_capacity(3);
         statements.push(time_ranges::record(t, TIME_RANGES_UPSERT, event.position, event.recorded_at_micros));
-        if let (Some(trigger), "TriggerDetected") = (trigger, event.event_type.as_str()) {
+        if let (Some(trigger), "trigger_detected") = (trigger, fact.kind) {
             statements.push(Statement::new(
                 t.sql(
                     "INSERT INTO {p}audit_triggers (trigger_id, actor, target, repository) VALUES (?, ?, ?, ?)
@@ -158,75 +163,88 @@ impl ReadModel for AuditLog {
 }
 
 /// The fact an event records, if it is one worth auditing.
-fn fact_of(event: &RecordedEvent) -> Option<Fact> {
-    if event.event_type == WebhookReceived::TYPE {
-        let d = WebhookReceived::decode(event).ok()?;
-        let repository = d.repository.map(|r| r.full_name);
-        return Some(Fact {
-            kind: "delivery_accepted",
-            actor: d.sender.map(|s| s.login),
-            target: repository.clone(),
-            repository,
-            detail: Some(match d.action {
-                Some(action) => format!("{}.{action} delivery {}", d.event, d.delivery_id),
-                None => format!("{} delivery {}", d.event, d.delivery_id),
-            }),
-        });
-    }
-    let kind = kind_of(&event.event_type)?;
-    let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-    Some(generic_fact(kind, &data))
-}
-
-/// The audited kinds among the trigger, conversation and admin events.
-fn kind_of(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "TriggerDetected" => "trigger_detected",
-        "PermissionChecked" => "permission_checked",
-        "PermissionGranted" => "permission_granted",
-        "PermissionDenied" => "permission_denied",
-        "TriggerRejected" => "trigger_rejected",
-        "ReactionAdded" => "reaction_added",
-        "ConversationStarted" => "conversation_started",
-        "AcknowledgementPosted" => "comment_posted",
-        "CommentPosted" => "comment_posted",
-        "SummaryPosted" => "summary_posted",
-        "StepFailed" => "step_failed",
-        "TriggerAbandoned" => "trigger_abandoned",
-        "TriggerRetried" => "admin_action",
-        "ReadModelRebuilt" => "admin_action",
-        "ReadModelReplayed" => "admin_action",
-        "DeliveryRetried" => "admin_action",
-        _ => return None,
+fn fact_of(event: &RecordedEvent) -> Result<Option<Fact>, DecodeError> {
+    Ok(match event.event_type.as_str() {
+        WebhookReceived::TYPE => {
+            let d = WebhookReceived::decode(event)?;
+            let repository = d.repository.map(|r| r.full_name);
+            Some(Fact {
+                kind: "delivery_accepted",
+                actor: d.sender.map(|s| s.login),
+                target: repository.clone(),
+                repository,
+                detail: Some(match d.action {
+                    Some(action) => format!("{}.{action} delivery {}", d.event, d.delivery_id),
+                    None => format!("{} delivery {}", d.event, d.delivery_id),
+                }),
+            })
+        }
+        ReadModelRebuilt::TYPE => {
+            let rebuilt = ReadModelRebuilt::decode(event)?;
+            Some(admin_fact(rebuilt.requested_by, rebuilt.read_model))
+        }
+        ReadModelReplayed::TYPE => {
+            let replayed = ReadModelReplayed::decode(event)?;
+            Some(admin_fact(replayed.requested_by, replayed.read_model))
+        }
+        EnrichmentAbandoned::TYPE => {
+            let abandoned = EnrichmentAbandoned::decode(event)?;
+            Some(Fact { kind: "enrichment_abandoned", detail: Some(abandoned.error), ..Fact::default() })
+        }
+        EnrichmentRetried::TYPE => {
+            let retried = EnrichmentRetried::decode(event)?;
+            Some(Fact {
+                kind: "admin_action",
+                actor: Some(retried.requested_by),
+                detail: Some(ENRICH_PULL_REQUEST.to_owned()),
+                ..Fact::default()
+            })
+        }
+        _ => TriggerEvent::decode(event)?.and_then(trigger_fact),
     })
 }
 
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => {
-            ["full_name", "login", "name"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(str::to_owned)
-        }
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+fn admin_fact(requested_by: String, read_model: String) -> Fact {
+    Fact {
+        kind: "admin_action",
+        actor: Some(requested_by),
+        target: Some(read_model.clone()),
+        repository: None,
+        detail: Some(read_model),
     }
 }
 
-fn first_of(data: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| data.get(*k).and_then(text))
-}
-
-/// Reads actor, target and detail from the usual field names of the catalogue's events.
-fn generic_fact(kind: &'static str, data: &Value) -> Fact {
-    let actor = first_of(data, &["requested_by", "requester", "actor", "sender", "login"]);
-    let repository = first_of(data, &["repository", "repository_full_name", "repo"]);
-    let number = data.get("number").or_else(|| data.get("issue_number")).and_then(Value::as_u64);
-    let target = match (&repository, number) {
-        (Some(repo), Some(n)) => Some(format!("{repo}#{n}")),
-        (Some(repo), None) => Some(repo.clone()),
-        (None, _) => first_of(data, &["read_model", "target"]),
-    };
-    let detail =
-        first_of(data, &["reason", "error", "step", "kind", "permission", "outcome", "agent_state", "read_model"]);
-    Fact { kind, actor, target, repository, detail }
+/// The audited trigger events. Who asked and where come from the trigger's
+/// detection (`audit_triggers`) when an event does not say.
+fn trigger_fact(event: TriggerEvent) -> Option<Fact> {
+    let fact = |kind, detail| Fact { kind, detail, ..Fact::default() };
+    Some(match event {
+        TriggerEvent::TriggerDetected(detected) => Fact {
+            kind: "trigger_detected",
+            actor: Some(detected.requester.login),
+            target: Some(format!("{}#{}", detected.repository.full_name, detected.number)),
+            repository: Some(detected.repository.full_name),
+            detail: Some(detected.kind.as_str().to_owned()),
+        },
+        TriggerEvent::PermissionChecked(checked) => Fact {
+            kind: "permission_checked",
+            actor: Some(checked.login),
+            detail: Some(checked.permission),
+            ..Fact::default()
+        },
+        TriggerEvent::TriggerRejected(rejected) => fact("trigger_rejected", Some(rejected.reason)),
+        TriggerEvent::ReactionAdded(added) => fact("reaction_added", Some(added.target)),
+        TriggerEvent::ConversationStarted(started) => fact("conversation_started", Some(started.conversation_id)),
+        TriggerEvent::AcknowledgementPosted(_) => fact("comment_posted", None),
+        TriggerEvent::SummaryPosted(posted) => fact("summary_posted", Some(posted.outcome)),
+        TriggerEvent::StepFailed(failed) => fact("step_failed", Some(failed.error)),
+        TriggerEvent::TriggerAbandoned(abandoned) => fact("trigger_abandoned", Some(abandoned.error)),
+        TriggerEvent::TriggerRetried(retried) => Fact {
+            kind: "admin_action",
+            actor: Some(retried.requested_by),
+            detail: Some(retried.step),
+            ..Fact::default()
+        },
+        TriggerEvent::ConversationRequested(_) | TriggerEvent::ConversationStatusChanged(_) => return None,
+    })
 }

@@ -2,18 +2,17 @@
 //! from detection to its end: kind, where, who asked, status, why, the agent
 //! conversation, and when each step happened.
 //!
-//! Fields are read by name from the catalogue's JSON (`kind`, `repository`,
-//! `number`, `requester`, `reason`, `conversation_id`, `conversation_url`,
-//! `status`/`agent_state`), so the projection does not break when an event
-//! gains a field.
-
-use serde_json::Value;
+//! It matches on the typed [`TriggerEvent`] (decoded through the
+//! catalogue's upcasting) and moves `status` by the lifecycle's own
+//! [`StatusChange`], so the status here is the one `triggers::status` gives.
 
 use super::read_model::{ReadModel, Tables};
 use super::runner::HandlerError;
+use crate::events::streams;
 use crate::sql::{SqlValue, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
+use crate::triggers::{AgentOutcome, StatusChange, TriggerEvent};
 
 pub struct Conversations;
 
@@ -55,32 +54,9 @@ const CREATE_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS {p}conversations_by_detected_at ON {p}conversations (detected_at)",
 ];
 
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => ["full_name", "login", "name", "id"].iter().find_map(|k| o.get(*k)).and_then(text),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-pub(super) fn field(data: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| data.get(*k).and_then(text))
-}
-
 /// The trigger id of an event on a `trigger-{id}` stream.
 pub(super) fn trigger_id(event: &RecordedEvent) -> Option<&str> {
-    event.stream.strip_prefix("trigger-")
-}
-
-/// Where an agent state leaves the conversation.
-fn status_of_agent_state(state: &str) -> Option<&'static str> {
-    match state.to_ascii_lowercase().as_str() {
-        "loading" | "running" | "paused" | "started" | "starting" => Some("running"),
-        "finished" | "awaiting_user_input" | "stopped_with_summary" => Some("finished"),
-        "error" | "rate_limited" | "stopped" | "rejected" | "failed" => Some("failed"),
-        _ => None,
-    }
+    event.stream.strip_prefix(streams::TRIGGER_PREFIX)
 }
 
 impl ReadModel for Conversations {
@@ -94,7 +70,8 @@ impl ReadModel for Conversations {
     }
 
     fn schema_version(&self) -> i64 {
-        1
+        // 2: typed events and the lifecycle's status rule (a retry resumes the status it had).
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -113,135 +90,88 @@ impl ReadModel for Conversations {
         let Some(trigger) = trigger_id(event) else {
             return Ok(vec![]);
         };
-        let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-        let at = event.recorded_at_micros;
-        let reason = field(&data, &["reason", "error", "message"]);
-        let statement = match event.event_type.as_str() {
-            "TriggerDetected" => Statement::new(
-                t.sql(
-                    "INSERT INTO {p}conversations (trigger_id, position, kind, repository, number, requester,
-                        delivery_id, status, detected_at, updated_at, last_position)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, 'detected', ?, ?, ?)
-                     ON CONFLICT (trigger_id) DO NOTHING",
-                ),
-                sql_params![
-                    trigger,
-                    event.position.0,
-                    field(&data, &["kind", "trigger_kind"]),
-                    field(&data, &["repository", "repository_full_name", "repo"]),
-                    data.get("number").or_else(|| data.get("issue_number")).and_then(Value::as_u64),
-                    field(&data, &["requester", "sender", "requested_by", "login"]),
-                    field(&data, &["delivery_id", "delivery"]),
-                    at,
-                    at,
-                    event.position.0
-                ],
-            ),
-            "PermissionChecked" | "PermissionGranted" | "PermissionDenied" => {
-                let denied = event.event_type == "PermissionDenied"
-                    || data.get("granted").and_then(Value::as_bool) == Some(false)
-                    || data.get("allowed").and_then(Value::as_bool) == Some(false);
-                if denied {
-                    update(
-                        t,
-                        trigger,
-                        event,
-                        "status = 'rejected', reason = ?, permission_checked_at = ?",
-                        sql_params![
-                            reason.or_else(|| field(&data, &["permission"]).map(|p| format!("permission {p}"))),
-                            at
-                        ],
-                    )
-                } else {
-                    update(t, trigger, event, "permission_checked_at = ?", sql_params![at])
-                }
-            }
-            "TriggerRejected" => update(t, trigger, event, "status = 'rejected', reason = ?", sql_params![reason]),
-            "ReactionAdded" => update(t, trigger, event, "reacted_at = ?", sql_params![at]),
-            "ConversationRequested" => update(
-                t,
-                trigger,
-                event,
-                "status = CASE WHEN status = 'detected' THEN 'starting' ELSE status END, requested_at = ?",
-                sql_params![at],
-            ),
-            "ConversationStarted" => update(
-                t,
-                trigger,
-                event,
-                "status = CASE WHEN status IN ('detected', 'starting') THEN 'running' ELSE status END,
-                 started_at = ?, conversation_id = COALESCE(?, conversation_id),
-                 conversation_url = COALESCE(?, conversation_url)",
-                sql_params![at, field(&data, &["conversation_id"]), field(&data, &["conversation_url", "url", "link"])],
-            ),
-            "AcknowledgementPosted" => {
-                update(t, trigger, event, "acknowledged_at = COALESCE(acknowledged_at, ?)", sql_params![at])
-            }
-            "ConversationStatusChanged" => {
-                let state = field(&data, &["agent_state", "status", "state"]).unwrap_or_default();
-                match status_of_agent_state(&state) {
-                    Some("finished") => update(
-                        t,
-                        trigger,
-                        event,
-                        "status = 'finished', finished_at = COALESCE(finished_at, ?)",
-                        sql_params![at],
-                    ),
-                    Some("failed") => update(
-                        t,
-                        trigger,
-                        event,
-                        "status = 'failed', failed_at = COALESCE(failed_at, ?), reason = COALESCE(?, reason)",
-                        sql_params![at, reason.or(Some(state))],
-                    ),
-                    Some(status) => update(t, trigger, event, "status = ?", sql_params![status]),
-                    None => return Ok(vec![]),
-                }
-            }
-            "SummaryPosted" => {
-                // Its `outcome` is the agent state it reported (or `suggested`, or a rejection reason).
-                let outcome = field(&data, &["outcome"]).unwrap_or_default();
-                if status_of_agent_state(&outcome) == Some("failed") {
-                    update(
-                        t,
-                        trigger,
-                        event,
-                        "summary_posted_at = ?, status = CASE WHEN status = 'rejected' THEN status ELSE 'failed' END,
-                         failed_at = COALESCE(failed_at, ?), reason = COALESCE(reason, ?)",
-                        sql_params![at, at, outcome],
-                    )
-                } else {
-                    update(
-                        t,
-                        trigger,
-                        event,
-                        "summary_posted_at = ?, status = CASE WHEN status IN ('running', 'starting', 'detected')
-                            THEN 'finished' ELSE status END,
-                         finished_at = CASE WHEN status IN ('running', 'starting', 'detected')
-                            THEN COALESCE(finished_at, ?) ELSE finished_at END",
-                        sql_params![at, at],
-                    )
-                }
-            }
-            "StepFailed" => update(t, trigger, event, "last_error = ?", sql_params![reason]),
-            "TriggerAbandoned" => update(
-                t,
-                trigger,
-                event,
-                "status = 'abandoned', abandoned_at = ?, reason = COALESCE(?, reason)",
-                sql_params![at, reason],
-            ),
-            "TriggerRetried" => update(
-                t,
-                trigger,
-                event,
-                "status = 'detected', reason = NULL, abandoned_at = NULL, retries = retries + 1",
-                vec![],
-            ),
-            _ => return Ok(vec![]),
+        let Some(typed) = TriggerEvent::decode(event)
+            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))?
+        else {
+            return Ok(vec![]);
         };
-        Ok(vec![statement])
+        let at = event.recorded_at_micros;
+        let (set, params): (&str, Vec<SqlValue>) = match &typed {
+            TriggerEvent::TriggerDetected(detected) => {
+                return Ok(vec![Statement::new(
+                    t.sql(
+                        "INSERT INTO {p}conversations (trigger_id, position, kind, repository, number, requester,
+                            delivery_id, status, detected_at, updated_at, last_position)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 'detected', ?, ?, ?)
+                         ON CONFLICT (trigger_id) DO NOTHING",
+                    ),
+                    sql_params![
+                        trigger,
+                        event.position.0,
+                        detected.kind.as_str(),
+                        detected.repository.full_name.as_str(),
+                        detected.number,
+                        detected.requester.login.as_str(),
+                        delivery_id(&detected.delivery_stream),
+                        at,
+                        at,
+                        event.position.0
+                    ],
+                )]);
+            }
+            TriggerEvent::PermissionChecked(checked) if !checked.granted => {
+                ("reason = ?, permission_checked_at = ?", sql_params![format!("permission {}", checked.permission), at])
+            }
+            TriggerEvent::PermissionChecked(_) => ("permission_checked_at = ?", sql_params![at]),
+            TriggerEvent::TriggerRejected(rejected) => ("reason = ?", sql_params![rejected.reason.as_str()]),
+            TriggerEvent::ReactionAdded(_) => ("reacted_at = ?", sql_params![at]),
+            TriggerEvent::ConversationRequested(_) => ("requested_at = ?", sql_params![at]),
+            TriggerEvent::ConversationStarted(started) => (
+                "started_at = ?, conversation_id = ?, conversation_url = ?",
+                sql_params![at, started.conversation_id.as_str(), started.conversation_url.as_str()],
+            ),
+            TriggerEvent::AcknowledgementPosted(_) => {
+                ("acknowledged_at = COALESCE(acknowledged_at, ?)", sql_params![at])
+            }
+            TriggerEvent::ConversationStatusChanged(changed) => match AgentOutcome::of(&changed.agent_state) {
+                AgentOutcome::Finished => ("finished_at = COALESCE(finished_at, ?)", sql_params![at]),
+                AgentOutcome::Failed => (
+                    "failed_at = COALESCE(failed_at, ?), reason = COALESCE(?, reason)",
+                    sql_params![at, changed.reason.clone().unwrap_or_else(|| changed.agent_state.clone())],
+                ),
+                AgentOutcome::Running => ("", vec![]),
+                AgentOutcome::Unknown => return Ok(vec![]),
+            },
+            TriggerEvent::SummaryPosted(posted) => match AgentOutcome::of(&posted.outcome) {
+                AgentOutcome::Failed => (
+                    "summary_posted_at = ?, failed_at = COALESCE(failed_at, ?), reason = COALESCE(reason, ?)",
+                    sql_params![at, at, posted.outcome.as_str()],
+                ),
+                _ => (
+                    "summary_posted_at = ?, finished_at = CASE WHEN status IN ('running', 'starting', 'detected')
+                        THEN COALESCE(finished_at, ?) ELSE finished_at END",
+                    sql_params![at, at],
+                ),
+            },
+            TriggerEvent::StepFailed(failed) => ("last_error = ?", sql_params![failed.error.as_str()]),
+            TriggerEvent::TriggerAbandoned(abandoned) => {
+                ("abandoned_at = ?, reason = ?", sql_params![at, abandoned.error.as_str()])
+            }
+            TriggerEvent::TriggerRetried(_) => ("reason = NULL, abandoned_at = NULL, retries = retries + 1", vec![]),
+        };
+        // The status moves by the lifecycle's one rule (see `triggers::StatusChange`).
+        let status = StatusChange::of(&typed).sql().map(|expression| format!("status = {expression}"));
+        let set = [Some(set.to_owned()).filter(|s| !s.is_empty()), status].into_iter().flatten().collect::<Vec<_>>();
+        if set.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![update(t, trigger, event, &set.join(", "), params)])
     }
+}
+
+/// The delivery id in a delivery stream's name (`delivery-{hook}-{id}`).
+fn delivery_id(stream: &str) -> Option<&str> {
+    stream.strip_prefix("delivery-").and_then(|rest| rest.split_once('-')).map(|(_, id)| id)
 }
 
 /// `UPDATE … SET {set}` of the trigger's row; applying an event again sets the

@@ -93,7 +93,7 @@ impl ReadModel for Deliveries {
                 time_ranges::record(t, TIME_RANGES_UPSERT, event.position, event.recorded_at_micros),
             ]);
         }
-        Ok(super::trigger_outcomes::delivery_outcome(t, event))
+        super::trigger_outcomes::delivery_outcome(t, event)
     }
 }
 

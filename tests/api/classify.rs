@@ -2,7 +2,7 @@
 
 use hookwise::commands::receive_webhook::{webhook_received, DeliveryHeaders};
 use hookwise::events::{SecretSlot, TriggerKind};
-use hookwise::github::classify::{classify, TriggerRules};
+use hookwise::triggers::classify::{classify, TriggerRules};
 use serde_json::{json, Value};
 
 use crate::helpers::{corpus_files, payload_examples};

@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod agent_server;
+mod app_server;
 mod background_lease;
 mod classify;
 mod cli;

@@ -7,7 +7,8 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use hookwise::events::pull_request::PullRequestEnriched;
-use hookwise::events::{DomainEvent, StepFailed, TriggerAbandoned};
+use hookwise::events::pull_request::{EnrichmentAbandoned, EnrichmentFailed, EnrichmentRetried};
+use hookwise::events::{DomainEvent, StepFailed};
 use hookwise::sql::SqlDb;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
@@ -308,13 +309,13 @@ async fn a_502_while_enriching_is_retried_into_one_event(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = app.log().await;
     let pr_stream = format!("pr-186853002-{PR}");
-    let failures: Vec<StepFailed> = log
+    let failures: Vec<EnrichmentFailed> = log
         .iter()
-        .filter(|e| e.stream == pr_stream && e.event_type == StepFailed::TYPE)
-        .map(|e| StepFailed::decode(e).expect("decodes"))
+        .filter(|e| e.stream == pr_stream && e.event_type == EnrichmentFailed::TYPE)
+        .map(|e| EnrichmentFailed::decode(e).expect("decodes"))
         .collect();
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].step, "enrich_pull_request");
+    assert!(!log.iter().any(|e| e.event_type == StepFailed::TYPE), "no trigger event is borrowed");
     assert!(failures[0].error.contains("502"), "{}", failures[0].error);
     assert_eq!(log.iter().filter(|e| e.event_type == PullRequestEnriched::TYPE).count(), 1);
     app.stop().await;
@@ -334,10 +335,9 @@ async fn an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event(ba
     agent_acts(&app, &fakes).await;
     assert_eq!(app.deliver("pull_request", "d-pr-closed", &pull_request_payload("closed")).await.status(), 200);
 
-    let abandoned: TriggerAbandoned = app.first_event().await;
-    assert_eq!(abandoned.step, "enrich_pull_request");
+    let abandoned: EnrichmentAbandoned = app.first_event().await;
     assert_eq!(abandoned.attempts, 2);
-    let subject = abandoned.trigger_id;
+    let subject = abandoned.subject_id;
 
     // Once GitHub answers again, the admin's retry fetches the figures once.
     let (status, body) = post(&app, &format!("/api/v1/admin/triggers/{subject}/retry")).await;
@@ -348,6 +348,8 @@ async fn an_abandoned_enrichment_is_retried_from_the_admin_api_into_one_event(ba
     let (status, _) = post(&app, &format!("/api/v1/admin/triggers/{}/retry", uuid::Uuid::new_v4())).await;
     assert_eq!(status, 404);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.log().await.iter().filter(|e| e.event_type == PullRequestEnriched::TYPE).count(), 1);
+    let log = app.log().await;
+    assert_eq!(log.iter().filter(|e| e.event_type == PullRequestEnriched::TYPE).count(), 1);
+    assert_eq!(log.iter().filter(|e| e.event_type == EnrichmentRetried::TYPE).count(), 1, "one retry recorded");
     app.stop().await;
 }

@@ -393,35 +393,13 @@ async fn rebuild_and_replay_equal_incremental_projection(backend: Backend) {
         app.deliver(&event, &delivery, &body).await;
         appended += 1;
     }
-    // Trigger flows that end every way, against the bulk deliveries.
-    for i in 0..150 {
-        let trigger = format!("bulk-{i}");
-        let kind = ["issue_comment", "issue_label", "pr_comment"][i % 3];
-        let detected = json!({"kind": kind, "repository": "acme/widgets",
-            "number": i, "requester": format!("user-{}", i % 7), "delivery_id": format!("bulk-0-{i}"), "hook_id": "7"});
-        append_trigger_event(&app, &trigger, "TriggerDetected", detected).await;
-        let rest: Vec<(&str, Value)> = match i % 4 {
-            0 => vec![("PermissionChecked", json!({"granted": false, "reason": "read only"}))],
-            1 => vec![
-                ("ConversationStarted", json!({"conversation_id": format!("c{i}")})),
-                ("AcknowledgementPosted", json!({})),
-                ("ConversationStatusChanged", json!({"agent_state": "error", "reason": "llm"})),
-            ],
-            2 => vec![
-                ("StepFailed", json!({"error": "boom"})),
-                ("TriggerAbandoned", json!({"reason": "gave up"})),
-                ("TriggerRetried", json!({"requested_by": "api"})),
-            ],
-            _ => vec![
-                ("ConversationRequested", json!({})),
-                ("ConversationStarted", json!({})),
-                ("SummaryPosted", json!({})),
-            ],
-        };
-        appended += 1 + rest.len();
-        for (event_type, data) in rest {
-            append_trigger_event(&app, &trigger, event_type, data).await;
-        }
+    // Trigger flows that end every way, against the bulk deliveries: each
+    // written in one append, complete, so the process manager has nothing to do.
+    for i in 0..150u64 {
+        let events = bulk_trigger(i);
+        appended += events.len();
+        let trigger_id = uuid::Uuid::from_u128(0xb01c_0000 + u128::from(i));
+        app.store.append(&streams::trigger(trigger_id), ExpectedVersion::NoStream, events).await.expect("appended");
     }
     assert!(appended > 3000, "{appended} events");
     caught_up(&app).await;
@@ -642,15 +620,106 @@ async fn append<E: DomainEvent>(app: &LogWriter, trigger: uuid::Uuid, event: &E)
     app.store.append(&streams::trigger(trigger), ExpectedVersion::Any, vec![event]).await.expect("appended");
 }
 
-async fn append_trigger_event(app: &TestApp, trigger: &str, event_type: &str, data: Value) {
-    let event = hookwise::store::NewEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: event_type.to_owned(),
-        schema_version: 1,
-        data: serde_json::to_vec(&data).expect("JSON"),
-        payload: None,
+/// One of the rebuild test's triggers, ending one of four ways: rejected,
+/// failed, abandoned after a retry, finished.
+fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
+    use hookwise::events::*;
+    let trigger_id = uuid::Uuid::from_u128(0xb01c_0000 + u128::from(i));
+    let kind = [TriggerKind::IssueComment, TriggerKind::Label, TriggerKind::PrComment][(i % 3) as usize];
+    let mut events: Vec<hookwise::store::NewEvent> = Vec::new();
+    fn push<T: DomainEvent>(events: &mut Vec<hookwise::store::NewEvent>, event: T) {
+        events.push(event.to_new_event(uuid::Uuid::new_v4(), None).expect("encodes"));
+    }
+    push(
+        &mut events,
+        TriggerDetected {
+            trigger_id,
+            kind,
+            repository: RepositoryRef { id: 900001, full_name: "acme/widgets".into() },
+            installation_id: 1,
+            number: i,
+            requester: SenderRef { id: i % 7, login: format!("user-{}", i % 7), kind: "User".into() },
+            comment_id: Some(i),
+            message: "@openhands please".into(),
+            title: None,
+            head_branch: None,
+            head_sha: None,
+            path: None,
+            line: None,
+            thread_id: None,
+            failed_workflows: Vec::new(),
+            delivery_stream: streams::delivery("7", &format!("bulk-0-{i}")),
+            delivery_position: 1 + i,
+        },
+    );
+    let granted = !i.is_multiple_of(4);
+    push(&mut events, PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted });
+    if !granted {
+        push(
+            &mut events,
+            TriggerRejected { trigger_id, reason: "permission_denied".into(), message: "read only".into() },
+        );
+        return events;
+    }
+    push(&mut events, ReactionAdded { trigger_id, target: "issue_comment".into(), reaction_id: Some(i) });
+    let failure = |attempt| StepFailed {
+        trigger_id,
+        step: "start_conversation".into(),
+        attempt,
+        error: "boom".into(),
+        retry_at_micros: 0,
     };
-    app.store.append(&format!("trigger-{trigger}"), ExpectedVersion::Any, vec![event]).await.expect("appended");
+    let abandoned =
+        || TriggerAbandoned { trigger_id, step: "start_conversation".into(), error: "gave up".into(), attempts: 8 };
+    if i % 4 == 2 {
+        push(&mut events, failure(1));
+        push(&mut events, abandoned());
+        push(
+            &mut events,
+            TriggerRetried {
+                trigger_id,
+                step: "start_conversation".into(),
+                retry: 1,
+                requested_by: "api".into(),
+                resumes: Some("detected".into()),
+            },
+        );
+        push(&mut events, failure(1));
+        push(&mut events, abandoned());
+        return events;
+    }
+    let conversation_id = format!("c{i}");
+    push(
+        &mut events,
+        ConversationRequested {
+            trigger_id,
+            command_id: uuid::Uuid::new_v4(),
+            repository: "acme/widgets".into(),
+            branch: None,
+        },
+    );
+    push(
+        &mut events,
+        ConversationStarted {
+            trigger_id,
+            conversation_id: conversation_id.clone(),
+            conversation_url: format!("https://agent.example/{conversation_id}"),
+        },
+    );
+    push(&mut events, AcknowledgementPosted { trigger_id, comment_id: 1000 + i, comment_url: None });
+    let (state, reason) = if i % 4 == 1 { ("error", Some("llm".to_owned())) } else { ("finished", None) };
+    push(
+        &mut events,
+        ConversationStatusChanged {
+            trigger_id,
+            conversation_id,
+            agent_state: state.into(),
+            reason,
+            last_message: None,
+        },
+    );
+    push(&mut events, SummaryPosted { trigger_id, comment_id: 2000 + i, outcome: state.into() });
+    events
 }
 
 /// A finished trigger, a rejected one and an abandoned one (then retried),

@@ -5,13 +5,8 @@ use poem_openapi::{Object, OpenApi, Tags};
 
 use super::{ApiAuth, ApiResult};
 use crate::api::AppState;
-use crate::events::DomainEvent;
-use crate::events::{streams, TriggerAbandoned, TriggerRetried};
-use crate::process::{PullRequestRef, Step};
+use crate::commands::retry::RetryError;
 use crate::projections::{read_model, read_models};
-use crate::sql::SqlError;
-use crate::sql_params;
-use crate::store::ExpectedVersion;
 
 #[derive(Tags)]
 enum Tag {
@@ -127,73 +122,13 @@ impl AdminApi {
         let Ok(id) = uuid::Uuid::parse_str(&trigger_id.0) else {
             return ApiResult::not_found(format!("no trigger {}", trigger_id.0));
         };
-        let (stream, status) = match abandonable(&state, id).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return ApiResult::not_found(format!("no trigger {}", trigger_id.0)),
-            Err(e) => return e.into(),
-        };
-        if status != "abandoned" {
-            return ApiResult::conflict(
-                "not_abandoned",
-                format!("trigger {} is {status}; only abandoned triggers can be retried", trigger_id.0),
-            );
-        }
-        // Retry the step it gave up on; `retry` counts the retries so far. A
-        // pull request's stream holds every closing's enrichment: only this one counts.
-        let history = match state.store.read_stream(&stream, 0, 10_000).await {
-            Ok(history) => history,
-            Err(e) => return ApiResult::unavailable(e),
-        };
-        let Some(abandoned) =
-            history.iter().rev().filter_map(|e| TriggerAbandoned::decode(e).ok()).find(|a| a.trigger_id == id)
-        else {
-            return ApiResult::conflict("not_abandoned", format!("trigger {} was never abandoned", trigger_id.0));
-        };
-        let retries = history
-            .iter()
-            .filter(|e| e.event_type == TriggerRetried::TYPE)
-            .filter_map(|e| TriggerRetried::decode(e).ok())
-            .filter(|r| r.trigger_id == id)
-            .count();
-        let event = TriggerRetried {
-            trigger_id: id,
-            step: abandoned.step,
-            retry: u32::try_from(retries + 1).unwrap_or(u32::MAX),
-            requested_by: "api".into(),
-        };
-        let new_event = match event.to_new_event(uuid::Uuid::new_v4(), None) {
-            Ok(e) => e,
-            Err(e) => return ApiResult::unavailable(e),
-        };
-        match state.store.append(&stream, ExpectedVersion::StreamExists, vec![new_event]).await {
-            Ok(result) => ApiResult::Ok(Json(RetryAccepted {
-                trigger_id: trigger_id.0,
-                position: result.first_position.map(|p| p.0).unwrap_or(0),
-            })),
+        match crate::commands::retry::retry(state.store.as_ref(), &state.db, id, "api").await {
+            Ok(recorded) => {
+                ApiResult::Ok(Json(RetryAccepted { trigger_id: trigger_id.0, position: recorded.position }))
+            }
+            Err(e @ RetryError::NotFound(_)) => ApiResult::not_found(e.to_string()),
+            Err(e @ RetryError::NotAbandoned { .. }) => ApiResult::conflict("not_abandoned", e.to_string()),
             Err(e) => ApiResult::unavailable(e),
         }
     }
-}
-
-/// The stream and status of what `id` names: a trigger (its conversation's
-/// status), or else a pull request's enrichment (its latest command's status).
-async fn abandonable(state: &AppState, id: uuid::Uuid) -> Result<Option<(String, String)>, SqlError> {
-    let key = id.to_string();
-    let rows =
-        state.db.query("SELECT status FROM conversations WHERE trigger_id = ?", sql_params![key.as_str()]).await?;
-    if let Some(row) = rows.first() {
-        return Ok(Some((streams::trigger(id), row.get::<String>(0)?)));
-    }
-    let rows = state
-        .db
-        .query(
-            "SELECT status, arguments FROM outbox WHERE trigger_id = ? AND step = ?
-             ORDER BY created_at DESC LIMIT 1",
-            sql_params![key.as_str(), Step::EnrichPullRequest.as_str()],
-        )
-        .await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let pull_request: PullRequestRef = serde_json::from_str(&row.get::<String>(1)?)
-        .map_err(|e| SqlError::Database(format!("outbox arguments of {key}: {e}")))?;
-    Ok(Some((pull_request.stream(), row.get::<String>(0)?)))
 }

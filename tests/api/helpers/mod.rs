@@ -3,6 +3,7 @@
 
 pub mod agent_server;
 mod app;
+pub mod app_server;
 mod database;
 pub mod kurrent;
 

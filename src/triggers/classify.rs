@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::prefilter::may_contain;
 use crate::events::{derived_id, SenderRef, TriggerDetected, TriggerKind, WebhookReceived};
+use crate::github::prefilter::may_contain;
 
 /// Hidden in every comment hookwise writes: a body that carries it never triggers.
 pub const MARKER_PREFIX: &str = "<!-- hookwise:";

@@ -1,0 +1,54 @@
+//! `post_summary`: the agent's result where the request was made, or a short
+//! reply naming why there is none.
+
+use super::{event, reply, wording, StepContext, StepError, StepOutcome};
+use crate::agent::RunStatus;
+use crate::events::{ConversationStarted, ConversationStatusChanged, SummaryPosted, TriggerDetected};
+use crate::process::agent_events;
+use crate::triggers::{AgentOutcome, TriggerState};
+
+pub(super) async fn perform(
+    ctx: &StepContext<'_>,
+    trigger: &TriggerDetected,
+    state: &TriggerState,
+) -> Result<StepOutcome, StepError> {
+    let (body, outcome) = match (&state.ended, &state.started) {
+        (Some(ended), Some(started)) => {
+            let link = &started.conversation_url;
+            let body = match AgentOutcome::of(&ended.agent_state) {
+                AgentOutcome::Finished => wording::summary(&result_text(ctx, ended, started).await?, link),
+                _ => wording::stopped(&ended.agent_state, ended.reason.as_deref(), link),
+            };
+            (body, ended.agent_state.clone())
+        }
+        _ => match &state.rejected {
+            Some(rejected) => (wording::could_not_start(&rejected.message), rejected.reason.clone()),
+            None => return Err(StepError::Invalid("nothing to report yet".into())),
+        },
+    };
+    let (comment_id, _) = reply::reply_once(ctx, trigger, &body).await?;
+    let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome };
+    Ok(StepOutcome::Done(vec![event(&posted, ctx.ids.outcome())?]))
+}
+
+/// The agent's result: its last message in the callbacks hookwise stored
+/// (V0), else what the end of the run carried (the finish action's message),
+/// else what the runtime says now.
+async fn result_text(
+    ctx: &StepContext<'_>,
+    ended: &ConversationStatusChanged,
+    started: &ConversationStarted,
+) -> Result<String, StepError> {
+    let stored = agent_events::last_agent_message(ctx.store, &started.conversation_id)
+        .await
+        .map_err(|e| StepError::NotYet(e.to_string()))?;
+    if let Some(text) = stored.or_else(|| ended.last_message.clone()) {
+        return Ok(text);
+    }
+    if let Some(agent) = ctx.agent {
+        if let RunStatus::Finished { result: Some(text) } = agent.status(&started.conversation_id).await? {
+            return Ok(text);
+        }
+    }
+    Ok(wording::NO_RESULT_TEXT.to_owned())
+}

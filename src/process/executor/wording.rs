@@ -1,0 +1,90 @@
+//! Every text hookwise writes on GitHub or hands to the agent, in one place.
+
+use uuid::Uuid;
+
+use crate::events::TriggerDetected;
+use crate::github::rest::{Comment, Issue};
+use crate::triggers::classify::MARKER_PREFIX;
+
+/// Comments the agent gets as context, each cut to this many characters.
+const CONTEXT_COMMENTS: usize = 10;
+const COMMENT_CHARS: usize = 500;
+
+/// The summary when the agent left no message.
+pub const NO_RESULT_TEXT: &str = "I'm done.";
+
+/// The hidden marker that lets a retried step find its own comment.
+pub fn marker(command_id: Uuid) -> String {
+    format!("{MARKER_PREFIX}{command_id} -->")
+}
+
+pub fn acknowledgement(requester: &str, conversation_url: &str) -> String {
+    format!("I'm on it! {requester} can [track my progress here]({conversation_url}).")
+}
+
+/// The agent's result, with the link to the whole conversation.
+pub fn summary(result: &str, conversation_url: &str) -> String {
+    format!("{result}\n\n[See the whole conversation here]({conversation_url}).")
+}
+
+/// The run ended without a result: which state, and why when known.
+pub fn stopped(state: &str, reason: Option<&str>, conversation_url: &str) -> String {
+    let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+    format!(
+        "Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
+         [See the conversation here]({conversation_url})."
+    )
+}
+
+/// The agent runtime refused to start.
+pub fn could_not_start(message: &str) -> String {
+    format!("Sorry, I couldn't start working on this: {}.", message.trim_end_matches('.'))
+}
+
+/// Failed workflow runs on a pull request.
+pub fn suggestion(failed: &[&str], conflicts: bool, mention: &str) -> String {
+    let mut body = String::from("Some checks failed on this pull request:\n");
+    for name in failed {
+        body.push_str(&format!("- {name}\n"));
+    }
+    if conflicts {
+        body.push_str("\nIt also has merge conflicts with its base branch.\n");
+    }
+    body.push_str(&format!("\nMention {mention} in a comment and I'll try to fix this."));
+    body
+}
+
+fn cut(text: &str, chars: usize) -> String {
+    let mut cut: String = text.chars().take(chars).collect();
+    if text.chars().count() > chars {
+        cut.push('…');
+    }
+    cut
+}
+
+/// What the agent is told about the request: the issue or pull request, its
+/// latest comments, and for an inline comment the file and line. It carries
+/// the trigger id, so a conversation can be traced back to its trigger.
+pub fn instructions(trigger: &TriggerDetected, issue: &Issue, comments: &[Comment]) -> String {
+    let what = if trigger.kind.is_pull_request() { "pull request" } else { "issue" };
+    let mut text = format!(
+        "You are working on {what} #{} in {}: {}\n\n{}\n",
+        trigger.number,
+        trigger.repository.full_name,
+        issue.title,
+        cut(issue.body.as_deref().unwrap_or(""), 4000)
+    );
+    if let (Some(path), Some(line)) = (&trigger.path, trigger.line) {
+        text.push_str(&format!("\nThe request is an inline review comment on {path}, line {line}.\n"));
+    }
+    let recent: Vec<_> = comments.iter().rev().take(CONTEXT_COMMENTS).collect();
+    if !recent.is_empty() {
+        text.push_str("\nLatest comments, oldest first:\n");
+        for comment in recent.into_iter().rev() {
+            let author = comment.user.as_ref().map_or("someone", |u| u.login.as_str());
+            text.push_str(&format!("- {author}: {}\n", cut(comment.body.as_deref().unwrap_or(""), COMMENT_CHARS)));
+        }
+    }
+    text.push_str(&format!("\n(hookwise:{})\n", trigger.trigger_id));
+    text
+}

@@ -1,0 +1,94 @@
+//! Every event of a `trigger-{id}` stream, as one type.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::events::{
+    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, DecodeError,
+    DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
+    TriggerRejected, TriggerRetried,
+};
+use crate::store::RecordedEvent;
+
+/// An event of a trigger's stream. Serialized tagged (`{"type": …, "data":
+/// …}`) like the log names them; read from the log through
+/// [`TriggerEvent::decode`], which upcasts older schema versions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data")]
+pub enum TriggerEvent {
+    TriggerDetected(Box<TriggerDetected>),
+    PermissionChecked(PermissionChecked),
+    TriggerRejected(TriggerRejected),
+    ReactionAdded(ReactionAdded),
+    ConversationRequested(ConversationRequested),
+    ConversationStarted(ConversationStarted),
+    AcknowledgementPosted(AcknowledgementPosted),
+    ConversationStatusChanged(ConversationStatusChanged),
+    SummaryPosted(SummaryPosted),
+    StepFailed(StepFailed),
+    TriggerAbandoned(TriggerAbandoned),
+    TriggerRetried(TriggerRetried),
+}
+
+impl TriggerEvent {
+    /// The trigger event a recorded event is; `Ok(None)` for any other type.
+    pub fn decode(event: &RecordedEvent) -> Result<Option<TriggerEvent>, DecodeError> {
+        fn read<T: DomainEvent>(
+            event: &RecordedEvent,
+            wrap: fn(T) -> TriggerEvent,
+        ) -> Result<Option<TriggerEvent>, DecodeError> {
+            T::decode(event).map(wrap).map(Some)
+        }
+        match event.event_type.as_str() {
+            TriggerDetected::TYPE => read(event, |e: TriggerDetected| TriggerEvent::TriggerDetected(Box::new(e))),
+            PermissionChecked::TYPE => read(event, TriggerEvent::PermissionChecked),
+            TriggerRejected::TYPE => read(event, TriggerEvent::TriggerRejected),
+            ReactionAdded::TYPE => read(event, TriggerEvent::ReactionAdded),
+            ConversationRequested::TYPE => read(event, TriggerEvent::ConversationRequested),
+            ConversationStarted::TYPE => read(event, TriggerEvent::ConversationStarted),
+            AcknowledgementPosted::TYPE => read(event, TriggerEvent::AcknowledgementPosted),
+            ConversationStatusChanged::TYPE => read(event, TriggerEvent::ConversationStatusChanged),
+            SummaryPosted::TYPE => read(event, TriggerEvent::SummaryPosted),
+            StepFailed::TYPE => read(event, TriggerEvent::StepFailed),
+            TriggerAbandoned::TYPE => read(event, TriggerEvent::TriggerAbandoned),
+            TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether a recorded event is one of a trigger's (without decoding it).
+    pub fn is_trigger_event(event_type: &str) -> bool {
+        matches!(
+            event_type,
+            TriggerDetected::TYPE
+                | PermissionChecked::TYPE
+                | TriggerRejected::TYPE
+                | ReactionAdded::TYPE
+                | ConversationRequested::TYPE
+                | ConversationStarted::TYPE
+                | AcknowledgementPosted::TYPE
+                | ConversationStatusChanged::TYPE
+                | SummaryPosted::TYPE
+                | StepFailed::TYPE
+                | TriggerAbandoned::TYPE
+                | TriggerRetried::TYPE
+        )
+    }
+
+    pub fn trigger_id(&self) -> Uuid {
+        match self {
+            TriggerEvent::TriggerDetected(e) => e.trigger_id,
+            TriggerEvent::PermissionChecked(e) => e.trigger_id,
+            TriggerEvent::TriggerRejected(e) => e.trigger_id,
+            TriggerEvent::ReactionAdded(e) => e.trigger_id,
+            TriggerEvent::ConversationRequested(e) => e.trigger_id,
+            TriggerEvent::ConversationStarted(e) => e.trigger_id,
+            TriggerEvent::AcknowledgementPosted(e) => e.trigger_id,
+            TriggerEvent::ConversationStatusChanged(e) => e.trigger_id,
+            TriggerEvent::SummaryPosted(e) => e.trigger_id,
+            TriggerEvent::StepFailed(e) => e.trigger_id,
+            TriggerEvent::TriggerAbandoned(e) => e.trigger_id,
+            TriggerEvent::TriggerRetried(e) => e.trigger_id,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The trigger lifecycle, in one place: which deliveries ask for the agent
+//! ([`classify`]), the events of a trigger's stream as one typed enum
+//! ([`TriggerEvent`]), what they add up to ([`TriggerState::fold`]), which
+//! step comes next ([`next_step`]) and the status people see ([`status`],
+//! and [`StatusChange`] for read models that keep it in SQL).
+//!
+//! Everything here is pure: the process manager folds and asks for the next
+//! step, the executor asks the state whether a step is already done, and the
+//! read models match on [`TriggerEvent`]. No event-type string outside
+//! `src/events/`.
+//!
+//! ```text
+//! TriggerDetected ─► check_permission ─► add_reaction ─► start_conversation ─►
+//!   post_acknowledgement ─► follow_conversation ─► post_summary
+//!   (failed workflow runs: post_suggestion)
+//! any step: StepFailed … TriggerAbandoned ─(admin)─► TriggerRetried ─► that step again
+//! ```
+
+pub mod classify;
+mod event;
+mod lifecycle;
+mod state;
+
+pub use event::TriggerEvent;
+pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};
+pub use state::TriggerState;
+
+#[cfg(test)]
+mod tests;
