@@ -393,9 +393,17 @@ async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend:
     let dir = format!("{}/{id}", server.workspace_root.display());
     assert_eq!(conversations_in(server, &dir).await, 1);
 
-    // The webhooks were stored, and delivering them again stores nothing.
-    let stored = stored_agent_events(&app, &id).await;
-    assert!(stored.iter().any(|e| e["kind"] == "ConversationStateUpdateEvent"), "{stored:?}");
+    // The webhooks were stored (they may come after the summary: the run's
+    // end is also seen by polling), and delivering them again stores nothing.
+    let waited = Instant::now();
+    let stored = loop {
+        let stored = stored_agent_events(&app, &id).await;
+        if stored.iter().any(|e| e["kind"] == "ConversationStateUpdateEvent" && e["value"] == "finished") {
+            break stored;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(60), "the webhooks were not stored: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let before = app.log().await.len();
     let again =
         post_events(&app, Some(AGENT_SERVER_KEY), &id.replace('-', ""), serde_json::to_vec(&stored).expect("JSON"))
@@ -480,8 +488,6 @@ async fn an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_threa
 }
 
 async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate::helpers::Backend) {
-    use hookwise::events::{ConversationStarted, DomainEvent};
-
     let fakes = crate::triggers::Fakes::start("write").await;
     let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, None)).await else { return };
     let event = |n: usize| {
@@ -491,36 +497,11 @@ async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate
     let batch = |n: usize| serde_json::to_vec(&(0..n).map(event).collect::<Vec<_>>()).expect("JSON");
     let unknown = Uuid::new_v4().simple().to_string();
 
-    // A conversation hookwise started.
-    let trigger_id = Uuid::new_v4();
+    // A conversation hookwise started (as the executor maps one it started).
     let known = Uuid::new_v4();
-    let started = ConversationStarted {
-        trigger_id,
-        conversation_id: known.hyphenated().to_string(),
-        conversation_url: "https://agent.example/c/x".into(),
-    };
-    app.store
-        .append(
-            &format!("trigger-{trigger_id}"),
-            hookwise::store::ExpectedVersion::Any,
-            vec![started.to_new_event(Uuid::new_v4(), None).expect("event")],
-        )
-        .await
-        .expect("append");
     let sql = hookwise::sql::SqlDb::connect(&app.db.url).await.expect("SQL");
-    let started_at = Instant::now();
-    while sql
-        .query(
-            "SELECT 1 FROM agent_conversations WHERE conversation_id = ?",
-            vec![known.hyphenated().to_string().into()],
-        )
-        .await
-        .map(|rows| rows.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(started_at.elapsed() < Duration::from_secs(20), "the conversation was never mapped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mapping = hookwise::process::map_conversation(&known.hyphenated().to_string(), Uuid::new_v4());
+    sql.write(vec![mapping]).await.expect("the conversation is mapped");
     let before = app.log().await.len();
     let simple = known.simple().to_string();
 
