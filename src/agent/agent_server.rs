@@ -328,6 +328,12 @@ impl AgentRuntime for AgentServer {
         }
     }
 
+    /// The clone is authenticated with the installation token, and the agent
+    /// gets it as `GITHUB_TOKEN` to push.
+    fn needs_github_token(&self) -> bool {
+        true
+    }
+
     fn conversation_url(&self, conversation_id: &str) -> String {
         self.settings.conversation_url.replace("{conversation_id}", conversation_id)
     }
