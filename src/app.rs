@@ -102,6 +102,12 @@ impl Application {
             webhooks_enabled: config.webhooks_enabled,
             db: db.clone(),
             callback_secret: config.process.callback_secret.clone(),
+            agent_server_key: config
+                .process
+                .agent
+                .as_ref()
+                .filter(|agent| agent.runtime == crate::config::AgentRuntimeKind::OpenhandsAgentServer)
+                .and_then(|agent| agent.api_key.clone()),
             api_token: config.api_token,
             admin_lock: Arc::default(),
             sinks: sinks.clone(),

@@ -68,6 +68,9 @@ pub const EXECUTOR_ATTEMPTS: &str = "hookwise_executor_attempts_total";
 pub const GITHUB_CALLS: &str = "hookwise_github_api_calls_total";
 /// Gauge. `x-ratelimit-remaining` of GitHub's latest answer that carried it.
 pub const GITHUB_RATE_REMAINING: &str = "hookwise_github_rate_limit_remaining";
+/// Counter. Events the OpenHands agent server posted to `/agent-server/events/…`.
+/// Label: `outcome` (`accepted`, `duplicate`, `ignored`: a conversation hookwise did not start).
+pub const AGENT_SERVER_EVENTS: &str = "hookwise_agent_server_events_total";
 
 // ---- reconciliation --------------------------------------------------------
 
@@ -146,6 +149,15 @@ pub fn count_delivery_stored(event: &str, duplicate: bool) {
     }
 }
 
+/// Counts the events of one agent-server webhook by outcome.
+pub fn count_agent_server_events(accepted: usize, duplicates: usize, ignored: usize) {
+    for (outcome, n) in [("accepted", accepted), ("duplicate", duplicates), ("ignored", ignored)] {
+        if n > 0 {
+            metrics::counter!(AGENT_SERVER_EVENTS, "outcome" => outcome).increment(n as u64);
+        }
+    }
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(DELIVERIES, "Deliveries answered by intake, by event and outcome");
@@ -164,6 +176,7 @@ fn describe() {
     describe_counter!(EXECUTOR_ATTEMPTS, "Executor attempts by step and outcome");
     describe_counter!(GITHUB_CALLS, "GitHub REST calls by HTTP status");
     describe_gauge!(GITHUB_RATE_REMAINING, "GitHub rate limit remaining, from the latest answer");
+    describe_counter!(AGENT_SERVER_EVENTS, "Agent-server webhook events by outcome");
     describe_counter!(RECONCILE_RUNS, "Reconciliation runs by outcome");
     describe_counter!(RECONCILE_MISSING, "Deliveries found missing by reconciliation");
     describe_counter!(RECONCILE_REDELIVERIES, "Redelivery requests by outcome");

@@ -2,6 +2,7 @@
 //! [`routes`] is the one place that builds the route tree.
 
 mod agent_callbacks;
+mod agent_server_webhooks;
 pub mod error;
 mod health;
 mod intake;
@@ -19,6 +20,7 @@ use crate::github::signature::WebhookSecrets;
 use crate::sql::SqlDb;
 use crate::store::EventStore;
 
+pub use agent_server_webhooks::MAX_AGENT_SERVER_BODY_BYTES;
 pub use intake::MAX_BODY_BYTES;
 
 /// What every handler shares.
@@ -31,6 +33,9 @@ pub struct AppState {
     pub db: SqlDb,
     /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
     pub callback_secret: Option<ApiToken>,
+    /// `AGENT_API_KEY` when `AGENT_RUNTIME=openhands-agent-server`: required in
+    /// `X-Session-API-Key` on `/agent-server/…` (unset: those answer `503`).
+    pub agent_server_key: Option<crate::agent::Secret>,
     /// `None`: the query API is open (allowed on loopback binds only).
     pub api_token: Option<ApiToken>,
     /// One rebuild or replay at a time per process.
@@ -49,6 +54,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .at("/integration/github/events", post(intake::receive_github_webhook))
         .at("/event-webhook/batch", post(agent_callbacks::receive_agent_callbacks))
+        .at("/agent-server/events/:conversation_id", post(agent_server_webhooks::receive_agent_server_events))
+        .at("/agent-server/conversations", post(agent_server_webhooks::receive_agent_server_conversation))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(metrics::render_metrics))

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod receive_agent_batch;
+pub mod receive_agent_server_events;
 pub mod receive_webhook;
 pub mod retry;

@@ -8,7 +8,7 @@ mod reconcile;
 mod trigger;
 mod webhook;
 
-pub use agent::{AgentEventsReceived, AgentOperation};
+pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
 pub use trigger::{
     AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::pull_request::EnrichmentRetried;
-use crate::events::{derived_id, streams, AgentEventsReceived, DomainEvent, TriggerRetried, WebhookReceived};
+use crate::events::{
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerRetried, WebhookReceived,
+};
 use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{Migration, Statement};
 use crate::sql_params;
@@ -280,6 +282,11 @@ impl EventHandler for ProcessManager {
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;
+                Vec::new()
+            }
+            AgentServerEventReceived::TYPE => {
+                let received: AgentServerEventReceived = decode(event)?;
+                agent_events::record_agent_server_event(self.store.as_ref(), &received).await?;
                 Vec::new()
             }
             _ => Vec::new(),

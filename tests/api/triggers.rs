@@ -141,17 +141,24 @@ impl Fakes {
 
     /// Waits until `count` requests of this kind arrived.
     pub(crate) async fn wait_for(&self, method_name: &str, path_suffix: &str, count: usize) -> Vec<Request> {
+        self.wait_for_long(method_name, path_suffix, count, Duration::from_secs(20)).await
+    }
+
+    /// [`Fakes::wait_for`] with a limit of its own (a real agent runtime is slower).
+    pub(crate) async fn wait_for_long(
+        &self,
+        method_name: &str,
+        path_suffix: &str,
+        count: usize,
+        limit: Duration,
+    ) -> Vec<Request> {
         let started = Instant::now();
         loop {
             let found = self.requests(method_name, path_suffix).await;
             if found.len() >= count {
                 return found;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "waited for {count} {method_name} …{path_suffix}, saw {}",
-                found.len()
-            );
+            assert!(started.elapsed() < limit, "waited for {count} {method_name} …{path_suffix}, saw {}", found.len());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -1,6 +1,7 @@
 //! Shared test support: a fresh database per test for each backend, and the
 //! [`backend_tests!`] macro that runs one test body against both.
 
+pub mod agent_server;
 mod app;
 pub mod app_server;
 mod database;

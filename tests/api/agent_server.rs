@@ -1,0 +1,630 @@
+//! `AGENT_RUNTIME=openhands-agent-server` against the real OpenHands agent
+//! server (see `helpers::agent_server`): the adapter on its own, the webhooks
+//! it posts to hookwise, and the callbacks hookwise must refuse.
+
+use std::time::{Duration, Instant};
+
+use hookwise::agent::agent_server::AgentServer;
+use hookwise::agent::{AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome};
+use hookwise::config::{AgentRuntimeKind, AgentSettings, LlmSettings};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::agent_server::{
+    shared_agent_server, SharedAgentServer, AGENT_SERVER_KEY, FAKE_MODEL, LLM_FAIL, TEST_REPOSITORY,
+};
+
+fn settings(server: &SharedAgentServer) -> AgentSettings {
+    AgentSettings {
+        runtime: AgentRuntimeKind::OpenhandsAgentServer,
+        api_url: server.url.clone(),
+        api_key: Some(Secret::new(AGENT_SERVER_KEY)),
+        conversation_url: format!("{}/conversations/{{conversation_id}}", server.url),
+        poll_interval: Duration::from_millis(200),
+        run_timeout: Duration::from_secs(120),
+        request_timeout: Duration::from_secs(60),
+        llm: Some(LlmSettings {
+            model: FAKE_MODEL.into(),
+            api_key: Some(Secret::new("sk-fake-llm-key")),
+            base_url: Some(server.llm_base_url.clone()),
+        }),
+        workspace_root: server.workspace_root.to_string_lossy().into_owned(),
+        max_iterations: 10,
+        github_web_url: server.github_web_url.clone(),
+    }
+}
+
+/// A request naming itself (`hookwise-req-…`, which the fake LLM echoes).
+fn request(extra: &str) -> (ConversationRequest, String) {
+    let id = Uuid::new_v4();
+    let token = format!("hookwise-req-{}", id.simple());
+    let request = ConversationRequest {
+        conversation_id: id,
+        repository: TEST_REPOSITORY.into(),
+        branch: None,
+        pr_number: None,
+        title: format!("test {token}"),
+        message: format!("@openhands please fix the typo ({token}) {extra}"),
+        instructions: "The README says commmit.".into(),
+        github_token: Some(Secret::new(format!("ghs_test_token_{}", id.simple()))),
+    };
+    (request, token)
+}
+
+async fn get_json(server: &SharedAgentServer, path: &str) -> Value {
+    let answer = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("x-session-api-key", AGENT_SERVER_KEY)
+        .send()
+        .await
+        .expect("the agent server answers");
+    assert!(answer.status().is_success(), "GET {path}: {}", answer.status());
+    answer.json().await.expect("JSON")
+}
+
+/// The agent server's conversations whose working directory is `dir`.
+async fn conversations_in(server: &SharedAgentServer, dir: &str) -> usize {
+    let mut count = 0;
+    let mut page_id: Option<String> = None;
+    loop {
+        let path = match &page_id {
+            Some(page) => format!("/api/conversations/search?limit=100&page_id={page}"),
+            None => "/api/conversations/search?limit=100".to_owned(),
+        };
+        let page = get_json(server, &path).await;
+        count += page["items"]
+            .as_array()
+            .map(|items| items.iter().filter(|c| c["workspace"]["working_dir"] == dir).count())
+            .unwrap_or(0);
+        match page["next_page_id"].as_str() {
+            Some(next) => page_id = Some(next.to_owned()),
+            None => return count,
+        }
+    }
+}
+
+/// Polls the adapter's status until the run ends.
+async fn until_terminal(runtime: &AgentServer, server: &SharedAgentServer, id: &str) -> RunStatus {
+    let started = Instant::now();
+    loop {
+        let status = runtime.status(id).await.expect("status answers");
+        if status.is_terminal() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "conversation {id} did not end: {status:?}\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_starts_once_and_finishes_with_the_finish_message() {
+    let Some(server) = shared_agent_server().await else { return };
+    let runtime = AgentServer::new(settings(server));
+    let (request, token) = request("");
+    let id = request.conversation_id.hyphenated().to_string();
+
+    let outcome = runtime.start(&request, false).await.expect("start answers");
+    assert_eq!(outcome, StartOutcome::Started { conversation_id: id.clone() });
+    let dir = runtime.working_dir(&id);
+    assert_eq!(conversations_in(server, &dir).await, 1, "one conversation\n{}", server.log_tail());
+
+    match until_terminal(&runtime, server, &id).await {
+        RunStatus::Finished { result: Some(result) } => assert!(result.contains(&token), "{result}"),
+        other => panic!("expected Finished with the finish message, got {other:?}\n{}", server.log_tail()),
+    }
+
+    // Again, and as a retry after an unknown outcome: still one conversation,
+    // told the request once.
+    assert_eq!(runtime.start(&request, false).await.expect("start"), outcome);
+    assert_eq!(runtime.start(&request, true).await.expect("start"), outcome);
+    assert_eq!(conversations_in(server, &dir).await, 1, "still one conversation");
+    let messages =
+        get_json(server, &format!("/api/conversations/{id}/events/search?kind=MessageEvent&limit=100")).await;
+    let from_user = messages["items"].as_array().expect("items").iter().filter(|e| e["source"] == "user").count();
+    assert_eq!(from_user, 1, "the initial message was sent once: {messages}");
+
+    // The clone is there, its remote token-free, and the token nowhere in its config.
+    let token_value = request.github_token.as_ref().expect("token").expose().to_owned();
+    let config = std::fs::read_to_string(format!("{dir}/.git/config")).expect("the clone's .git/config");
+    assert!(!config.contains(&token_value), "the token is not in .git/config:\n{config}");
+    assert!(!config.contains("credential"), "no credential helper is kept:\n{config}");
+    assert!(config.contains(&format!("url = {}/{TEST_REPOSITORY}.git", server.github_web_url)), "{config}");
+    assert!(std::path::Path::new(&format!("{dir}/README.md")).is_file(), "the repository was cloned");
+    for entry in std::fs::read_dir("/tmp").expect("/tmp").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("hookwise-git-credential-") {
+            let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            assert!(!content.contains(&token_value), "the credential file was removed");
+        }
+    }
+    // Nor in the agent server's record of the commands it ran.
+    let bash = get_json(server, "/api/bash/bash_events/search?limit=100&sort_order=TIMESTAMP_DESC").await;
+    assert!(!bash.to_string().contains(&token_value), "the token is not in the bash history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_is_cloned_when_asked() {
+    let Some(server) = shared_agent_server().await else { return };
+    let runtime = AgentServer::new(settings(server));
+    let (mut request, _) = request("");
+    request.branch = Some("feature".into());
+    let id = request.conversation_id.hyphenated().to_string();
+    runtime.start(&request, false).await.expect("start answers");
+    let head = std::fs::read_to_string(format!("{}/.git/HEAD", runtime.working_dir(&id))).expect("HEAD");
+    assert_eq!(head.trim(), "ref: refs/heads/feature");
+    until_terminal(&runtime, server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installation_token_authenticates_the_clone_and_stays_out_of_it() {
+    let Some(server) = shared_agent_server().await else { return };
+    let mut over_http = settings(server);
+    over_http.github_web_url = server.git_http_url.clone();
+    let runtime = AgentServer::new(over_http);
+    let (request, _) = request("");
+    let id = request.conversation_id.hyphenated().to_string();
+    let token = request.github_token.as_ref().expect("token").expose().to_owned();
+
+    runtime.start(&request, false).await.expect("start answers");
+    let expected =
+        format!("Basic {}", crate::helpers::agent_server::base64(format!("x-access-token:{token}").as_bytes()));
+    assert!(server.git_authorizations().contains(&expected), "the clone sent the token as GitHub wants it");
+    let dir = runtime.working_dir(&id);
+    assert!(std::path::Path::new(&format!("{dir}/README.md")).is_file(), "the repository was cloned over HTTP");
+    let config = std::fs::read_to_string(format!("{dir}/.git/config")).expect("the clone's .git/config");
+    assert!(!config.contains(&token) && !config.contains("credential") && !config.contains("extraheader"), "{config}");
+    assert!(config.contains(&format!("url = {}/{TEST_REPOSITORY}.git", server.git_http_url)), "{config}");
+    for entry in std::fs::read_dir("/tmp").expect("/tmp").flatten() {
+        let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(!content.contains(&token), "no file in /tmp keeps the token: {}", entry.path().display());
+    }
+    let bash = get_json(server, "/api/bash/bash_events/search?limit=100&sort_order=TIMESTAMP_DESC").await;
+    assert!(!bash.to_string().contains(&token), "the token is not in the bash history");
+    until_terminal(&runtime, server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_llm_ends_in_failed_naming_the_state() {
+    let Some(server) = shared_agent_server().await else { return };
+    let runtime = AgentServer::new(settings(server));
+    let (request, _) = request(LLM_FAIL);
+    let id = request.conversation_id.hyphenated().to_string();
+    runtime.start(&request, false).await.expect("start answers");
+    match until_terminal(&runtime, server, &id).await {
+        RunStatus::Failed { state, detail } => {
+            assert_eq!(state, "error");
+            let detail = detail.expect("the ConversationErrorEvent's code and detail");
+            assert!(!detail.contains("sk-fake-llm-key"), "no secret in {detail}");
+            assert!(detail.contains(':'), "code: detail, got {detail}");
+        }
+        other => panic!("expected Failed, got {other:?}\n{}", server.log_tail()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_llm_the_start_is_refused_and_unknown_ids_are_unknown() {
+    let Some(server) = shared_agent_server().await else { return };
+    let mut no_llm = settings(server);
+    no_llm.llm = None;
+    let (request, _) = request("");
+    match AgentServer::new(no_llm).start(&request, false).await.expect("answers") {
+        StartOutcome::Refused { reason } => assert!(reason.contains("AGENT_LLM_MODEL"), "{reason}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    let runtime = AgentServer::new(settings(server));
+    assert_eq!(runtime.status(&Uuid::new_v4().to_string()).await.expect("answers"), RunStatus::Unknown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_agent_says_what_works_and_names_the_setting_to_fix() {
+    let Some(server) = shared_agent_server().await else { return };
+    let lines = AgentServer::new(settings(server)).check().await;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| l.ok), "{lines:?}");
+
+    let mut wrong = settings(server);
+    wrong.api_key = Some(Secret::new("not-the-key"));
+    wrong.llm = None;
+    let lines = AgentServer::new(wrong).check().await;
+    let text = format!("{lines:?}");
+    assert!(!text.contains("not-the-key") && !text.contains(AGENT_SERVER_KEY), "no secret: {text}");
+    let by = |check: &str| lines.iter().find(|l| l.check.starts_with(check)).expect(check).clone();
+    assert!(by("AGENT_API_URL").ok, "{text}");
+    assert!(!by("AGENT_API_KEY").ok && by("AGENT_API_KEY").detail.contains("AGENT_API_KEY"), "{text}");
+    assert!(!by("LLM").ok && by("LLM").detail.contains("AGENT_LLM_MODEL"), "{text}");
+
+    let mut no_root = settings(server);
+    no_root.workspace_root = "/nonexistent/hookwise-workspaces".into();
+    let lines = AgentServer::new(no_root).check().await;
+    let root = lines.iter().find(|l| l.check.starts_with("AGENT_WORKSPACE_ROOT")).expect("root line");
+    assert!(!root.ok && root.detail.contains("AGENT_WORKSPACE_ROOT"), "{lines:?}");
+
+    let mut unreachable = settings(server);
+    unreachable.api_url = "http://127.0.0.1:9".into();
+    let lines = AgentServer::new(unreachable).check().await;
+    assert!(!lines[0].ok && lines[0].detail.contains("AGENT_API_URL"), "{lines:?}");
+}
+
+// ---- hookwise's side: the agent server's webhooks ---------------------------
+
+/// Like `backend_tests!`, with room for the shared agent server's start-up.
+macro_rules! agent_server_backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::with_time_limit(super::$name($crate::helpers::Backend::Sqlite)).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::with_time_limit(super::$name($crate::helpers::Backend::Postgres)).await;
+                }
+            }
+        )+
+    };
+}
+
+agent_server_backend_tests!(
+    a_mention_goes_from_delivery_to_the_agent_server_and_back_once,
+    an_llm_that_fails_gets_a_short_reply_naming_the_state,
+    an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_thread,
+    bad_agent_server_callbacks_are_refused_and_store_nothing,
+);
+
+async fn with_time_limit(body: impl std::future::Future<Output = ()>) {
+    let limit = Duration::from_secs(240);
+    if tokio::time::timeout(limit, body).await.is_err() {
+        panic!("test timed out after {limit:?}");
+    }
+}
+
+/// hookwise's flags for the agent server: GitHub from `fakes`, the runtime from `server`.
+fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgentServer>) -> Vec<String> {
+    let mut flags = fakes.flags();
+    let mut set = |flag: &str, value: &str| match flags.iter().position(|f| f == flag) {
+        Some(i) => flags[i + 1] = value.to_owned(),
+        None => flags.extend([flag.to_owned(), value.to_owned()]),
+    };
+    set("--agent-runtime", "openhands-agent-server");
+    set("--agent-api-key", AGENT_SERVER_KEY);
+    set("--agent-conversation-url", "https://agent.example/c/{conversation_id}");
+    match server {
+        Some(server) => {
+            set("--agent-api-url", &server.url);
+            set("--agent-llm-model", FAKE_MODEL);
+            set("--agent-llm-api-key", "sk-fake-llm-key");
+            set("--agent-llm-base-url", &server.llm_base_url);
+            set("--agent-workspace-root", &server.workspace_root.to_string_lossy());
+            set("--agent-max-iterations", "10");
+            set("--github-web-url", &server.github_web_url);
+        }
+        None => set("--agent-api-url", "http://127.0.0.1:9"),
+    }
+    flags
+}
+
+async fn spawn_app(backend: crate::helpers::Backend, flags: &[String]) -> Option<crate::helpers::TestApp> {
+    let db = crate::helpers::TestDatabase::create(backend).await?;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Some(crate::helpers::TestApp::spawn_on(db, &flags).await)
+}
+
+async fn post_events(
+    app: &crate::helpers::TestApp,
+    key: Option<&str>,
+    conversation: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut call = app
+        .http
+        .post(app.url(&format!("/agent-server/events/{conversation}")))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        call = call.header("x-session-api-key", key);
+    }
+    call.send().await.expect("hookwise answers")
+}
+
+/// The `AgentServerEventReceived` events of a conversation, as stored.
+async fn stored_agent_events(app: &crate::helpers::TestApp, conversation_id: &str) -> Vec<Value> {
+    use hookwise::events::{AgentServerEventReceived, DomainEvent};
+    app.store
+        .read_stream(&format!("conversation-{conversation_id}"), 0, usize::MAX)
+        .await
+        .expect("the conversation's stream")
+        .iter()
+        .map(|e| AgentServerEventReceived::decode(e).expect("an agent-server event").event)
+        .collect()
+}
+
+async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend: crate::helpers::Backend) {
+    use hookwise::events::{ConversationStarted, ConversationStatusChanged, DomainEvent, SummaryPosted};
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 7_000_000_000 + u64::from(rand::random::<u32>());
+    let body = crate::triggers::comment_payload(comment_id, &format!("@openhands fix the typo please ({token})"));
+    // The same delivery five times, and once more through a second hook.
+    for _ in 0..5 {
+        assert_eq!(app.deliver("issue_comment", &format!("d-{token}"), &body).await.status(), 200);
+    }
+    let other_hook = app
+        .http
+        .post(app.url("/integration/github/events"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issue_comment")
+        .header("x-github-delivery", format!("d2-{token}"))
+        .header("x-github-hook-id", "43")
+        .header("x-hub-signature-256", crate::helpers::sign(crate::helpers::TEST_SECRET, &body))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(other_hook.status(), 200);
+
+    // 👀, "I'm on it" with the link, then the finish message, once.
+    let comments = fakes.wait_for_long("POST", "/issues/1/comments", 2, Duration::from_secs(120)).await;
+    let started: ConversationStarted = app.first_event().await;
+    let id = started.conversation_id.clone();
+    let bodies: Vec<String> = comments
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(bodies[0].contains(&format!("https://agent.example/c/{id}")), "the acknowledgement links: {bodies:?}");
+    assert!(bodies[1].contains(&format!("Done: {token}")), "the summary is the finish message: {bodies:?}");
+    assert!(!fakes.requests("POST", "/reactions").await.is_empty(), "👀");
+
+    let changed: ConversationStatusChanged = app.first_event().await;
+    assert_eq!(changed.agent_state, "finished");
+    assert_eq!(changed.conversation_id, id);
+    assert!(changed.last_message.as_deref().is_some_and(|m| m.contains(&token)), "{changed:?}");
+
+    // One conversation on the agent server, counted there.
+    let dir = format!("{}/{id}", server.workspace_root.display());
+    assert_eq!(conversations_in(server, &dir).await, 1);
+
+    // The webhooks were stored (they may come after the summary: the run's
+    // end is also seen by polling), and delivering them again stores nothing.
+    let waited = Instant::now();
+    let stored = loop {
+        let stored = stored_agent_events(&app, &id).await;
+        if stored.iter().any(|e| e["kind"] == "ConversationStateUpdateEvent" && e["value"] == "finished") {
+            break stored;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(60), "the webhooks were not stored: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let before = app.log().await.len();
+    let again =
+        post_events(&app, Some(AGENT_SERVER_KEY), &id.replace('-', ""), serde_json::to_vec(&stored).expect("JSON"))
+            .await;
+    assert_eq!(again.status(), 200);
+    let receipt: Value = again.json().await.expect("JSON");
+    assert_eq!(receipt, json!({"accepted": 0, "duplicates": stored.len(), "ignored": 0}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.log().await.len(), before, "a redelivery stores nothing");
+    let summaries = app.log().await.iter().filter(|e| e.event_type == SummaryPosted::TYPE).count();
+    assert_eq!(summaries, 1);
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one summary");
+    app.stop().await;
+}
+
+async fn an_llm_that_fails_gets_a_short_reply_naming_the_state(backend: crate::helpers::Backend) {
+    use hookwise::events::ConversationStatusChanged;
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 8_000_000_000 + u64::from(rand::random::<u32>());
+    let body = crate::triggers::comment_payload(comment_id, &format!("@openhands {LLM_FAIL} ({token})"));
+    assert_eq!(app.deliver("issue_comment", &format!("d-{token}"), &body).await.status(), 200);
+
+    let comments = fakes.wait_for_long("POST", "/issues/1/comments", 2, Duration::from_secs(120)).await;
+    let reply =
+        serde_json::from_slice::<Value>(&comments[1].body).expect("JSON")["body"].as_str().unwrap_or("").to_owned();
+    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
+    assert!(reply.contains("`error`"), "names the state: {reply}");
+    assert!(reply.contains("LLMAuthenticationError"), "and the ConversationErrorEvent's code: {reply}");
+    assert!(!reply.contains("sk-fake-llm-key"), "no secret: {reply}");
+    let changed: ConversationStatusChanged = app.first_event().await;
+    assert_eq!(changed.agent_state, "error");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one reply");
+    app.stop().await;
+}
+
+async fn an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_thread(backend: crate::helpers::Backend) {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/pulls/1/comments/\d+/replies$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 601})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 9_000_000_000 + u64::from(rand::random::<u32>());
+    let mut inline = crate::triggers::base_payload();
+    inline["action"] = json!("created");
+    inline["pull_request"] = json!({"number": 1, "title": "Fix", "head": {"ref": "feature", "sha": "abc"}});
+    inline["comment"] = json!({"id": comment_id, "body": format!("@openhands rename this ({token})"),
+        "path": "README.md", "line": 3});
+    let body = serde_json::to_vec(&inline).expect("JSON");
+    assert_eq!(app.deliver("pull_request_review_comment", &format!("d-{token}"), &body).await.status(), 200);
+
+    let replies =
+        fakes.wait_for_long("POST", &format!("/comments/{comment_id}/replies"), 2, Duration::from_secs(120)).await;
+    let bodies: Vec<String> = replies
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(bodies[0].starts_with("I'm on it!"), "{bodies:?}");
+    assert!(bodies[1].contains(&format!("Done: {token}")), "{bodies:?}");
+    let started: hookwise::events::ConversationStarted = app.first_event().await;
+    let head = std::fs::read_to_string(server.workspace_root.join(&started.conversation_id).join(".git/HEAD"))
+        .expect("the clone's HEAD");
+    assert_eq!(head.trim(), "ref: refs/heads/feature", "the PR's head branch was cloned");
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "the replies went to the thread");
+    app.stop().await;
+}
+
+async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate::helpers::Backend) {
+    let fakes = crate::triggers::Fakes::start("write").await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, None)).await else { return };
+    let event = |n: usize| {
+        json!({"kind": "MessageEvent", "id": format!("ev-{n}"), "source": "agent",
+        "llm_message": {"role": "assistant", "content": [{"type": "text", "text": "x"}]}})
+    };
+    let batch = |n: usize| serde_json::to_vec(&(0..n).map(event).collect::<Vec<_>>()).expect("JSON");
+    let unknown = Uuid::new_v4().simple().to_string();
+
+    // A conversation hookwise started (as the executor maps one it started).
+    let known = Uuid::new_v4();
+    let sql = hookwise::sql::SqlDb::connect(&app.db.url).await.expect("SQL");
+    let mapping = hookwise::process::map_conversation(&known.hyphenated().to_string(), Uuid::new_v4());
+    sql.write(vec![mapping]).await.expect("the conversation is mapped");
+    let before = app.log().await.len();
+    let simple = known.simple().to_string();
+
+    // Wrong or missing key: 401, nothing stored.
+    for key in [Some("not-the-key"), None] {
+        let answer = post_events(&app, key, &simple, batch(2)).await;
+        assert_eq!(answer.status(), 401);
+        assert_eq!(answer.json::<Value>().await.expect("JSON")["error"], "unauthorized");
+    }
+    let info = app.http.post(app.url("/agent-server/conversations")).json(&json!({"id": simple})).send().await;
+    assert_eq!(info.expect("answers").status(), 401);
+
+    // Malformed: 400.
+    for (body, code) in
+        [(&b"[{not json"[..], "invalid_json"), (b"{\"kind\":\"x\"}", "invalid_json"), (b"[1, 2]", "invalid_event")]
+    {
+        let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, body.to_vec()).await;
+        assert_eq!(answer.status(), 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(answer.json::<Value>().await.expect("JSON")["error"], code);
+    }
+
+    // An unknown conversation: nothing stored, counted.
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &unknown, batch(3)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 0, "duplicates": 0, "ignored": 3}));
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), "not-a-uuid", batch(1)).await;
+    assert_eq!(answer.json::<Value>().await.expect("JSON")["ignored"], 1);
+    // ConversationInfo posts are taken and not stored.
+    let info = app
+        .http
+        .post(app.url("/agent-server/conversations"))
+        .header("x-session-api-key", AGENT_SERVER_KEY)
+        .json(&json!({"id": simple, "execution_status": "running"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(info.status(), 200);
+    assert_eq!(app.log().await.len(), before, "nothing was stored");
+
+    // 10,000 events: stored once, in bounded appends; again: duplicates.
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(10_000)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 10_000, "duplicates": 0, "ignored": 0}));
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(10_001)).await;
+    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 1, "duplicates": 10_000, "ignored": 0}));
+    assert_eq!(stored_agent_events(&app, &known.hyphenated().to_string()).await.len(), 10_001);
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &unknown, batch(10_000)).await;
+    assert_eq!(answer.json::<Value>().await.expect("JSON")["ignored"], 10_000);
+
+    // 16 MiB + 1: 413, declared or streamed, never buffered whole.
+    let limit = hookwise::api::MAX_AGENT_SERVER_BODY_BYTES;
+    for chunked in [false, true] {
+        let (status, answer) = post_raw(&app, &format!("/agent-server/events/{simple}"), limit + 1, chunked).await;
+        assert_eq!(status, 413, "chunked: {chunked}");
+        assert_eq!(answer["error"], "payload_too_large");
+    }
+    app.stop().await;
+
+    // Not the agent-server runtime: 503.
+    let Some(v0) = spawn_app(backend, &fakes.flags()).await else { return };
+    let answer = post_events(&v0, Some(AGENT_SERVER_KEY), &simple, batch(1)).await;
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.json::<Value>().await.expect("JSON")["error"], "agent_server_not_configured");
+    v0.stop().await;
+}
+
+/// Posts `body_len` bytes to `path` over a raw socket with the right key,
+/// writing in the background: hookwise answers 413 and closes without reading
+/// it all, which an ordinary client would only see as a broken pipe.
+async fn post_raw(app: &crate::helpers::TestApp, path: &str, body_len: usize, chunked: bool) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let framing =
+        if chunked { "transfer-encoding: chunked\r\n".to_owned() } else { format!("content-length: {body_len}\r\n") };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         x-session-api-key: {AGENT_SERVER_KEY}\r\n{framing}\r\n"
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 1024 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            let n = chunk.len().min(body_len - sent);
+            if chunked {
+                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+                writer.write_all(&chunk[..n]).await?;
+                writer.write_all(b"\r\n").await?;
+            } else {
+                writer.write_all(&chunk[..n]).await?;
+            }
+            sent += n;
+        }
+        if chunked {
+            writer.write_all(b"0\r\n\r\n").await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = reader.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if response.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    sender.abort();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
