@@ -106,7 +106,7 @@ impl Application {
                 .process
                 .agent
                 .as_ref()
-                .filter(|agent| agent.runtime == crate::config::AgentRuntimeKind::OpenhandsAgentServer)
+                .filter(|agent| agent.runtime == crate::agent::settings::AgentRuntimeKind::OpenhandsAgentServer)
                 .and_then(|agent| agent.api_key.clone()),
             api_token: config.api_token,
             admin_lock: Arc::default(),

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome};
-use crate::config::AgentSettings;
+use super::settings::AgentSettings;
 
 /// The tools the agent gets: a shell, an editor and a task list.
 pub const DEFAULT_TOOLS: &[&str] = &["terminal", "file_editor", "task_tracker"];

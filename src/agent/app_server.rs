@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
-use crate::config::AgentSettings;
+use super::settings::AgentSettings;
 
 /// How many pages (of 100, newest first) of start tasks are looked through
 /// for one conversation id. An earlier attempt is minutes old at most (the

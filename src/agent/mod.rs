@@ -8,13 +8,14 @@ pub mod agent_server;
 pub mod app_server;
 pub mod openhands_v0;
 pub mod runtime;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome};
 
-use crate::config::{AgentRuntimeKind, AgentSettings};
+use settings::{AgentRuntimeKind, AgentSettings};
 
 /// The adapter `settings.runtime` names.
 pub fn build(settings: &AgentSettings) -> Arc<dyn AgentRuntime> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
-use crate::config::AgentSettings;
+use super::settings::AgentSettings;
 
 #[derive(Debug, Serialize)]
 struct StartConversation<'a> {
@@ -82,6 +82,11 @@ impl AgentRuntime for OpenHandsV0 {
     /// V0 reports through its callbacks; nothing to ask.
     async fn status(&self, _conversation_id: &str) -> Result<RunStatus, AgentError> {
         Ok(RunStatus::Running)
+    }
+
+    /// V0 picks its own ids.
+    fn takes_conversation_id(&self) -> bool {
+        false
     }
 
     fn conversation_url(&self, conversation_id: &str) -> String {

@@ -160,6 +160,12 @@ pub trait AgentRuntime: Send + Sync {
     /// The link people open to watch the conversation.
     fn conversation_url(&self, conversation_id: &str) -> String;
 
+    /// Whether the runtime gives the conversation the requested id (V1), so
+    /// that hookwise knows it before the start answers.
+    fn takes_conversation_id(&self) -> bool {
+        true
+    }
+
     /// Whether [`ConversationRequest::github_token`] is needed (the runtime
     /// clones and pushes with hookwise's installation token).
     fn needs_github_token(&self) -> bool {

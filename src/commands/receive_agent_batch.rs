@@ -74,11 +74,11 @@ pub async fn receive_agent_batch(
         };
         let count = operations.len();
         let received = AgentEventsReceived { conversation_id: conversation_id.clone(), trigger_id, operations };
-        let data = serde_json::to_vec(&received).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data = serde_json::to_vec(&received).map_err(StoreError::Encode)?;
         // The same batch sent again is the same event.
         let digest = hex::encode(Sha256::digest(&data));
         let event_id = derived_id(&["agent-batch", &conversation_id, &digest]);
-        let event = received.to_new_event(event_id, None).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = received.to_new_event(event_id, None).map_err(StoreError::Encode)?;
         store.append(&streams::conversation(&conversation_id), ExpectedVersion::Any, vec![event]).await?;
         accepted += count;
     }

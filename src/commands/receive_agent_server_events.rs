@@ -101,11 +101,10 @@ pub async fn receive_agent_server_events(
     for (chunk, chunk_keys) in events.chunks(APPEND_CHUNK).zip(keys.chunks(APPEND_CHUNK)) {
         let mut new_events = Vec::with_capacity(chunk.len());
         for (raw, key) in chunk.iter().zip(chunk_keys) {
-            let event: serde_json::Value =
-                serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let event: serde_json::Value = serde_json::from_str(raw.get()).map_err(StoreError::Encode)?;
             let received = AgentServerEventReceived { conversation_id: conversation_id.clone(), trigger_id, event };
             let event_id = agent_server_event_id(&conversation_id, key);
-            new_events.push(received.to_new_event(event_id, None).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            new_events.push(received.to_new_event(event_id, None).map_err(StoreError::Encode)?);
         }
         let count = new_events.len();
         match store.append(&stream, ExpectedVersion::Any, new_events.clone()).await {

@@ -12,7 +12,7 @@ use crate::process::enrichment::EnrichmentState;
 use crate::process::outbox;
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
-use crate::triggers::TriggerState;
+use crate::triggers::{FoldError, TriggerState};
 
 /// How often a retry is decided again when another append moved the stream
 /// between the read and the append.
@@ -39,6 +39,8 @@ pub enum RetryError {
     Sql(#[from] SqlError),
     #[error("{stream} cannot be read: {source}")]
     Decode { stream: String, source: DecodeError },
+    #[error(transparent)]
+    Fold(#[from] FoldError),
     #[error("encoding the retry: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -60,8 +62,7 @@ pub async fn retry(
                 None => return Err(RetryError::NotFound(id)),
             }
         } else {
-            let state = TriggerState::fold(&history)
-                .map_err(|source| RetryError::Decode { stream: trigger_stream.clone(), source })?;
+            let state = TriggerState::fold(&history)?;
             let Some((retried, event_id)) = state.retry(requested_by) else {
                 return Err(RetryError::NotAbandoned { what: "trigger", id, status: state.status.as_str().to_owned() });
             };

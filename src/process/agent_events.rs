@@ -9,6 +9,7 @@ use crate::events::{
 };
 use crate::runner::HandlerError;
 use crate::store::{EventStore, ExpectedVersion};
+use crate::triggers::TriggerState;
 
 #[derive(Deserialize)]
 struct AgentEvent {
@@ -212,7 +213,8 @@ pub async fn agent_server_outcome(
 }
 
 /// Called by the process manager for each stored [`AgentServerEventReceived`]:
-/// when the event ends the run (a terminal `execution_status`), appends
+/// when the event ends a run that has not ended in the log yet (a terminal
+/// `execution_status`; polling may have recorded the end first), appends
 /// `ConversationStatusChanged` to the trigger's stream, with `last_message` =
 /// the `finish` action's message, else the agent's last message, and, for
 /// `error`/`stuck`, `reason` = the `ConversationErrorEvent`'s `code: detail`
@@ -224,6 +226,17 @@ pub async fn record_agent_server_event(
     received: &AgentServerEventReceived,
 ) -> Result<(), HandlerError> {
     let Some(state) = terminal_status(&received.event) else { return Ok(()) };
+    // Polling may have seen the end first: the run ends once in the log.
+    let trigger_stream = streams::trigger(received.trigger_id);
+    let history = store.read_stream(&trigger_stream, 0, usize::MAX).await?;
+    let trigger = TriggerState::fold(&history).map_err(|e| HandlerError::Decode {
+        event_type: e.event_type,
+        position: e.position,
+        source: e.source,
+    })?;
+    if trigger.ended.is_some() {
+        return Ok(());
+    }
     let outcome = agent_server_outcome(store, &received.conversation_id).await?;
     let reason = if state == "finished" { None } else { outcome.error.clone() };
     let changed = ConversationStatusChanged {
@@ -234,8 +247,8 @@ pub async fn record_agent_server_event(
         last_message: outcome.result(),
     };
     let event_id = derived_id(&["agent-server-state", &received.conversation_id, state]);
-    let event = changed.to_new_event(event_id, None).map_err(|e| HandlerError::Other(e.to_string()))?;
-    store.append(&streams::trigger(received.trigger_id), ExpectedVersion::StreamExists, vec![event]).await?;
+    let event = changed.to_new_event(event_id, None)?;
+    store.append(&trigger_stream, ExpectedVersion::StreamExists, vec![event]).await?;
     Ok(())
 }
 

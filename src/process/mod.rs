@@ -187,7 +187,7 @@ impl ProcessManager {
             return Ok(());
         };
         let event_id = derived_id(&["trigger-detected", &trigger.trigger_id.to_string()]);
-        let new_event = trigger.to_new_event(event_id, None).map_err(|e| HandlerError::Other(e.to_string()))?;
+        let new_event = trigger.to_new_event(event_id, None)?;
         match self.store.append(&streams::trigger(trigger.trigger_id), ExpectedVersion::NoStream, vec![new_event]).await
         {
             Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(()),
@@ -212,7 +212,7 @@ impl ProcessManager {
         };
         let subject =
             pull_request_subject(pr.repository_id, pr.number, payload.pull_request.closed_at.as_deref().unwrap_or(""));
-        Ok(vec![enqueue_enrichment(subject, &pr).map_err(|e| HandlerError::Other(e.to_string()))?])
+        Ok(vec![enqueue_enrichment(subject, &pr)?])
     }
 
     /// A trigger's stream moved: fold it and enqueue the step that comes
@@ -222,8 +222,11 @@ impl ProcessManager {
     /// is idempotent by command id, so reading further than `event` is safe.
     async fn advance(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
         let history = self.store.read_stream(&event.stream, 0, usize::MAX).await?;
-        let state = TriggerState::fold(&history)
-            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.stream, event.position)))?;
+        let state = TriggerState::fold(&history).map_err(|e| HandlerError::Decode {
+            event_type: e.event_type,
+            position: e.position,
+            source: e.source,
+        })?;
         let Some(detected) = &state.detected else { return Ok(Vec::new()) };
         let mut statements = Vec::new();
         if let Ok(Some(TriggerEvent::ConversationStarted(started))) = TriggerEvent::decode(event) {
@@ -238,7 +241,7 @@ impl ProcessManager {
 }
 
 fn decode<T: DomainEvent>(event: &RecordedEvent) -> Result<T, HandlerError> {
-    T::decode(event).map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))
+    T::decode(event).map_err(|e| HandlerError::decode(event, e))
 }
 
 #[async_trait]

@@ -93,8 +93,7 @@ impl ReadModel for AuditLog {
     }
 
     fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
-        let fact = fact_of(event)
-            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))?;
+        let fact = fact_of(event).map_err(|e| HandlerError::decode(event, e))?;
         let Some(fact) = fact else {
             return Ok(vec![]);
         };

@@ -91,9 +91,7 @@ impl ReadModel for Conversations {
         let Some(trigger) = trigger_id(event) else {
             return Ok(vec![]);
         };
-        let Some(typed) = TriggerEvent::decode(event)
-            .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))?
-        else {
+        let Some(typed) = TriggerEvent::decode(event).map_err(|e| HandlerError::decode(event, e))? else {
             return Ok(vec![]);
         };
         let at = event.recorded_at_micros;

@@ -20,8 +20,7 @@ pub fn delivery_outcome(t: &Tables, event: &RecordedEvent) -> Result<Vec<Stateme
     let Some(trigger) = trigger_id(event) else {
         return Ok(Vec::new());
     };
-    let typed = TriggerEvent::decode(event)
-        .map_err(|e| HandlerError::Other(format!("{} at {}: {e}", event.event_type, event.position)))?;
+    let typed = TriggerEvent::decode(event).map_err(|e| HandlerError::decode(event, e))?;
     Ok(match typed {
         Some(TriggerEvent::TriggerDetected(detected)) => vec![Statement::new(
             t.sql("UPDATE {p}deliveries SET outcome = ?, trigger_id = ? WHERE position = ? AND outcome = ?"),

@@ -28,10 +28,6 @@ pub enum HandlerError {
     /// A second rebuild or a replay of the same read model overtook this rebuild.
     #[error("{read_model} was rebuilt or replayed concurrently; try again")]
     RebuiltConcurrently { read_model: &'static str },
-    /// Still used by the process manager (`src/process/mod.rs`), which is
-    /// being rewritten; new code uses the variants above.
-    #[error("{0}")]
-    Other(String),
 }
 
 impl HandlerError {

@@ -23,7 +23,7 @@ mod state;
 
 pub use event::TriggerEvent;
 pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};
-pub use state::TriggerState;
+pub use state::{FoldError, TriggerState};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,17 @@ use crate::events::{
     DecodeError, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
     TriggerRejected, TriggerRetried,
 };
-use crate::store::RecordedEvent;
+use crate::store::{Position, RecordedEvent};
+
+/// An event of a trigger's stream that does not decode as its type says.
+#[derive(Debug, thiserror::Error)]
+#[error("{event_type} at {position}: {source}")]
+pub struct FoldError {
+    pub event_type: String,
+    pub position: Position,
+    #[source]
+    pub source: DecodeError,
+}
 
 /// A trigger as its stream tells it. Built only by folding events, so every
 /// question about a trigger ("is the 👀 there?", "which retry is this?") is
@@ -70,10 +80,15 @@ impl Default for TriggerState {
 
 impl TriggerState {
     /// Folds a trigger stream's recorded events (other types are passed over).
-    pub fn fold(events: &[RecordedEvent]) -> Result<TriggerState, DecodeError> {
+    pub fn fold(events: &[RecordedEvent]) -> Result<TriggerState, FoldError> {
         let mut state = TriggerState::default();
         for recorded in events {
-            if let Some(event) = TriggerEvent::decode(recorded)? {
+            let decoded = TriggerEvent::decode(recorded).map_err(|source| FoldError {
+                event_type: recorded.event_type.clone(),
+                position: recorded.position,
+                source,
+            })?;
+            if let Some(event) = decoded {
                 state.apply(&event, recorded.event_id, recorded.recorded_at_micros);
             }
             state.version = Some(recorded.version);

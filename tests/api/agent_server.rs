@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use hookwise::agent::agent_server::AgentServer;
+use hookwise::agent::settings::{AgentRuntimeKind, AgentSettings, LlmSettings};
 use hookwise::agent::{AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome};
-use hookwise::config::{AgentRuntimeKind, AgentSettings, LlmSettings};
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use hookwise::agent::app_server::AppServer;
+use hookwise::agent::settings::{AgentRuntimeKind, AgentSettings};
 use hookwise::agent::{AgentError, AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome};
-use hookwise::config::{AgentRuntimeKind, AgentSettings};
 use uuid::Uuid;
 
 use crate::helpers::app_server::{End, Script, StandInAppServer, StartFault};

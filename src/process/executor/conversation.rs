@@ -50,8 +50,16 @@ pub(super) async fn start(
         true => Some(Secret::new(ctx.github.installation_token(installation).await?)),
         false => None,
     };
+    let conversation_id = conversation_id(trigger, state.retries);
+    // A runtime that takes hookwise's id (V1) may call back before its start
+    // answers: the conversation is known from now on, so its first events are
+    // kept. (The process manager maps it too, from `ConversationStarted`.)
+    if agent.takes_conversation_id() {
+        let mapping = crate::process::map_conversation(&conversation_id.to_string(), trigger.trigger_id);
+        ctx.db.write(vec![mapping]).await?;
+    }
     let request = ConversationRequest {
-        conversation_id: conversation_id(trigger, state.retries),
+        conversation_id,
         repository: repo.to_owned(),
         branch,
         pr_number: trigger.kind.is_pull_request().then_some(trigger.number),

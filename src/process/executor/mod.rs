@@ -115,6 +115,7 @@ impl ResultIds {
 /// What every step may use.
 pub(crate) struct StepContext<'a> {
     pub store: &'a dyn EventStore,
+    pub db: &'a SqlDb,
     pub github: &'a GitHubClient,
     pub agent: Option<&'a dyn AgentRuntime>,
     pub settings: &'a ProcessSettings,
@@ -194,6 +195,7 @@ impl Executor {
     async fn perform_step(&self, claimed: &Claimed) -> Result<StepOutcome, StepError> {
         let context = StepContext {
             store: self.store.as_ref(),
+            db: &self.db,
             github: self.github.as_ref(),
             agent: self.agent.as_deref(),
             settings: &self.settings,
