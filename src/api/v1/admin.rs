@@ -97,8 +97,8 @@ impl AdminApi {
     }
 
     /// Try an abandoned trigger again, or a pull request's abandoned enrichment (by the subject id its
-    /// `TriggerAbandoned` carries): appends `TriggerRetried` to its stream; the process manager takes it from
-    /// there.
+    /// `EnrichmentAbandoned` carries): appends `TriggerRetried` (`EnrichmentRetried`) to its stream, once per
+    /// abandonment (`409` after that); the process manager takes it from there.
     #[oai(path = "/admin/triggers/:trigger_id/retry", method = "post", operation_id = "retry_trigger")]
     async fn retry_trigger(
         &self,
