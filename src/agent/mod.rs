@@ -5,10 +5,12 @@
 //! - [`openhands_v0`]: the V0 app API of OpenHands ≤ 1.6 (legacy).
 
 pub mod agent_server;
+pub mod agent_server_events;
 pub mod app_server;
 pub mod openhands_v0;
 pub mod runtime;
 pub mod settings;
+pub mod v0_callbacks;
 
 use std::sync::Arc;
 use std::time::Duration;
