@@ -1,6 +1,8 @@
 //! `AGENT_RUNTIME=openhands-agent-server` against the real OpenHands agent
 //! server (see `helpers::agent_server`): the adapter on its own, the webhooks
-//! it posts to hookwise, and the callbacks hookwise must refuse.
+//! it posts to hookwise, and the callbacks hookwise must refuse; each trigger
+//! kind from delivery to summary, and the real binary killed with SIGKILL
+//! mid-run and restarted.
 
 use std::time::{Duration, Instant};
 
@@ -76,6 +78,36 @@ async fn conversations_in(server: &SharedAgentServer, dir: &str) -> usize {
             .as_array()
             .map(|items| items.iter().filter(|c| c["workspace"]["working_dir"] == dir).count())
             .unwrap_or(0);
+        match page["next_page_id"].as_str() {
+            Some(next) => page_id = Some(next.to_owned()),
+            None => return count,
+        }
+    }
+}
+
+/// The agent server's conversations told about `token` (in a message from
+/// the user), whatever their ids: a second conversation for one request is
+/// counted however it came about.
+async fn conversations_naming(server: &SharedAgentServer, token: &str) -> usize {
+    let mut count = 0;
+    let mut page_id: Option<String> = None;
+    loop {
+        let path = match &page_id {
+            Some(page) => format!("/api/conversations/search?limit=100&page_id={page}"),
+            None => "/api/conversations/search?limit=100".to_owned(),
+        };
+        let page = get_json(server, &path).await;
+        for conversation in page["items"].as_array().into_iter().flatten() {
+            let Some(id) = conversation["id"].as_str() else { continue };
+            let messages =
+                get_json(server, &format!("/api/conversations/{id}/events/search?kind=MessageEvent&limit=100")).await;
+            let told = messages["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["source"] == "user" && e.to_string().contains(token));
+            count += usize::from(told);
+        }
         match page["next_page_id"].as_str() {
             Some(next) => page_id = Some(next.to_owned()),
             None => return count,
@@ -274,6 +306,8 @@ agent_server_backend_tests!(
     an_llm_that_fails_gets_a_short_reply_naming_the_state,
     an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_thread,
     bad_agent_server_callbacks_are_refused_and_store_nothing,
+    a_label_and_a_pull_request_comment_each_get_one_conversation_and_one_summary,
+    a_sigkill_after_the_agent_server_started_the_conversation_starts_no_second_one,
 );
 
 async fn with_time_limit(body: impl std::future::Future<Output = ()>) {
@@ -286,10 +320,7 @@ async fn with_time_limit(body: impl std::future::Future<Output = ()>) {
 /// hookwise's flags for the agent server: GitHub from `fakes`, the runtime from `server`.
 fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgentServer>) -> Vec<String> {
     let mut flags = fakes.flags();
-    let mut set = |flag: &str, value: &str| match flags.iter().position(|f| f == flag) {
-        Some(i) => flags[i + 1] = value.to_owned(),
-        None => flags.extend([flag.to_owned(), value.to_owned()]),
-    };
+    let mut set = |flag: &str, value: &str| set_flag(&mut flags, flag, value);
     set("--agent-runtime", "openhands-agent-server");
     set("--agent-api-key", AGENT_SERVER_KEY);
     set("--agent-conversation-url", "https://agent.example/c/{conversation_id}");
@@ -306,6 +337,14 @@ fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgen
         None => set("--agent-api-url", "http://127.0.0.1:9"),
     }
     flags
+}
+
+/// Sets `flag` to `value` in `flags`, replacing its value if it is there.
+fn set_flag(flags: &mut Vec<String>, flag: &str, value: &str) {
+    match flags.iter().position(|f| f == flag) {
+        Some(i) => flags[i + 1] = value.to_owned(),
+        None => flags.extend([flag.to_owned(), value.to_owned()]),
+    }
 }
 
 async fn spawn_app(backend: crate::helpers::Backend, flags: &[String]) -> Option<crate::helpers::TestApp> {
@@ -627,4 +666,316 @@ async fn post_raw(app: &crate::helpers::TestApp, path: &str, body_len: usize, ch
     let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+// ---- every trigger kind; a SIGKILL mid-run -----------------------------------
+
+/// The body of each request, as text.
+fn comment_bodies(requests: &[wiremock::Request]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The conversation id an acknowledgement links to (`https://agent.example/c/{id}`).
+fn linked_conversation(ack: &str) -> String {
+    let (_, rest) = ack.split_once("https://agent.example/c/").unwrap_or_else(|| panic!("no link in {ack:?}"));
+    rest.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect()
+}
+
+async fn a_label_and_a_pull_request_comment_each_get_one_conversation_and_one_summary(
+    backend: crate::helpers::Backend,
+) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    let repo = crate::triggers::REPO;
+    let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    // Issue 2 is labelled (its body names the request, for the fake LLM);
+    // pull request 3 is asked in its conversation, and its head is `feature`.
+    let label_token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let pr_token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let issues = [
+        (2, json!({"title": "Spelling error", "body": format!("The README says commmit ({label_token})")})),
+        (3, json!({"title": "Fix the typo", "body": "A pull request."})),
+    ];
+    for (number, issue) in issues {
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{repo}/issues/{number}")))
+            .respond_with(ok(issue))
+            .mount(&fakes.github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{repo}/issues/{number}/comments")))
+            .respond_with(ok(json!([])))
+            .mount(&fakes.github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/repos/{repo}/issues/{number}/comments")))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 500 + number})))
+            .mount(&fakes.github)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{repo}/pulls/3")))
+        .respond_with(ok(json!({"head": {"ref": "feature", "sha": "abc"}})))
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn_app(backend, &agent_server_flags(&fakes, Some(server))).await else { return };
+    let _registration = server.register(app.addr);
+
+    let mut label = crate::triggers::base_payload();
+    label["action"] = json!("labeled");
+    label["label"] = json!({"name": "openhands"});
+    // A labelling is told apart by its `updated_at`: a test of its own on the
+    // shared agent server needs one of its own.
+    let labelled_at = format!("2026-01-01T00:00:00.{:09}Z", rand::random::<u32>() % 1_000_000_000);
+    label["issue"] = json!({"number": 2, "title": "Spelling error", "updated_at": labelled_at});
+    let comment_id = 6_000_000_000 + u64::from(rand::random::<u32>());
+    let mut on_pr: Value = serde_json::from_slice(&crate::triggers::comment_payload(
+        comment_id,
+        &format!("@openhands fix the typo on this branch ({pr_token})"),
+    ))
+    .expect("JSON");
+    on_pr["issue"]["number"] = json!(3);
+    on_pr["issue"]["pull_request"] = json!({"url": format!("https://api.github.com/repos/{repo}/pulls/3")});
+    // (kind, event, payload, issue number, where 👀 goes, the request's token, the branch worked on)
+    let kinds = [
+        ("label", "issues", label, 2, "/issues/2/reactions".to_owned(), &label_token, "main"),
+        (
+            "PR comment",
+            "issue_comment",
+            on_pr,
+            3,
+            format!("/issues/comments/{comment_id}/reactions"),
+            &pr_token,
+            "feature",
+        ),
+    ];
+    for (kind, event, payload, ..) in &kinds {
+        let body = serde_json::to_vec(payload).expect("JSON");
+        let delivery = format!("d-{}", Uuid::new_v4().simple());
+        assert_eq!(app.deliver(event, &delivery, &body).await.status(), 200, "{kind}");
+    }
+
+    for (kind, _, _, number, reaction, token, branch) in &kinds {
+        let posted =
+            fakes.wait_for_long("POST", &format!("/issues/{number}/comments"), 2, Duration::from_secs(120)).await;
+        let bodies = comment_bodies(&posted);
+        assert!(bodies[0].starts_with("I'm on it!"), "{kind}: {bodies:?}");
+        let id = linked_conversation(&bodies[0]);
+        assert!(bodies[1].contains(&format!("Done: {token}")), "{kind}: the summary is the finish message: {bodies:?}");
+        let reactions = fakes.requests("POST", reaction).await;
+        assert_eq!(reactions.len(), 1, "{kind}: 👀 once on {reaction}");
+        assert_eq!(conversations_naming(server, token).await, 1, "{kind}: one conversation on the agent server");
+        let dir = format!("{}/{id}", server.workspace_root.display());
+        let head = std::fs::read_to_string(format!("{dir}/.git/HEAD")).expect("the clone's HEAD");
+        assert_eq!(head.trim(), format!("ref: refs/heads/{branch}"), "{kind}: the branch worked on");
+    }
+    // Settle, then count: one acknowledgement and one summary each.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (kind, _, _, number, ..) in &kinds {
+        assert_eq!(fakes.requests("POST", &format!("/issues/{number}/comments")).await.len(), 2, "{kind}");
+    }
+    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
+    app.stop().await;
+}
+
+/// `hookwise serve` as a child process, its log in a file; killed when dropped.
+struct ChildHookwise {
+    process: std::process::Child,
+    /// `http://127.0.0.1:PORT`, as it printed.
+    base: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl ChildHookwise {
+    fn start(database_url: &str, flags: &[String]) -> ChildHookwise {
+        use std::io::BufRead;
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+            .arg("serve")
+            .args(flags)
+            // A killed executor's claim is taken over after half a second.
+            .args(["--claim-lease-ms", "500"])
+            .env("DATABASE_URL", database_url)
+            .env_remove("EVENTSTORE_URL")
+            .env("GITHUB_APP_WEBHOOK_SECRET", crate::helpers::TEST_SECRET)
+            .env("HOOKWISE_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.reopen().expect("the log file"))
+            .spawn()
+            .expect("starting the hookwise binary");
+        let stdout = process.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("reading the listening line");
+        let base = line.trim().strip_prefix("hookwise listening on ").map(str::to_owned);
+        let child = ChildHookwise { process, base: base.unwrap_or_default(), log };
+        assert!(!child.base.is_empty(), "unexpected first line {line:?}:\n{}", child.log_tail());
+        child
+    }
+
+    /// SIGKILL, and reaped.
+    fn kill(&mut self) {
+        self.process.kill().expect("SIGKILL");
+        self.process.wait().expect("reaping the child");
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for ChildHookwise {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn a_sigkill_after_the_agent_server_started_the_conversation_starts_no_second_one(
+    backend: crate::helpers::Backend,
+) {
+    use crate::helpers::agent_server::HoldingProxy;
+    use crate::helpers::{read_whole_log, sign, TestDatabase, TEST_SECRET};
+
+    let Some(server) = shared_agent_server().await else { return };
+    let fakes = crate::triggers::Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut direct = agent_server_flags(&fakes, Some(server));
+    set_flag(&mut direct, "--agent-poll-interval", "200ms");
+    // The first instance reaches the agent server through a proxy that keeps
+    // the answer to its start.
+    let proxy = HoldingProxy::start(&server.url).await;
+    let mut through_proxy = direct.clone();
+    set_flag(&mut through_proxy, "--agent-api-url", &proxy.url);
+
+    // It gets no webhooks (it knows the conversation before the start is
+    // answered, and would keep the ones that come before it is killed): every
+    // webhook until the restart is lost.
+    let mut first = ChildHookwise::start(&db.url, &through_proxy);
+    let token = format!("hookwise-req-{}", Uuid::new_v4().simple());
+    let comment_id = 5_000_000_000 + u64::from(rand::random::<u32>());
+    let body = crate::triggers::comment_payload(comment_id, &format!("@openhands fix the typo please ({token})"));
+    let delivered = reqwest::Client::new()
+        .post(format!("{}/integration/github/events", first.base))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issue_comment")
+        .header("x-github-delivery", format!("d-{token}"))
+        .header("x-hub-signature-256", sign(TEST_SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .expect("hookwise answers");
+    assert_eq!(delivered.status(), 200);
+
+    // The agent server took the start (the conversation is counted there);
+    // hookwise is killed before it hears so.
+    let waited = Instant::now();
+    let held = loop {
+        if let Some(held) = proxy.held() {
+            break held;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "no start reached the agent server:\n{}\n{}",
+            first.log_tail(),
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id = held["conversation_id"].as_str().expect("the start names its conversation").to_owned();
+    let dir = format!("{}/{id}", server.workspace_root.display());
+    assert_eq!(conversations_in(server, &dir).await, 1, "the conversation started");
+    assert_eq!(conversations_naming(server, &token).await, 1);
+    first.kill();
+    {
+        let store = db.open_store().await;
+        let types: Vec<String> = read_whole_log(store.as_ref())
+            .await
+            .into_iter()
+            .filter(|e| e.stream.starts_with("trigger-"))
+            .map(|e| e.event_type)
+            .collect();
+        assert!(
+            types.iter().any(|t| t == "ConversationRequested") && !types.iter().any(|t| t == "ConversationStarted"),
+            "killed between the agent server's start and hookwise's record of it: {types:?}"
+        );
+        store.close().await;
+    }
+
+    // The run ends while hookwise is down: the webhook saying so is lost.
+    let waited = Instant::now();
+    while !server
+        .webhook_events(&id)
+        .iter()
+        .any(|e| e["kind"] == "ConversationStateUpdateEvent" && e["value"] == "finished")
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the agent server did not report the end:\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Restarted on the same database (on a new port, straight to the agent server).
+    let second = ChildHookwise::start(&db.url, &direct);
+    let _registration = server.register_url(&second.base);
+    let waited = Instant::now();
+    let posted = loop {
+        let posted = fakes.requests("POST", "/issues/1/comments").await;
+        if posted.len() >= 2 {
+            break posted;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "{} comments after the restart:\n{}\n{}",
+            posted.len(),
+            second.log_tail(),
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(conversations_naming(server, &token).await, 1, "no second conversation on the agent server");
+    let bodies = comment_bodies(&posted);
+    assert!(bodies[0].starts_with("I'm on it!"), "{bodies:?}");
+    assert_eq!(linked_conversation(&bodies[0]), id, "the acknowledgement links to the one conversation");
+    assert!(bodies[1].contains(&format!("Done: {token}")), "the summary is the finish message: {bodies:?}");
+
+    // Settle, then count: one of everything.
+    let store = db.open_store().await;
+    let waited = Instant::now();
+    let log = loop {
+        let log = read_whole_log(store.as_ref()).await;
+        if log.iter().any(|e| e.event_type == "SummaryPosted") {
+            break log;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(20), "no SummaryPosted:\n{}", second.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one acknowledgement, one summary");
+    assert_eq!(fakes.requests("POST", "/reactions").await.len(), 1, "👀 once");
+    assert_eq!(conversations_naming(server, &token).await, 1, "still one conversation on the agent server");
+    let count = |t: &str| log.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count("ConversationStarted"), 1);
+    assert_eq!(count("AcknowledgementPosted"), 1);
+    assert_eq!(count("SummaryPosted"), 1);
+    // No webhook it was sent said the run ended: polling saw it.
+    let stored = store.read_stream(&format!("conversation-{id}"), 0, usize::MAX).await.expect("the stream");
+    let stored: Vec<String> = stored.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+    assert!(
+        !stored.iter().any(|e| e.contains("\"finished\"")),
+        "the end was seen by polling, not a webhook: {stored:?}"
+    );
+    drop(second);
+    store.close().await;
 }

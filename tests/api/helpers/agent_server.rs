@@ -8,12 +8,18 @@
 //!   messages say `hookwise-llm-fail`, a 401 (the agent ends in `error`);
 //! - the webhook router the agent server posts to
 //!   (`OH_WEBHOOKS_0_BASE_URL=<router>/agent-server`), which fans every
-//!   webhook out to each hookwise [`TestApp`](super::TestApp) registered with
-//!   it (hookwise ignores conversations it did not start), so every test
-//!   shares the one agent server;
+//!   webhook out to each hookwise registered with it (a
+//!   [`TestApp`](super::TestApp) by its address, a child process by the URL
+//!   it printed; hookwise ignores conversations it did not start), so every
+//!   test shares the one agent server, and keeps every webhook it was sent
+//!   ([`SharedAgentServer::webhook_events`]);
 //! - a bare git repository (`{repos}/Codertocat/Hello-World.git`, one commit
 //!   on `main` and a branch `feature`) as the clone source:
 //!   `--github-web-url file://{repos}`.
+//!
+//! [`HoldingProxy`] stands between one hookwise and the agent server and
+//! keeps the answer to its first start, for a crash after the agent server
+//! acted and before hookwise knew.
 //!
 //! The server runs under a watchdog shell in a process group of its own,
 //! which stops it (and its tmux server) and removes its directory once this
@@ -46,6 +52,8 @@ pub const LLM_FAIL: &str = "hookwise-llm-fail";
 
 type Registry = Arc<Mutex<Vec<(u64, SocketAddr)>>>;
 type GitAuth = Arc<Mutex<Vec<String>>>;
+/// Every webhook the router was sent: its path and its body.
+type Webhooks = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// What the git HTTP server serves, and the `Authorization` headers it saw.
 #[derive(Clone)]
@@ -69,6 +77,7 @@ pub struct SharedAgentServer {
     pub workspace_root: PathBuf,
     git_auth: GitAuth,
     registry: Registry,
+    webhooks: Webhooks,
     next_id: std::sync::atomic::AtomicU64,
     log: PathBuf,
 }
@@ -93,6 +102,24 @@ impl SharedAgentServer {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.registry.lock().expect("registry").push((id, addr));
         Registration { id, registry: self.registry.clone() }
+    }
+
+    /// Like [`Self::register`], for a hookwise that printed `base`
+    /// (`http://127.0.0.1:PORT`), such as a child process.
+    pub fn register_url(&self, base: &str) -> Registration {
+        let addr = base.strip_prefix("http://").and_then(|a| a.trim_end_matches('/').parse().ok());
+        self.register(addr.unwrap_or_else(|| panic!("not an http://IP:PORT address: {base}")))
+    }
+
+    /// The events of every webhook the agent server sent the router for
+    /// `conversation_id` (whether or not a registered hookwise took them).
+    pub fn webhook_events(&self, conversation_id: &str) -> Vec<Value> {
+        let path = format!("/agent-server/events/{}", conversation_id.replace('-', ""));
+        let seen = self.webhooks.lock().map(|seen| seen.clone()).unwrap_or_default();
+        seen.into_iter()
+            .filter(|(p, _)| *p == path)
+            .flat_map(|(_, body)| body.as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
     /// Every `Authorization` header the git HTTP server was sent.
@@ -136,9 +163,10 @@ fn start() -> Option<SharedAgentServer> {
     make_bare_repository(&dir, &repos.join(format!("{TEST_REPOSITORY}.git")));
 
     let registry: Registry = Arc::default();
+    let webhooks: Webhooks = Arc::default();
     let git_auth: GitAuth = Arc::default();
     let git_http = GitHttp { repos: repos.clone(), seen: git_auth.clone() };
-    let (llm_addr, router_addr, git_addr) = start_helpers(registry.clone(), git_http);
+    let (llm_addr, router_addr, git_addr) = start_helpers(registry.clone(), webhooks.clone(), git_http);
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let log = dir.join("agent-server.log");
     // Stops the server (and the tmux server its terminals use) and removes
@@ -197,6 +225,7 @@ fn start() -> Option<SharedAgentServer> {
         workspace_root,
         git_auth,
         registry,
+        webhooks,
         next_id: Default::default(),
         log,
     };
@@ -258,7 +287,7 @@ fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
 
 /// Starts the fake LLM and the webhook router on a runtime of their own
 /// (each test has its own runtime; these outlive every test).
-fn start_helpers(registry: Registry, git_http: GitHttp) -> (SocketAddr, SocketAddr, SocketAddr) {
+fn start_helpers(registry: Registry, webhooks: Webhooks, git_http: GitHttp) -> (SocketAddr, SocketAddr, SocketAddr) {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("agent-server-helpers".into())
@@ -274,8 +303,11 @@ fn start_helpers(registry: Registry, git_http: GitHttp) -> (SocketAddr, SocketAd
                 };
                 sender.send((addr(&llm), addr(&router), addr(&git))).expect("addresses");
                 let llm_routes = Route::new().at("/v1/chat/completions", post(fake_chat_completion));
-                let router_routes =
-                    Route::new().at("/agent-server/*rest", post(fan_out)).data(registry).data(reqwest::Client::new());
+                let router_routes = Route::new()
+                    .at("/agent-server/*rest", post(fan_out))
+                    .data(registry)
+                    .data(webhooks)
+                    .data(reqwest::Client::new());
                 let llm = Server::new_with_acceptor(llm).run(llm_routes);
                 let router = Server::new_with_acceptor(router).run(router_routes);
                 let git = Server::new_with_acceptor(git).run(Route::new().at("/*path", serve_git).data(git_http));
@@ -349,9 +381,18 @@ async fn fake_chat_completion(body: poem::Body) -> Response {
 /// answered took it (otherwise the agent server retries, and hookwise
 /// deduplicates).
 #[handler]
-async fn fan_out(req: &Request, body: poem::Body, registry: Data<&Registry>, http: Data<&reqwest::Client>) -> Response {
+async fn fan_out(
+    req: &Request,
+    body: poem::Body,
+    registry: Data<&Registry>,
+    webhooks: Data<&Webhooks>,
+    http: Data<&reqwest::Client>,
+) -> Response {
     let body = body.into_bytes().await.unwrap_or_default();
     let path = req.uri().path().to_owned();
+    if let Ok(mut seen) = webhooks.lock() {
+        seen.push((path.clone(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
+    }
     let key = req.headers().get("x-session-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let apps: Vec<SocketAddr> = registry.lock().map(|apps| apps.iter().map(|(_, a)| *a).collect()).unwrap_or_default();
     let mut ok = true;
@@ -412,4 +453,78 @@ pub fn base64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A pass-through to the agent server for one hookwise, which never answers
+/// the first `POST /api/conversations` the agent server took: the
+/// conversation exists there, and hookwise does not know it, as when it dies
+/// between the two.
+pub struct HoldingProxy {
+    /// `http://127.0.0.1:PORT`, for `--agent-api-url`.
+    pub url: String,
+    held: Held,
+}
+
+type Held = Arc<Mutex<Option<Value>>>;
+
+#[derive(Clone)]
+struct Proxy {
+    target: String,
+    http: reqwest::Client,
+    held: Held,
+}
+
+impl HoldingProxy {
+    /// Forwards to `target` (the agent server), on the calling test's runtime.
+    pub async fn start(target: &str) -> HoldingProxy {
+        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("proxy port");
+        let addr =
+            acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).expect("the proxy's address");
+        let held = Held::default();
+        let proxy = Proxy { target: target.to_owned(), http: reqwest::Client::new(), held: held.clone() };
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(Route::new().at("/*path", forward).data(proxy)));
+        HoldingProxy { url: format!("http://{addr}"), held }
+    }
+
+    /// The body of the start the agent server took and hookwise was not answered.
+    pub fn held(&self) -> Option<Value> {
+        self.held.lock().ok().and_then(|held| held.clone())
+    }
+}
+
+#[handler]
+async fn forward(req: &Request, body: poem::Body, proxy: Data<&Proxy>) -> Response {
+    let body = body.into_bytes().await.unwrap_or_default();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("an HTTP method");
+    let mut call = proxy.http.request(method, format!("{}{path}", proxy.target)).body(body.to_vec());
+    for name in ["content-type", "x-session-api-key"] {
+        if let Some(value) = req.headers().get(name).and_then(|v| v.to_str().ok()) {
+            call = call.header(name, value);
+        }
+    }
+    let Ok(answer) = call.send().await else {
+        return Response::builder().status(StatusCode::BAD_GATEWAY).body("");
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = answer.bytes().await.unwrap_or_default();
+    if req.method() == poem::http::Method::POST && req.uri().path() == "/api/conversations" && status.is_success() {
+        let first = proxy.held.lock().map(|mut held| match *held {
+            Some(_) => false,
+            None => {
+                *held = Some(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                true
+            }
+        });
+        if first.unwrap_or(false) {
+            // Never answered: the caller is killed meanwhile.
+            std::future::pending::<()>().await;
+        }
+    }
+    let mut response = Response::builder().status(status);
+    if let Some(content_type) = content_type {
+        response = response.content_type(content_type);
+    }
+    response.body(bytes.to_vec())
 }
