@@ -8,14 +8,13 @@
 //! (compared in constant time) before the body is read, and the body is read
 //! with a limit: a larger one is refused without being buffered.
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use poem::http::{header, HeaderMap, StatusCode};
+use poem::http::{HeaderMap, StatusCode};
 use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
 use serde_json::value::RawValue;
 
 use super::error::{json_response, ApiError};
+use super::limited_body::read_limited;
 use super::AppState;
 use crate::commands::receive_agent_server_events::{
     receive_agent_server_events as receive, AgentServerEventsError, AgentServerReceipt,
@@ -55,7 +54,7 @@ pub async fn receive_agent_server_events(
 pub async fn receive_agent_server_conversation(req: &Request, body: Body, state: Data<&AppState>) -> Response {
     let result = async {
         authenticate(req.headers(), &state)?;
-        let body = read_limited(req.headers(), body).await?;
+        let body = read_limited(req.headers(), body, MAX_AGENT_SERVER_BODY_BYTES).await?;
         let info: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("expected a ConversationInfo object: {e}")))?;
         drop(info);
@@ -75,7 +74,7 @@ async fn accept_events(
     state: &AppState,
 ) -> Result<AgentServerReceipt, ApiError> {
     authenticate(headers, state)?;
-    let body = read_limited(headers, body).await?;
+    let body = read_limited(headers, body, MAX_AGENT_SERVER_BODY_BYTES).await?;
     let events: Vec<Box<RawValue>> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("expected a JSON array of events: {e}")))?;
     drop(body);
@@ -101,32 +100,4 @@ fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "X-Session-API-Key is missing or wrong"));
     }
     Ok(())
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the body exceeds {MAX_AGENT_SERVER_BODY_BYTES} bytes"),
-    )
-}
-
-/// Reads the body as a stream, refusing it as soon as it passes the limit.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_AGENT_SERVER_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
-    let mut chunks = body.into_bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("the body could not be read: {e}")))?;
-        if buffer.len() + chunk.len() > MAX_AGENT_SERVER_BODY_BYTES {
-            return Err(too_large());
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(buffer.freeze())
 }

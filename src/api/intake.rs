@@ -2,14 +2,13 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use poem::http::{header, HeaderMap, StatusCode};
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
 use serde::Serialize;
 
 use super::error::{json_response, ApiError};
+use super::limited_body::read_limited;
 use super::AppState;
 use crate::commands::receive_webhook::{receive_webhook, DeliveryHeaders, Receipt, ReceiveError};
 use crate::github::signature::SignatureError;
@@ -81,7 +80,7 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
         return Err(signature_error(SignatureError::Missing));
     }
 
-    let body = read_limited(headers, body).await?;
+    let body = read_limited(headers, body, MAX_BODY_BYTES).await?;
     let secret = state.secrets.verify(signature, &body).map_err(signature_error)?;
     let headers = DeliveryHeaders { event, delivery_id, hook_id, signature: signature.unwrap_or_default() };
     receive_webhook(state.store.as_ref(), &headers, secret, body).await.map_err(|e| match e {
@@ -138,32 +137,4 @@ fn signature_error(e: SignatureError) -> ApiError {
         SignatureError::Mismatch => "the signature does not match the body",
     };
     ApiError::forbidden("invalid_signature", message)
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-    )
-}
-
-/// Reads the body as a stream, refusing it as soon as it passes the limit.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
-    let mut chunks = body.into_bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("the body could not be read: {e}")))?;
-        if buffer.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(buffer.freeze())
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::helpers::agent_server::{
     shared_agent_server, SharedAgentServer, AGENT_SERVER_KEY, FAKE_MODEL, LLM_FAIL, TEST_REPOSITORY,
 };
+use crate::helpers::post_raw;
 
 fn settings(server: &SharedAgentServer) -> AgentSettings {
     AgentSettings {
@@ -594,7 +595,9 @@ async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate
     // 16 MiB + 1: 413, declared or streamed, never buffered whole.
     let limit = hookwise::api::MAX_AGENT_SERVER_BODY_BYTES;
     for chunked in [false, true] {
-        let (status, answer) = post_raw(&app, &format!("/agent-server/events/{simple}"), limit + 1, chunked).await;
+        let key = vec![format!("x-session-api-key: {AGENT_SERVER_KEY}")];
+        let (status, answer) =
+            post_raw(&app, &format!("/agent-server/events/{simple}"), &key, limit + 1, chunked).await;
         assert_eq!(status, 413, "chunked: {chunked}");
         assert_eq!(answer["error"], "payload_too_large");
     }
@@ -606,66 +609,6 @@ async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate
     assert_eq!(answer.status(), 503);
     assert_eq!(answer.json::<Value>().await.expect("JSON")["error"], "agent_server_not_configured");
     v0.stop().await;
-}
-
-/// Posts `body_len` bytes to `path` over a raw socket with the right key,
-/// writing in the background: hookwise answers 413 and closes without reading
-/// it all, which an ordinary client would only see as a broken pipe.
-async fn post_raw(app: &crate::helpers::TestApp, path: &str, body_len: usize, chunked: bool) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
-    let framing =
-        if chunked { "transfer-encoding: chunked\r\n".to_owned() } else { format!("content-length: {body_len}\r\n") };
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         x-session-api-key: {AGENT_SERVER_KEY}\r\n{framing}\r\n"
-    );
-    let sender = tokio::spawn(async move {
-        writer.write_all(head.as_bytes()).await?;
-        let chunk = vec![b' '; 1024 * 1024];
-        let mut sent = 0;
-        while sent < body_len {
-            let n = chunk.len().min(body_len - sent);
-            if chunked {
-                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
-                writer.write_all(&chunk[..n]).await?;
-                writer.write_all(b"\r\n").await?;
-            } else {
-                writer.write_all(&chunk[..n]).await?;
-            }
-            sent += n;
-        }
-        if chunked {
-            writer.write_all(b"0\r\n\r\n").await?;
-        }
-        std::io::Result::Ok(())
-    });
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = reader.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&buf[..n]);
-        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if response.len() >= end + 4 + length {
-                break;
-            }
-        }
-    }
-    sender.abort();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 // ---- every trigger kind; a SIGKILL mid-run -----------------------------------

@@ -6,7 +6,7 @@ use hookwise::events::{DomainEvent, SecretSlot, WebhookReceived};
 use serde_json::Value;
 
 use crate::helpers::{
-    backend_tests, corpus_files, payload_examples, sign, Backend, TestApp, TestDatabase, TEST_SECRET,
+    backend_tests, corpus_files, payload_examples, post_raw, sign, Backend, TestApp, TestDatabase, TEST_SECRET,
 };
 
 backend_tests!(
@@ -299,78 +299,30 @@ async fn disabled_intake_answers_503_and_stores_nothing(backend: Backend) {
     app.stop().await;
 }
 
-/// Sends a signed-looking request over a raw socket, writing the body in the
-/// background: the server answers 413 and closes without reading it all, so
-/// an ordinary client would only see the broken pipe.
-async fn post_raw(app: &TestApp, body_len: usize, chunked: bool) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
-    let framing =
-        if chunked { "transfer-encoding: chunked\r\n".to_owned() } else { format!("content-length: {body_len}\r\n") };
-    let head = format!(
-        "POST /integration/github/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         x-github-event: issues\r\nx-github-delivery: big-1\r\nx-hub-signature-256: sha256={}\r\n{framing}\r\n",
-        "0".repeat(64)
-    );
-    let sender = tokio::spawn(async move {
-        writer.write_all(head.as_bytes()).await?;
-        let chunk = vec![b' '; 1024 * 1024];
-        let mut sent = 0;
-        while sent < body_len {
-            let n = chunk.len().min(body_len - sent);
-            if chunked {
-                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
-                writer.write_all(&chunk[..n]).await?;
-                writer.write_all(b"\r\n").await?;
-            } else {
-                writer.write_all(&chunk[..n]).await?;
-            }
-            sent += n;
-        }
-        if chunked {
-            writer.write_all(b"0\r\n\r\n").await?;
-        }
-        std::io::Result::Ok(())
-    });
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = reader.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&buf[..n]);
-        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if response.len() >= end + 4 + length {
-                break;
-            }
-        }
-    }
-    sender.abort();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 async fn an_oversized_body_is_cut_off_with_413(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let limit = hookwise::api::MAX_BODY_BYTES;
     // Declared too large: refused before reading.
-    let (status, answer) = post_raw(&app, limit + 1, false).await;
+    let (status, answer) = post_raw(&app, INTAKE, &github_headers(), limit + 1, false).await;
     assert_eq!(status, 413);
     assert_eq!(answer["error"], "payload_too_large");
     // Streamed without a length: cut off once past the limit.
-    let (status, answer) = post_raw(&app, limit + 1, true).await;
+    let (status, answer) = post_raw(&app, INTAKE, &github_headers(), limit + 1, true).await;
     assert_eq!(status, 413);
     assert_eq!(answer["error"], "payload_too_large");
     assert!(app.log().await.is_empty());
     app.stop().await;
+}
+
+const INTAKE: &str = "/integration/github/events";
+
+/// A delivery's headers with a signature of the right shape (the body is too
+/// large to be checked against it).
+fn github_headers() -> Vec<String> {
+    let signature = "0".repeat(64);
+    vec![
+        "x-github-event: issues".into(),
+        "x-github-delivery: big-1".into(),
+        format!("x-hub-signature-256: sha256={signature}"),
+    ]
 }
