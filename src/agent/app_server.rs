@@ -375,8 +375,11 @@ impl AgentRuntime for AppServer {
         }
     }
 
+    /// The App Server names conversations by the hex of their id, without
+    /// dashes (as in its UI's `/conversations/{id}`): the link uses that form.
     fn conversation_url(&self, conversation_id: &str) -> String {
-        self.settings.conversation_url.replace("{conversation_id}", conversation_id)
+        let shown = Uuid::parse_str(conversation_id).map(|id| id.simple().to_string());
+        self.settings.conversation_url.replace("{conversation_id}", shown.as_deref().unwrap_or(conversation_id))
     }
 
     async fn check(&self) -> Vec<CheckLine> {

@@ -1,8 +1,10 @@
 //! The process manager: turns deliveries that ask for the agent into one
-//! trigger each, and each step's result into the next step's command. It only
-//! decides; the [`executor`] acts. Commands go to the outbox in the same
+//! trigger each and, after every event of a trigger, folds its stream and
+//! enqueues the step that comes next (`triggers::next_step`). It only decides;
+//! the [`executor`] acts. Commands go to the [`outbox`] in the same
 //! transaction as the manager's checkpoint, with ids derived from (trigger,
-//! step), so a replay or a retry can never enqueue a step twice.
+//! step, admin retries), so a replay or a redelivery can never enqueue a step
+//! twice.
 
 pub mod agent_events;
 pub mod enrichment;
@@ -131,7 +133,7 @@ impl PullRequestRef {
     }
 }
 
-/// The outbox `trigger_id` of a PR's enrichment: one per closing (a PR
+/// The subject id of a PR's enrichment (its outbox row's `subject_id`): one per closing (a PR
 /// reopened and closed again is enriched again; a redelivery of the same
 /// closing is not).
 pub fn pull_request_subject(repository_id: u64, number: u64, closed_at: &str) -> Uuid {
@@ -272,8 +274,8 @@ impl EventHandler for ProcessManager {
             // Logs from before enrichments had events of their own retried them
             // with a `TriggerRetried` on the PR's stream.
             TriggerRetried::TYPE if event.stream.starts_with(streams::PULL_REQUEST_PREFIX) => {
-                match enrichment::EnrichmentEvent::decode(event) {
-                    Ok(Some(enrichment::EnrichmentEvent::Retried(retried))) => {
+                match enrichment::EnrichmentEvent::decode(event).map_err(|e| HandlerError::decode(event, e))? {
+                    Some(enrichment::EnrichmentEvent::Retried(retried)) => {
                         vec![enqueue_enrichment_retry(retried.subject_id, retried.retry)]
                     }
                     _ => Vec::new(),

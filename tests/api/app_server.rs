@@ -110,7 +110,11 @@ async fn app_server_starts_and_follows_a_conversation_to_the_finish_message() {
     let hex = request.conversation_id.simple().to_string();
     assert!(matches!(adapter.status(&hex).await, Ok(RunStatus::Finished { .. })));
     assert_eq!(server.started(request.conversation_id), 1);
-    assert_eq!(adapter.conversation_url(&id), format!("{}/conversations/{id}", server.url));
+    assert_eq!(
+        adapter.conversation_url(&id),
+        format!("{}/conversations/{hex}", server.url),
+        "as the App Server shows it"
+    );
 }
 
 #[tokio::test]

@@ -71,7 +71,12 @@ async fn a_mention_runs_on_the_app_server_from_delivery_to_summary(backend: Back
     let comments = fakes.wait_for("POST", COMMENTS, 2).await;
     let started: ConversationStarted = app.first_event().await;
     let conversation = Uuid::parse_str(&started.conversation_id).expect("hookwise's own id");
-    assert_eq!(started.conversation_url, format!("{}/conversations/{}", app_server.url, started.conversation_id));
+    let hex = conversation.simple();
+    assert_eq!(
+        started.conversation_url,
+        format!("{}/conversations/{hex}", app_server.url),
+        "the id as the App Server shows it"
+    );
     let ack = body(&comments[0]);
     assert!(ack.starts_with("I'm on it!") && ack.contains(&started.conversation_url), "{ack}");
     let summary = body(&comments[1]);

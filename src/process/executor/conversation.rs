@@ -50,7 +50,7 @@ pub(super) async fn start(
         true => Some(Secret::new(ctx.github.installation_token(installation).await?)),
         false => None,
     };
-    let conversation_id = conversation_id(trigger, state.retries);
+    let conversation_id = conversation_id(trigger);
     // A runtime that takes hookwise's id (V1) may call back before its start
     // answers: the conversation is known from now on, so its first events are
     // kept. (The process manager maps it too, from `ConversationStarted`.)
@@ -78,13 +78,12 @@ pub(super) async fn start(
     }
 }
 
-/// The conversation a trigger asks for: the same on every attempt, a new one
-/// after an admin's retry (the first may have ended in a failed start).
-fn conversation_id(trigger: &TriggerDetected, retries: u32) -> uuid::Uuid {
-    match retries {
-        0 => derived_id(&["conversation", &trigger.trigger_id.to_string()]),
-        n => derived_id(&["conversation", &trigger.trigger_id.to_string(), &n.to_string()]),
-    }
+/// The conversation a trigger asks for: the same on every attempt, an
+/// admin's retry of an abandoned start included (a start is abandoned after
+/// attempts whose outcome may be unknown, so the retry must find what they
+/// may have started rather than start another).
+fn conversation_id(trigger: &TriggerDetected) -> uuid::Uuid {
+    derived_id(&["conversation", &trigger.trigger_id.to_string()])
 }
 
 /// Asks the runtime how the run stands; records its end, or looks again later.
