@@ -5,7 +5,9 @@
 #   ensure_openhands_agent_server   # exports HOOKWISE_TEST_AGENT_SERVER_PYTHON
 #
 # It finds Python >= 3.12 (python3.13, python3.12, python3, the newest
-# /usr/bin/python3.1x, pyenv's installed versions), creates the virtualenv
+# /usr/bin/python3.1x, pyenv's installed versions; on a machine with none, as a
+# fresh Debian 12 is, it builds CPython 3.13 from Debian's source package into
+# target/python3.13, once), creates the virtualenv
 # target/openhands-venv with it (as root on Debian it installs python3-venv
 # when the venv module is missing), installs openhands-agent-server
 # $OPENHANDS_AGENT_SERVER_VERSION into it unless that version is already
@@ -16,6 +18,9 @@
 
 OPENHANDS_AGENT_SERVER_VERSION=${OPENHANDS_AGENT_SERVER_VERSION:-1.58.2}
 OPENHANDS_VENV=${OPENHANDS_VENV:-target/openhands-venv}
+# Where a Python built from Debian's source package goes when the machine has
+# none >= 3.12 (a fresh Debian 12 has 3.11): cached like the virtualenv.
+OPENHANDS_PYTHON_PREFIX=${OPENHANDS_PYTHON_PREFIX:-target/python3.13}
 
 # Prints a Python interpreter of version >= 3.12, or fails.
 find_python_312() {
@@ -41,6 +46,46 @@ find_python_312() {
     return 1
 }
 
+# Builds CPython 3.13 from Debian 13's source package (the upstream tarball,
+# fetched with apt-get source from Debian's archive, the registry this machine
+# reaches) into $OPENHANDS_PYTHON_PREFIX and prints its interpreter. A few
+# minutes on two cores, once: later runs find it. HOOKWISE_BUILD_PYTHON=1
+# forces this path (to test it on a machine that has a Python >= 3.12).
+build_python_from_debian_source() {
+    local prefix
+    prefix=$(mkdir -p "$OPENHANDS_PYTHON_PREFIX" && cd "$OPENHANDS_PYTHON_PREFIX" && pwd)
+    if [[ -x "$prefix/bin/python3.13" ]]; then
+        echo "$prefix/bin/python3.13"
+        return 0
+    fi
+    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
+    local work
+    work=$(mktemp -d -t hookwise-python.XXXXXX)
+    chmod 755 "$work" # apt's downloads run as _apt
+    say "no Python >= 3.12 here: building CPython 3.13 from Debian's source package into $prefix"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential dpkg-dev libssl-dev zlib1g-dev \
+        libffi-dev libsqlite3-dev libbz2-dev liblzma-dev uuid-dev libreadline-dev >/dev/null || return 1
+    mkdir -p "$work/lists/partial"
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+        >"$work/sources.list"
+    local apt_options=(-o "Dir::Etc::sourcelist=$work/sources.list" -o "Dir::Etc::sourceparts=-"
+        -o "Dir::State::Lists=$work/lists" -o "APT::Get::List-Cleanup=0")
+    apt-get "${apt_options[@]}" update -qq >/dev/null || return 1
+    (cd "$work" && apt-get "${apt_options[@]}" source --download-only -qq python3.13 >/dev/null) || return 1
+    local tarball
+    tarball=$(ls "$work"/python3.13_*.orig.tar.xz 2>/dev/null | head -1)
+    [[ -n "$tarball" ]] || return 1
+    tar -xJf "$tarball" -C "$work" || return 1
+    local source
+    source=$(find "$work" -maxdepth 1 -type d -name 'Python-3.13*' | head -1)
+    [[ -n "$source" ]] || return 1
+    (cd "$source" && ./configure --quiet --prefix="$prefix" >/dev/null \
+        && make -s -j"$(nproc)" >/dev/null 2>&1 && make -s install >/dev/null 2>&1) || return 1
+    rm -rf "$work"
+    [[ -x "$prefix/bin/python3.13" ]] || return 1
+    echo "$prefix/bin/python3.13"
+}
+
 apt_install() {
     [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null || return 1
     say "apt-get install -y $*"
@@ -63,13 +108,13 @@ ensure_openhands_agent_server() {
 
     local venv_python="$OPENHANDS_VENV/bin/python"
     if [[ ! -x "$venv_python" ]] || ! "$venv_python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
-        local python
-        if ! python=$(find_python_312); then
-            if apt_install python3 python3-venv; then
-                python=$(find_python_312) || die "no Python >= 3.12 (the agent server needs it): install python3.12 or newer"
-            else
-                die "no Python >= 3.12 (the agent server needs it): install python3.12 or newer"
-            fi
+        local python=
+        if [[ "${HOOKWISE_BUILD_PYTHON:-}" != 1 ]]; then
+            python=$(find_python_312) || python=
+        fi
+        if [[ -z "$python" ]]; then
+            python=$(build_python_from_debian_source) \
+                || die "no Python >= 3.12 (the agent server needs it), and building one from Debian's source failed: install python3.12 or newer"
         fi
         say "creating $OPENHANDS_VENV with $python"
         rm -rf "$OPENHANDS_VENV"
