@@ -1,11 +1,13 @@
-//! `POST /event-webhook/batch`: the agent runtime's batched callbacks.
+//! `POST /event-webhook/batch`: the V0 agent runtime's batched callbacks
+//! (`AGENT_RUNTIME=openhands-v0`). The key is checked before any of the body
+//! is read, and the body is read with a cap.
 
-use bytes::Bytes;
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{handler, IntoResponse, Request, Response};
+use poem::{handler, Body, IntoResponse, Request, Response};
 
 use super::error::{json_response, ApiError};
+use super::limited_body::read_limited;
 use super::AppState;
 use crate::commands::receive_agent_batch::{receive_agent_batch, BatchError};
 use crate::events::AgentOperation;
@@ -14,7 +16,7 @@ use crate::events::AgentOperation;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 #[handler]
-pub async fn receive_agent_callbacks(req: &Request, body: Bytes, state: Data<&AppState>) -> Response {
+pub async fn receive_agent_callbacks(req: &Request, body: Body, state: Data<&AppState>) -> Response {
     match accept(req, body, &state).await {
         Ok(receipt) => json_response(StatusCode::ACCEPTED, &receipt),
         Err(e) => e.into_response(),
@@ -23,7 +25,7 @@ pub async fn receive_agent_callbacks(req: &Request, body: Bytes, state: Data<&Ap
 
 async fn accept(
     req: &Request,
-    body: Bytes,
+    body: Body,
     state: &AppState,
 ) -> Result<crate::commands::receive_agent_batch::BatchReceipt, ApiError> {
     let Some(secret) = &state.callback_secret else {
@@ -33,9 +35,7 @@ async fn accept(
     if presented.is_empty() || !secret.matches(presented) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "X-Session-API-Key is missing or wrong"));
     }
-    if body.len() > MAX_BATCH_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the batch is too large"));
-    }
+    let body = read_limited(req.headers(), body, MAX_BATCH_BYTES).await?;
     let operations: Vec<AgentOperation> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_batch", format!("expected a JSON array of {{method, path, content}}: {e}"))
     })?;

@@ -12,7 +12,9 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use hookwise::cli::examples::{ExampleKind, ExampleSettings};
 
-use crate::helpers::{backend_tests, read_whole_log, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
+use crate::helpers::{
+    answer_before_the_body, backend_tests, read_whole_log, sign, Backend, TestApp, TestDatabase, TEST_SECRET,
+};
 
 backend_tests!(
     a_mention_in_an_issue_comment_goes_from_delivery_to_summary,
@@ -21,6 +23,7 @@ backend_tests!(
     a_failed_comment_post_is_retried_into_exactly_one_comment,
     a_rate_limit_is_waited_out_until_its_reset,
     callbacks_need_the_key_and_a_known_conversation,
+    a_callback_without_the_key_is_refused_before_its_body_is_read,
     a_restart_between_conversation_and_acknowledgement_acknowledges_once,
     an_inline_comment_is_answered_in_its_review_thread,
     a_comment_created_behind_a_502_is_found_by_its_marker_and_not_posted_again,
@@ -452,6 +455,24 @@ async fn callbacks_need_the_key_and_a_known_conversation(backend: Backend) {
     assert_eq!(malformed.json::<Value>().await.expect("JSON")["error"], "invalid_batch");
 
     assert_eq!(app.log().await.len(), before, "nothing was stored");
+    app.stop().await;
+}
+
+/// Unauthenticated callers cannot make hookwise buffer a body: the key is
+/// checked on the head, before the (here 512 MiB, never sent) body is read.
+async fn a_callback_without_the_key_is_refused_before_its_body_is_read(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    let declared = 512 * 1024 * 1024;
+    let wrong = ["x-session-api-key: not-the-key".to_owned()];
+    assert_eq!(answer_before_the_body(&app, "/event-webhook/batch", &wrong, declared).await, Some(401));
+    assert_eq!(answer_before_the_body(&app, "/event-webhook/batch", &[], declared).await, Some(401));
+    // Not the agent-server runtime here: refused at the head as well.
+    let events = "/agent-server/events/0b0c5e5e0a6a4d0e8f3b2a1c9d8e7f60";
+    assert_eq!(answer_before_the_body(&app, events, &wrong, declared).await, Some(503));
+    // With the key, a declared length over the cap is refused at once.
+    let key = [format!("x-session-api-key: {CALLBACK_KEY}")];
+    assert_eq!(answer_before_the_body(&app, "/event-webhook/batch", &key, declared).await, Some(413));
     app.stop().await;
 }
 

@@ -10,7 +10,7 @@ mod raw_post;
 
 pub use app::{corpus_files, payload_examples, read_whole_log, sign, TestApp, TEST_SECRET};
 pub use database::{Backend, TestDatabase};
-pub use raw_post::post_raw;
+pub use raw_post::{answer_before_the_body, post_raw};
 
 /// Polls `check` until it holds, or fails after `limit`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(

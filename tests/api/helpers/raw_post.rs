@@ -62,3 +62,29 @@ pub async fn post_raw(app: &TestApp, path: &str, headers: &[String], body_len: u
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// Sends a POST's head declaring `declared_len` bytes and only the first KiB
+/// of them, then waits (at most 20 s) for the status line: `Some(status)` when
+/// the server answers without the rest of the body, `None` when it waits for it.
+pub async fn answer_before_the_body(app: &TestApp, path: &str, headers: &[String], declared_len: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n{extra}content-length: {declared_len}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    stream.write_all(&[b' '; 1024]).await.expect("a first KiB sent");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_status = async {
+        while !response.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read_status).await.ok()?;
+    String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
