@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use clap::builder::BoolishValueParser;
 
-use crate::agent::runtime::Secret;
 use crate::agent::settings::{github_web_url, AgentRuntimeKind, AgentSettings, LlmSettings};
+use crate::secret::Secret;
 
 use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
@@ -132,7 +132,7 @@ pub struct Config {
     pub secrets: WebhookSecrets,
     pub webhooks_enabled: bool,
     pub bind: SocketAddr,
-    pub api_token: Option<ApiToken>,
+    pub api_token: Option<Secret>,
     pub forward: ForwardSettings,
     /// How often to reconcile missed deliveries; `None`: never.
     pub reconcile_interval: Option<std::time::Duration>,
@@ -234,7 +234,7 @@ pub struct ProcessSettings {
     pub github_api_url: String,
     pub rules: TriggerRules,
     pub agent: Option<AgentSettings>,
-    pub callback_secret: Option<ApiToken>,
+    pub callback_secret: Option<Secret>,
     pub retry_base: std::time::Duration,
     pub retry_max_attempts: u32,
     /// How long a claimed command stays claimed (an executor that died mid-call loses it after this).
@@ -291,29 +291,11 @@ impl ProcessSettings {
             github_api_url,
             rules: TriggerRules { label: args.trigger_label, mention: args.mention, proactive: args.proactive },
             agent,
-            callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(ApiToken),
+            callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(Secret::new),
             retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
             retry_max_attempts: args.retry_max_attempts.max(1),
             claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
         })
-    }
-}
-
-/// The API's bearer token. Never printed.
-#[derive(Clone)]
-pub struct ApiToken(String);
-
-impl ApiToken {
-    /// Compares a presented token in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
-    }
-}
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiToken(<redacted>)")
     }
 }
 
@@ -350,7 +332,7 @@ impl Config {
             .ok_or(ConfigError::MissingWebhookSecret)?;
         // An empty previous secret means "no rotation under way", never "accept anything".
         let previous = args.webhook_secret_previous.as_deref().and_then(|s| WebhookSecret::parse(s).ok());
-        let api_token = args.api_token.filter(|t| !t.is_empty()).map(ApiToken);
+        let api_token = args.api_token.filter(|t| !t.is_empty()).map(Secret::new);
         if api_token.is_none() && !args.bind.ip().is_loopback() {
             return Err(ConfigError::MissingApiToken(args.bind));
         }

@@ -18,6 +18,7 @@ pub mod process;
 pub mod projections;
 pub mod reconcile;
 pub mod runner;
+pub mod secret;
 pub mod sql;
 pub mod store;
 pub mod triggers;

@@ -1,7 +1,7 @@
 //! The agent runtime's settings, as `hookwise serve` validated them from
 //! `AGENT_*` (see `config::ProcessArgs`).
 
-use super::runtime::Secret;
+use crate::secret::Secret;
 
 /// Which OpenHands `AGENT_API_URL` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use poem::{get, post, Endpoint, EndpointExt, Route};
 
-use crate::config::ApiToken;
 use crate::forward::SinkStatus;
 use crate::github::signature::WebhookSecrets;
+use crate::secret::Secret;
 use crate::sql::SqlDb;
 use crate::store::EventStore;
 
@@ -33,12 +33,12 @@ pub struct AppState {
     /// Read models, checkpoints and the outbox.
     pub db: SqlDb,
     /// `AGENT_CALLBACK_SECRET`; unset: callbacks answer 503.
-    pub callback_secret: Option<ApiToken>,
+    pub callback_secret: Option<Secret>,
     /// `AGENT_API_KEY` when `AGENT_RUNTIME=openhands-agent-server`: required in
     /// `X-Session-API-Key` on `/agent-server/…` (unset: those answer `503`).
-    pub agent_server_key: Option<crate::agent::Secret>,
+    pub agent_server_key: Option<Secret>,
     /// `None`: the query API is open (allowed on loopback binds only).
-    pub api_token: Option<ApiToken>,
+    pub api_token: Option<Secret>,
     /// One rebuild or replay at a time per process.
     pub admin_lock: Arc<tokio::sync::Mutex<()>>,
     /// The forwarding sinks' live status.

@@ -42,13 +42,6 @@ impl EnrichmentEvent {
             _ => None,
         })
     }
-
-    pub fn subject_id(&self) -> Uuid {
-        match self {
-            EnrichmentEvent::Abandoned(e) => e.subject_id,
-            EnrichmentEvent::Retried(e) => e.subject_id,
-        }
-    }
 }
 
 /// One closing's enrichment: abandoned or not, and its retries so far.

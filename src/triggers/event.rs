@@ -1,7 +1,6 @@
 //! Every event of a `trigger-{id}` stream, as one type.
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::events::{
     AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, DecodeError,
@@ -73,22 +72,5 @@ impl TriggerEvent {
                 | TriggerAbandoned::TYPE
                 | TriggerRetried::TYPE
         )
-    }
-
-    pub fn trigger_id(&self) -> Uuid {
-        match self {
-            TriggerEvent::TriggerDetected(e) => e.trigger_id,
-            TriggerEvent::PermissionChecked(e) => e.trigger_id,
-            TriggerEvent::TriggerRejected(e) => e.trigger_id,
-            TriggerEvent::ReactionAdded(e) => e.trigger_id,
-            TriggerEvent::ConversationRequested(e) => e.trigger_id,
-            TriggerEvent::ConversationStarted(e) => e.trigger_id,
-            TriggerEvent::AcknowledgementPosted(e) => e.trigger_id,
-            TriggerEvent::ConversationStatusChanged(e) => e.trigger_id,
-            TriggerEvent::SummaryPosted(e) => e.trigger_id,
-            TriggerEvent::StepFailed(e) => e.trigger_id,
-            TriggerEvent::TriggerAbandoned(e) => e.trigger_id,
-            TriggerEvent::TriggerRetried(e) => e.trigger_id,
-        }
     }
 }

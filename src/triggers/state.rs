@@ -144,11 +144,6 @@ impl TriggerState {
         }
     }
 
-    /// The trigger's id, once detected.
-    pub fn trigger_id(&self) -> Option<Uuid> {
-        self.detected.as_ref().map(|d| d.trigger_id)
-    }
-
     /// The retry an admin may ask for: the open abandonment's step again, as
     /// retry number `retries + 1`. `None` when nothing is abandoned (never,
     /// or already retried).
