@@ -161,6 +161,12 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Serve(args) => {
+            // Everything `serve` creates (the data directory, the log, its WAL,
+            // the read side, the lease file) is its owner's alone: deliveries
+            // hold private repositories' contents, and a lease file another
+            // user could open is a lease another user could hold.
+            // SAFETY: umask only sets the process's file-creation mask.
+            unsafe { libc::umask(0o077) };
             let config = Config::from_args(*args)?;
             let app = Application::build(config).await?;
             // Printed on stdout so scripts (and tests) can find a port-0 address.

@@ -50,6 +50,48 @@ fn hookwise(args: &[&str], database_url: &str) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// The data directory, the log, its WAL, the read side and the lease file
+/// `serve` creates are its owner's alone.
+#[test]
+fn serve_creates_its_files_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = dir.path().join("data").join("hw.db");
+    let url = format!("sqlite://{}", database.display());
+    let mut server = Command::new(HOOKWISE)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", "modes-secret")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting hookwise serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
+        .expect("the listening line");
+    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, br#"{"action":"created","repository":{"id":1,"full_name":"o/r"}}"#).expect("payload");
+    let url_arg = format!("{base}/integration/github/events");
+    let file = payload.to_str().expect("a UTF-8 path");
+    let send = ["send", "--event", "issue_comment", "--file", file, "--url", &url_arg, "--secret", "modes-secret"];
+    let (ok, out) = hookwise(&send, &url);
+    assert!(ok, "{out}");
+    let data = dir.path().join("data");
+    let mut checked = Vec::new();
+    for name in ["", "hw.db", "hw.db-wal", "hw.read.db", "hw.lease"] {
+        let path = if name.is_empty() { data.clone() } else { data.join(name) };
+        let Ok(metadata) = std::fs::metadata(&path) else { continue };
+        let mode = metadata.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        checked.push(name);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(["", "hw.db", "hw.read.db", "hw.lease"].iter().all(|n| checked.contains(n)), "checked {checked:?}");
+}
+
 async fn the_readme_walkthrough_works(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else { return };
     let mut server = Command::new(HOOKWISE)
