@@ -39,6 +39,25 @@ fn serve_refuses_a_public_bind_without_an_api_token() {
 
 backend_tests!(the_readme_walkthrough_works, every_send_example_is_detected_as_its_trigger);
 
+/// `hookwise serve` on a free port of 127.0.0.1 with `extra` flags, and its base URL.
+fn serve(database_url: &str, secret: &str, extra: &[&str]) -> (std::process::Child, String) {
+    let mut server = Command::new(HOOKWISE)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .env("DATABASE_URL", database_url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", secret)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting hookwise serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
+        .expect("the listening line");
+    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    (server, base)
+}
+
 fn hookwise(args: &[&str], database_url: &str) -> (bool, String) {
     let output = Command::new(HOOKWISE)
         .args(args)
@@ -58,19 +77,7 @@ fn serve_creates_its_files_for_its_owner_only() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database = dir.path().join("data").join("hw.db");
     let url = format!("sqlite://{}", database.display());
-    let mut server = Command::new(HOOKWISE)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
-        .env("GITHUB_APP_WEBHOOK_SECRET", "modes-secret")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting hookwise serve");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
-        .expect("the listening line");
-    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let (mut server, base) = serve(&url, "modes-secret", &[]);
     let payload = dir.path().join("payload.json");
     std::fs::write(&payload, br#"{"action":"created","repository":{"id":1,"full_name":"o/r"}}"#).expect("payload");
     let url_arg = format!("{base}/integration/github/events");
@@ -94,19 +101,7 @@ fn serve_creates_its_files_for_its_owner_only() {
 
 async fn the_readme_walkthrough_works(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else { return };
-    let mut server = Command::new(HOOKWISE)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DATABASE_URL", &db.url)
-        .env("GITHUB_APP_WEBHOOK_SECRET", "walkthrough-secret")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting hookwise serve");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
-        .expect("the listening line");
-    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let (mut server, base) = serve(&db.url, "walkthrough-secret", &[]);
     let url = format!("{base}/integration/github/events");
 
     let payload = tempfile::NamedTempFile::new().expect("a payload file");
@@ -152,19 +147,7 @@ async fn the_readme_walkthrough_works(backend: Backend) {
 async fn every_send_example_is_detected_as_its_trigger(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else { return };
     // No GitHub App or agent configured: each trigger is detected, then stops at a rejection.
-    let mut server = Command::new(HOOKWISE)
-        .args(["serve", "--bind", "127.0.0.1:0", "--proactive", "true"])
-        .env("DATABASE_URL", &db.url)
-        .env("GITHUB_APP_WEBHOOK_SECRET", "walkthrough-secret")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting hookwise serve");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
-        .expect("the listening line");
-    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
+    let (mut server, base) = serve(&db.url, "walkthrough-secret", &["--proactive", "true"]);
     let url = format!("{base}/integration/github/events");
 
     let kinds = [
