@@ -1,13 +1,11 @@
 //! Reading the agent server's webhook events (`AGENT_RUNTIME=openhands-agent-server`):
 //! which one ends a run, and what the run's events say about its result.
 
-/// The `execution_status` values that end an agent-server run.
-pub const AGENT_SERVER_TERMINAL_STATES: &[&str] = &["finished", "error", "stuck"];
-
-/// The terminal `execution_status` an agent-server event reports, if any:
+/// The `execution_status` an agent-server event reports, if any:
 /// `{"kind":"ConversationStateUpdateEvent","key":"execution_status","value":…}`,
-/// or a full state snapshot (`"key":"full_state"`) whose `execution_status` is one.
-pub fn terminal_status(event: &serde_json::Value) -> Option<&str> {
+/// or a full state snapshot (`"key":"full_state"`) carrying one. Which of them
+/// end a run is the lifecycle's to say (`triggers::AgentOutcome`).
+pub fn execution_status(event: &serde_json::Value) -> Option<&str> {
     if event.get("kind")?.as_str()? != "ConversationStateUpdateEvent" {
         return None;
     }
@@ -17,7 +15,7 @@ pub fn terminal_status(event: &serde_json::Value) -> Option<&str> {
         "full_state" => value.get("execution_status")?.as_str()?,
         _ => return None,
     };
-    AGENT_SERVER_TERMINAL_STATES.contains(&status).then_some(status)
+    Some(status)
 }
 
 /// What a conversation's stored agent-server events say about its end.
@@ -88,15 +86,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terminal_states_end_the_run() {
+    fn the_execution_status_is_read_from_updates_and_snapshots() {
         let update = |key: &str, value: serde_json::Value| json!({"kind": "ConversationStateUpdateEvent", "id": "e", "key": key, "value": value});
-        assert_eq!(terminal_status(&update("execution_status", json!("finished"))), Some("finished"));
-        assert_eq!(terminal_status(&update("execution_status", json!("error"))), Some("error"));
-        assert_eq!(terminal_status(&update("execution_status", json!("stuck"))), Some("stuck"));
-        assert_eq!(terminal_status(&update("execution_status", json!("running"))), None);
-        assert_eq!(terminal_status(&update("full_state", json!({"execution_status": "finished"}))), Some("finished"));
-        assert_eq!(terminal_status(&update("full_state", json!({"execution_status": "idle"}))), None);
-        assert_eq!(terminal_status(&json!({"kind": "MessageEvent", "key": "execution_status"})), None);
+        assert_eq!(execution_status(&update("execution_status", json!("finished"))), Some("finished"));
+        assert_eq!(execution_status(&update("execution_status", json!("running"))), Some("running"));
+        assert_eq!(execution_status(&update("full_state", json!({"execution_status": "idle"}))), Some("idle"));
+        assert_eq!(execution_status(&update("agent_status", json!("finished"))), None);
+        assert_eq!(execution_status(&json!({"kind": "MessageEvent", "key": "execution_status"})), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::process::enrichment::EnrichmentState;
 use crate::process::outbox;
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
-use crate::triggers::{FoldError, TriggerState};
+use crate::triggers::{status, FoldError, TriggerState};
 
 /// How often a retry is decided again when another append moved the stream
 /// between the read and the append.
@@ -64,7 +64,11 @@ pub async fn retry(
         } else {
             let state = TriggerState::fold(&history)?;
             let Some((retried, event_id)) = state.retry(requested_by) else {
-                return Err(RetryError::NotAbandoned { what: "trigger", id, status: state.status.as_str().to_owned() });
+                return Err(RetryError::NotAbandoned {
+                    what: "trigger",
+                    id,
+                    status: status(&state).as_str().to_owned(),
+                });
             };
             Decided {
                 stream: trigger_stream.clone(),

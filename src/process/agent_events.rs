@@ -2,14 +2,14 @@
 //! operations ([`record_state_changes`]) and the agent server's webhook events
 //! ([`record_agent_server_event`]), both read by `crate::agent`'s parsers.
 
-use crate::agent::agent_server_events::{terminal_status, AgentServerOutcome};
+use crate::agent::agent_server_events::{execution_status, AgentServerOutcome};
 use crate::agent::v0_callbacks::{read_operation, Reported};
 use crate::events::{
     derived_id, streams, AgentEventsReceived, AgentServerEventReceived, ConversationStatusChanged, DomainEvent,
 };
 use crate::runner::HandlerError;
 use crate::store::{EventStore, ExpectedVersion};
-use crate::triggers::TriggerState;
+use crate::triggers::{AgentOutcome, TriggerState};
 
 /// Appends a `ConversationStatusChanged` to the trigger's stream for each
 /// state change in the batch (ids derived from the operation's path, so a
@@ -127,4 +127,28 @@ pub async fn record_agent_server_event(
     let event = changed.to_new_event(event_id, None)?;
     store.append(&trigger_stream, ExpectedVersion::StreamExists, vec![event]).await?;
     Ok(())
+}
+
+/// The `execution_status` an agent-server event reports, when it ends the run.
+fn terminal_status(event: &serde_json::Value) -> Option<&str> {
+    execution_status(event).filter(|status| AgentOutcome::of(status).is_terminal())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::terminal_status;
+
+    #[test]
+    fn terminal_states_end_the_run() {
+        let update = |key: &str, value: serde_json::Value| json!({"kind": "ConversationStateUpdateEvent", "id": "e", "key": key, "value": value});
+        assert_eq!(terminal_status(&update("execution_status", json!("finished"))), Some("finished"));
+        assert_eq!(terminal_status(&update("execution_status", json!("error"))), Some("error"));
+        assert_eq!(terminal_status(&update("execution_status", json!("stuck"))), Some("stuck"));
+        assert_eq!(terminal_status(&update("execution_status", json!("running"))), None);
+        assert_eq!(terminal_status(&update("full_state", json!({"execution_status": "finished"}))), Some("finished"));
+        assert_eq!(terminal_status(&update("full_state", json!({"execution_status": "idle"}))), None);
+        assert_eq!(terminal_status(&json!({"kind": "MessageEvent", "key": "execution_status"})), None);
+    }
 }

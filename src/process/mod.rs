@@ -281,9 +281,9 @@ impl EventHandler for ProcessManager {
                     _ => Vec::new(),
                 }
             }
-            kind if TriggerEvent::is_trigger_event(kind) && event.stream.starts_with(streams::TRIGGER_PREFIX) => {
-                self.advance(event).await?
-            }
+            // Every event of a trigger's stream moves it (the fold passes over
+            // any type it does not know).
+            _ if event.stream.starts_with(streams::TRIGGER_PREFIX) => self.advance(event).await?,
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;

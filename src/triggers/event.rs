@@ -54,23 +54,4 @@ impl TriggerEvent {
             _ => Ok(None),
         }
     }
-
-    /// Whether a recorded event is one of a trigger's (without decoding it).
-    pub fn is_trigger_event(event_type: &str) -> bool {
-        matches!(
-            event_type,
-            TriggerDetected::TYPE
-                | PermissionChecked::TYPE
-                | TriggerRejected::TYPE
-                | ReactionAdded::TYPE
-                | ConversationRequested::TYPE
-                | ConversationStarted::TYPE
-                | AcknowledgementPosted::TYPE
-                | ConversationStatusChanged::TYPE
-                | SummaryPosted::TYPE
-                | StepFailed::TYPE
-                | TriggerAbandoned::TYPE
-                | TriggerRetried::TYPE
-        )
-    }
 }

@@ -6,8 +6,8 @@ use super::lifecycle::{AgentOutcome, StatusChange, Step, TriggerStatus};
 use super::TriggerEvent;
 use crate::events::{
     derived_id, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
-    DecodeError, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
-    TriggerRejected, TriggerRetried,
+    DecodeError, PermissionChecked, ReactionAdded, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerRejected,
+    TriggerRetried,
 };
 use crate::store::{Position, RecordedEvent};
 
@@ -36,18 +36,15 @@ pub struct TriggerState {
     /// When the conversation started (the log's time), for `AGENT_RUN_TIMEOUT`.
     pub started_at_micros: Option<i64>,
     pub acknowledged: Option<AcknowledgementPosted>,
-    /// The agent's latest reported state.
-    pub agent: Option<ConversationStatusChanged>,
     /// The first state that ended the run.
     pub ended: Option<ConversationStatusChanged>,
     pub summary: Option<SummaryPosted>,
-    /// The latest failed attempt of a step.
-    pub last_failure: Option<StepFailed>,
     /// The abandonment not yet retried, with its event id.
     pub abandoned: Option<(TriggerAbandoned, Uuid)>,
     /// Admin retries so far.
     pub retries: u32,
-    pub status: TriggerStatus,
+    /// Read it with [`super::status`].
+    pub(super) status: TriggerStatus,
     /// The status before the open abandonment, which a retry resumes.
     resumes: TriggerStatus,
     /// The version of the stream's last event folded (`None`: no event).
@@ -65,10 +62,8 @@ impl Default for TriggerState {
             started: None,
             started_at_micros: None,
             acknowledged: None,
-            agent: None,
             ended: None,
             summary: None,
-            last_failure: None,
             abandoned: None,
             retries: 0,
             status: TriggerStatus::Detected,
@@ -129,10 +124,10 @@ impl TriggerState {
                 if self.ended.is_none() && AgentOutcome::of(&e.agent_state).is_terminal() {
                     self.ended = Some(e.clone());
                 }
-                self.agent = Some(e.clone());
             }
             TriggerEvent::SummaryPosted(e) => self.summary = Some(e.clone()),
-            TriggerEvent::StepFailed(e) => self.last_failure = Some(e.clone()),
+            // A failed attempt changes nothing but the outbox's due time.
+            TriggerEvent::StepFailed(_) => {}
             TriggerEvent::TriggerAbandoned(e) => {
                 self.abandoned = Some((e.clone(), event_id));
                 self.resumes = before;
