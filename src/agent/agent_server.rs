@@ -27,6 +27,7 @@ use serde_json::json;
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome};
 use super::settings::AgentSettings;
+use super::transport;
 
 /// The tools the agent gets: a shell, an editor and a task list.
 pub const DEFAULT_TOOLS: &[&str] = &["terminal", "file_editor", "task_tracker"];
@@ -84,10 +85,6 @@ fn tail(text: &str, secret: Option<&Secret>) -> String {
     chars[start..].iter().collect()
 }
 
-fn transport(e: reqwest::Error) -> AgentError {
-    AgentError::Transport(e.without_url().to_string())
-}
-
 /// A repository name as `owner/name`, each part a GitHub name.
 fn valid_repository(repository: &str) -> bool {
     let ok = |part: &str| {
@@ -123,7 +120,7 @@ impl AgentServer {
     /// Reads an answer's body, failing with its status when it is not a success.
     async fn read(response: reqwest::Response, secret: Option<&Secret>) -> Result<(u16, String), AgentError> {
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(transport)?;
+        let body = super::read_answer(response).await?;
         if !(200..300).contains(&status) {
             return Err(AgentError::Status { status, message: tail(&body, secret) });
         }
@@ -281,7 +278,7 @@ impl AgentRuntime for AgentServer {
         let call = self.http.post(self.url("/api/conversations")).json(&body);
         let response = self.authed(call).send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(transport)?;
+        let text = super::read_answer(response).await?;
         // Neither the LLM key nor the token is ever echoed into an error.
         let redact = |text: &str| {
             let text = tail(text, token);

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
 use super::settings::AgentSettings;
+use super::transport;
 
 /// How many pages (of 100, newest first) of start tasks are looked through
 /// for one conversation id. An earlier attempt is minutes old at most (the
@@ -135,10 +136,6 @@ fn excerpt(body: &str) -> String {
     body.chars().take(ANSWER_EXCERPT).collect()
 }
 
-fn transport(e: reqwest::Error) -> AgentError {
-    AgentError::Transport(e.without_url().to_string())
-}
-
 /// FastAPI's `{"detail": "…"}` or a validation error's `{"detail": [{"msg": …}, …]}`.
 fn reason(body: &str) -> String {
     let detail = serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("detail").cloned());
@@ -200,7 +197,7 @@ impl AppServer {
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, AgentError> {
         let response = self.authorized(self.http.get(self.url(path)).query(query)).send().await.map_err(transport)?;
         let status = response.status();
-        let body = response.text().await.map_err(transport)?;
+        let body = super::read_answer(response).await?;
         if !status.is_success() {
             return Err(AgentError::Status { status: status.as_u16(), message: reason(&body) });
         }
@@ -334,7 +331,7 @@ impl AgentRuntime for AppServer {
         let call = self.authorized(self.http.post(self.url("/app-conversations")).json(&body));
         let response = call.send().await.map_err(transport)?;
         let status = response.status();
-        let answer = response.text().await.map_err(transport)?;
+        let answer = super::read_answer(response).await?;
         match status.as_u16() {
             200..=299 => {
                 // The answer is the start task; its status says nothing yet
@@ -397,7 +394,7 @@ impl AgentRuntime for AppServer {
             }
         };
         let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
+        let body = super::read_answer(response).await.unwrap_or_default();
         match status {
             200..=299 => {
                 let is_page =

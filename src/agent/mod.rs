@@ -28,6 +28,27 @@ pub fn build(settings: &AgentSettings) -> Arc<dyn AgentRuntime> {
     }
 }
 
+/// The most hookwise reads of one answer from a runtime (a page of events
+/// included): a bigger one is an error, never an unbounded buffer.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// An answer's body as text, read with [`MAX_ANSWER_BYTES`] as its cap.
+pub(crate) async fn read_answer(mut response: reqwest::Response) -> Result<String, AgentError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(AgentError::Protocol(format!("the answer exceeds {MAX_ANSWER_BYTES} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A call that got no (complete) answer; the URL, which may carry ids, is left out.
+pub(crate) fn transport(e: reqwest::Error) -> AgentError {
+    AgentError::Transport(e.without_url().to_string())
+}
+
 /// The HTTP client every adapter uses: each call as a whole is bounded by
 /// `timeout` (`AGENT_REQUEST_TIMEOUT`), connecting by at most 10 s of it.
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {

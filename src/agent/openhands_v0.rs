@@ -63,9 +63,9 @@ impl AgentRuntime for OpenHandsV0 {
         if let Some(key) = &self.settings.api_key {
             call = call.bearer_auth(key.expose());
         }
-        let response = call.send().await.map_err(|e| AgentError::Transport(e.without_url().to_string()))?;
+        let response = call.send().await.map_err(super::transport)?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| AgentError::Transport(e.without_url().to_string()))?;
+        let body = super::read_answer(response).await?;
         if !status.is_success() {
             let message = body.chars().take(300).collect();
             return Err(AgentError::Status { status: status.as_u16(), message });

@@ -341,3 +341,20 @@ async fn app_server_check_agent_command_says_what_works() {
     assert!(!ok && out.contains("FAIL") && out.contains("AGENT_API_URL"), "{out}");
     assert_eq!(server.started_total(), 0);
 }
+
+/// An answer larger than the cap is refused as it streams in, not buffered.
+#[tokio::test]
+async fn an_answer_over_the_cap_is_an_error_not_a_buffer() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let runtime = MockServer::start().await;
+    let huge = format!("[\"{}\"]", "x".repeat(16 * 1024 * 1024));
+    Mock::given(method("GET"))
+        .and(path("/api/v1/app-conversations"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(huge))
+        .mount(&runtime)
+        .await;
+    let adapter = AppServer::new(settings(&runtime.uri(), Some("k")));
+    let answer = adapter.status(&Uuid::new_v4().to_string()).await;
+    assert!(matches!(&answer, Err(AgentError::Protocol(m)) if m.contains("exceeds")), "{answer:?}");
+}
