@@ -80,9 +80,13 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
         return Err(signature_error(SignatureError::Missing));
     }
 
+    // A GUID names one delivery whatever its case.
+    let delivery_id = delivery_id.to_ascii_lowercase();
+
     let body = read_limited(headers, body, MAX_BODY_BYTES).await?;
     let secret = state.secrets.verify(signature, &body).map_err(signature_error)?;
-    let headers = DeliveryHeaders { event, delivery_id, hook_id, signature: signature.unwrap_or_default() };
+    let headers =
+        DeliveryHeaders { event, delivery_id: &delivery_id, hook_id, signature: signature.unwrap_or_default() };
     receive_webhook(state.store.as_ref(), &headers, secret, body).await.map_err(|e| match e {
         ReceiveError::Payload(PayloadError::NotUtf8) => {
             ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8")
@@ -92,6 +96,22 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
         }
         ReceiveError::Payload(PayloadError::InvalidJson(detail)) => {
             ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {detail}"))
+        }
+        ReceiveError::Conflict { delivery_id, position } => {
+            // Counted by the handler as hookwise_deliveries_total{outcome="rejected",reason="delivery_conflict"}.
+            tracing::warn!(
+                delivery = %delivery_id,
+                position = position.0,
+                "a delivery GUID already in the log arrived with a different body; the new body was not stored"
+            );
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "delivery_conflict",
+                format!(
+                    "delivery {delivery_id} is already in the log (position {position}) with a different body; \
+                     this body was not stored"
+                ),
+            )
         }
         ReceiveError::Store(e) => {
             tracing::error!(error = %e, "append failed");

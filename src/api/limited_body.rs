@@ -1,6 +1,7 @@
 //! Reading a request body with a cap: a body that declares or streams more
 //! than `max` bytes is refused (`413`) as soon as it passes the cap, without
-//! buffering the rest.
+//! buffering the rest. The buffer grows with what arrives, never with what is
+//! declared: a client that declares 25 MiB and sends nothing holds nothing.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -9,6 +10,9 @@ use poem::Body;
 
 use super::error::ApiError;
 
+/// The most reserved up front: enough for most deliveries in one allocation.
+const INITIAL_CAPACITY: usize = 64 * 1024;
+
 /// The whole body, if it is at most `max` bytes.
 pub async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
     let declared =
@@ -16,7 +20,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
-    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(16 * 1024));
+    let mut buffer = BytesMut::with_capacity(declared.map_or(16 * 1024, |n| n.min(INITIAL_CAPACITY)));
     let mut chunks = body.into_bytes_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk =

@@ -1,6 +1,7 @@
 //! Records one verified GitHub delivery as `WebhookReceived` in its own
-//! stream, `delivery-{hook_id}-{guid}`, appended with `NoStream` so that a
-//! redelivery is recognised and stores nothing.
+//! stream, `delivery-{guid}`, appended with `NoStream` so that a redelivery
+//! is recognised and stores nothing. A GUID is one delivery: the same GUID
+//! with a different body is a conflict, refused and counted, never stored.
 
 use bytes::Bytes;
 
@@ -30,6 +31,9 @@ pub struct Receipt {
 pub enum ReceiveError {
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// The GUID is in the log with a different body (at `position`).
+    #[error("delivery {delivery_id} is already in the log with a different body (position {position})")]
+    Conflict { delivery_id: String, position: Position },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,23 +68,32 @@ pub async fn receive_webhook(
 ) -> Result<Receipt, ReceiveError> {
     let event = webhook_received(headers, secret, &body)?;
     let action = event.action.clone();
-    let stream = streams::delivery(headers.hook_id, headers.delivery_id);
+    let stream = streams::delivery(headers.delivery_id);
     // The stream, not the event id, recognises a redelivery (`NoStream`), so the id
     // is free to be time-ordered: a random one put every append on a random leaf
     // of the log's event-id index, a page written to the WAL per delivery.
     let event_id = uuid::Uuid::now_v7();
-    let new_event = event.to_new_event(event_id, Some(body)).map_err(StoreError::Encode)?;
+    let new_event = event.to_new_event(event_id, Some(body.clone())).map_err(StoreError::Encode)?;
     match store.append(&stream, ExpectedVersion::NoStream, vec![new_event]).await {
         Ok(result) => Ok(Receipt {
             position: result.first_position.unwrap_or_default(),
             duplicate: result.already_stored,
             action,
         }),
-        // The stream exists with another event id: still the same delivery.
+        // The stream exists with another event id: the same delivery when the
+        // body is the same (a redelivery), else a conflict.
         Err(StoreError::WrongExpectedVersion { .. }) => {
             let stored = store.read_stream(&stream, 0, 1).await?;
-            let position = stored.first().map(|e| e.position).unwrap_or_default();
-            Ok(Receipt { position, duplicate: true, action })
+            let Some(first) = stored.first() else {
+                return Err(StoreError::Unavailable(format!("{stream} exists but could not be read")).into());
+            };
+            if first.payload.as_deref() != Some(&body[..]) {
+                return Err(ReceiveError::Conflict {
+                    delivery_id: headers.delivery_id.to_owned(),
+                    position: first.position,
+                });
+            }
+            Ok(Receipt { position: first.position, duplicate: true, action })
         }
         Err(e) => Err(e.into()),
     }

@@ -90,8 +90,11 @@ pub enum DecodeError {
 pub mod streams {
     use uuid::Uuid;
 
-    pub fn delivery(hook_id: &str, delivery_id: &str) -> String {
-        format!("delivery-{hook_id}-{delivery_id}")
+    /// One stream per delivery GUID: the hook id that carried it does not
+    /// split it (logs written before named it `delivery-{hook_id}-{guid}`;
+    /// the SQL stores' migrations rename those, see `docs/decisions/delivery-identity.md`).
+    pub fn delivery(delivery_id: &str) -> String {
+        format!("delivery-{delivery_id}")
     }
 
     /// Every trigger stream's name starts with this.

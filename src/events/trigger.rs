@@ -77,6 +77,9 @@ pub struct TriggerDetected {
     pub failed_workflows: Vec<String>,
     /// The delivery that asked.
     pub delivery_stream: String,
+    /// Its GUID (absent in events written before; read from `delivery_stream` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
     pub delivery_position: u64,
 }
 

@@ -111,7 +111,7 @@ impl ReadModel for Conversations {
                         detected.repository.full_name.as_str(),
                         detected.number,
                         detected.requester.login.as_str(),
-                        delivery_id(&detected.delivery_stream),
+                        detected.delivery_id.as_deref().or_else(|| legacy_delivery_id(&detected.delivery_stream)),
                         at,
                         at,
                         event.position.0
@@ -168,8 +168,9 @@ impl ReadModel for Conversations {
     }
 }
 
-/// The delivery id in a delivery stream's name (`delivery-{hook}-{id}`).
-fn delivery_id(stream: &str) -> Option<&str> {
+/// The delivery id in the stream name a `TriggerDetected` written before it
+/// carried `delivery_id` names: `delivery-{hook}-{id}`.
+fn legacy_delivery_id(stream: &str) -> Option<&str> {
     stream.strip_prefix("delivery-").and_then(|rest| rest.split_once('-')).map(|(_, id)| id)
 }
 
@@ -339,4 +340,19 @@ pub async fn acknowledgement_waits(
         if where_sql.is_empty() { " WHERE" } else { " AND" }
     );
     db.query(&sql, filter.params).await?.iter().map(|row| row.get_by_name("wait")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_delivery_id;
+
+    #[test]
+    fn the_old_stream_name_gives_the_guid_after_the_hook_id() {
+        assert_eq!(
+            legacy_delivery_id("delivery-42-72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        );
+        assert_eq!(legacy_delivery_id("delivery-0-d"), Some("d"));
+        assert_eq!(legacy_delivery_id("trigger-x"), None);
+    }
 }

@@ -25,9 +25,6 @@ pub struct DeliveryAttempt {
     pub status_code: u16,
     #[serde(default)]
     pub event: String,
-    /// Listed by some GitHub versions; otherwise read from the attempt's request headers.
-    #[serde(default)]
-    pub hook_id: Option<u64>,
 }
 
 impl DeliveryAttempt {
@@ -38,18 +35,6 @@ impl DeliveryAttempt {
     pub fn delivered_at(&self) -> Option<time::OffsetDateTime> {
         time::OffsetDateTime::parse(&self.delivered_at, &time::format_description::well_known::Rfc3339).ok()
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct DeliveryDetail {
-    #[serde(default)]
-    request: Option<DetailRequest>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DetailRequest {
-    #[serde(default)]
-    headers: std::collections::HashMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,20 +86,6 @@ impl DeliveriesClient {
         let next = next_cursor(response.headers());
         let attempts = response.json::<Vec<DeliveryAttempt>>().await.map_err(|e| unreadable(route, e))?;
         Ok((attempts, next))
-    }
-
-    /// The hook id from one attempt's recorded request headers.
-    pub async fn hook_id_of(&self, attempt_id: u64) -> Result<Option<String>, DeliveriesError> {
-        let route = "GET /app/hook/deliveries/{id}";
-        let path = format!("/app/hook/deliveries/{attempt_id}");
-        let response = self.send(route, || self.github.app_request(Method::GET, &path)).await?;
-        let detail = response.json::<DeliveryDetail>().await.map_err(|e| unreadable(route, e))?;
-        let headers = detail.request.map(|r| r.headers).unwrap_or_default();
-        Ok(headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("x-github-hook-id")).and_then(|(_, v)| match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }))
     }
 
     /// Asks GitHub to deliver attempt `attempt_id` again.

@@ -130,7 +130,6 @@ async fn run(
 
     // Oldest first: those are closest to leaving the window.
     let mut last_request: Option<tokio::time::Instant> = None;
-    let mut hook_ids: HashMap<u64, Option<String>> = HashMap::new();
     for guid in order.iter().rev() {
         let attempts = &by_guid[guid];
         if attempts.iter().any(DeliveryAttempt::succeeded) {
@@ -138,23 +137,9 @@ async fn run(
         }
         // The newest attempt is the one to redeliver (listed first).
         let latest = &attempts[0];
-        let hook_id = match latest.hook_id {
-            Some(id) => Some(id.to_string()),
-            None => match hook_ids.get(&latest.id) {
-                Some(known) => known.clone(),
-                None => {
-                    let found = github.hook_id_of(latest.id).await?;
-                    hook_ids.insert(latest.id, found.clone());
-                    found
-                }
-            },
-        };
-        if let Some(hook_id) = &hook_id {
-            let stream = streams::delivery(hook_id, guid);
-            if !store.read_stream(&stream, 0, 1).await?.is_empty() {
-                report.already_in_log += 1;
-                continue;
-            }
+        if !store.read_stream(&streams::delivery(&guid.to_ascii_lowercase()), 0, 1).await?.is_empty() {
+            report.already_in_log += 1;
+            continue;
         }
         report.missing += 1;
         if report.redelivered + report.failed >= options.max_redeliveries {

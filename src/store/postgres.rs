@@ -55,6 +55,17 @@ const MIGRATIONS: &[Migration] = &[
         // insert per event, and reads need no second lookup.
         "ALTER TABLE events SET (toast_tuple_target = 8160);",
     ),
+    (
+        3,
+        // As SQLite's migration 2: the first `delivery-{hook_id}-{guid}` of
+        // each GUID becomes `delivery-{guid}`.
+        "UPDATE events SET stream = 'delivery-' || substring(stream from '^delivery-[0-9]+-(.+)$')
+         WHERE position IN (
+             SELECT MIN(position) FROM events
+             WHERE stream ~ '^delivery-[0-9]+-.+$'
+             GROUP BY substring(stream from '^delivery-[0-9]+-(.+)$')
+         );",
+    ),
 ];
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];

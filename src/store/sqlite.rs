@@ -21,22 +21,39 @@ use super::{
 use crate::sql::sqlite::apply_migrations;
 use crate::sql::Migration;
 
-const MIGRATIONS: &[Migration] = &[(
-    1,
-    "CREATE TABLE events (
-        position INTEGER PRIMARY KEY,
-        stream TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        event_id BLOB NOT NULL UNIQUE,
-        event_type TEXT NOT NULL,
-        schema_version INTEGER NOT NULL,
-        data TEXT NOT NULL,
-        payload BLOB,
-        payload_codec INTEGER NOT NULL DEFAULT 0,
-        recorded_at INTEGER NOT NULL,
-        UNIQUE (stream, version)
-    );",
-)];
+const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "CREATE TABLE events (
+            position INTEGER PRIMARY KEY,
+            stream TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            event_id BLOB NOT NULL UNIQUE,
+            event_type TEXT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            payload BLOB,
+            payload_codec INTEGER NOT NULL DEFAULT 0,
+            recorded_at INTEGER NOT NULL,
+            UNIQUE (stream, version)
+        );",
+    ),
+    (
+        2,
+        // A delivery GUID is one stream whatever hook id carried it: the first
+        // `delivery-{hook_id}-{guid}` of each GUID becomes `delivery-{guid}`
+        // (the stream name is the log's index; events, ids and positions stay).
+        // Later copies of a GUID keep their names: history, still read in order.
+        "UPDATE events SET stream = 'delivery-' || substr(stream, instr(substr(stream, 10), '-') + 10)
+         WHERE position IN (
+             SELECT MIN(position) FROM events
+             WHERE stream >= 'delivery-' AND stream < 'delivery.'
+               AND instr(substr(stream, 10), '-') > 1
+               AND substr(stream, 10, instr(substr(stream, 10), '-') - 1) NOT GLOB '*[^0-9]*'
+             GROUP BY substr(stream, instr(substr(stream, 10), '-') + 10)
+         );",
+    ),
+];
 
 pub struct SqliteStore {
     queue: Appender,

@@ -158,6 +158,7 @@ pub fn classify(
         thread_id: None,
         failed_workflows: Vec::new(),
         delivery_stream: delivery_stream.to_owned(),
+        delivery_id: Some(received.delivery_id.clone()),
         delivery_position,
     };
     let repo_id = repository.id.to_string();

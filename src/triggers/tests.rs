@@ -26,7 +26,8 @@ fn detected(kind: TriggerKind) -> TriggerEvent {
         line: None,
         thread_id: None,
         failed_workflows: Vec::new(),
-        delivery_stream: "delivery-1-d".into(),
+        delivery_stream: "delivery-d".into(),
+        delivery_id: Some("d".into()),
         delivery_position: 1,
     }))
 }

@@ -40,10 +40,7 @@ async fn verify_log_reports_deliveries_whose_signature_fails(backend: Backend) {
     };
     let event =
         forged.to_new_event(derived_id(&["delivery", "42", "forged"]), Some(body.clone().into())).expect("encodes");
-    app.store
-        .append(&streams::delivery("42", "forged"), ExpectedVersion::NoStream, vec![event])
-        .await
-        .expect("appended");
+    app.store.append(&streams::delivery("forged"), ExpectedVersion::NoStream, vec![event]).await.expect("appended");
     let db = app.stop().await;
 
     let url = db.url.clone();

@@ -134,7 +134,7 @@ async fn the_readme_walkthrough_works(backend: Backend) {
     let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["type"], "WebhookReceived");
-    assert_eq!(lines[0]["stream"], "delivery-1-walk-1");
+    assert_eq!(lines[0]["stream"], "delivery-walk-1");
     assert_eq!(lines[0]["payload"]["comment"]["body"], "hello");
     assert_eq!(lines[0]["data"]["repository"]["full_name"], "o/r");
     assert!(lines[0]["recorded_at"].as_str().is_some_and(|t| t.ends_with('Z')));

@@ -151,7 +151,7 @@ async fn forwarding_survives_outages_in_order(backend: Backend) {
     // The events carry the log's fields and the GitHub body.
     let events = sink.taken_events();
     assert_eq!(events[0]["type"], "WebhookReceived");
-    assert_eq!(events[0]["stream"], "delivery-42-fwd-1");
+    assert_eq!(events[0]["stream"], "delivery-fwd-1");
     assert_eq!(events[0]["schema_version"], 1);
     assert_eq!(events[0]["data"]["delivery_id"], "fwd-1");
     assert_eq!(events[0]["payload"]["comment"]["id"], 1);

@@ -16,6 +16,9 @@ backend_tests!(
     a_delivery_signed_with_the_previous_secret_is_accepted,
     disabled_intake_answers_503_and_stores_nothing,
     the_same_delivery_sent_at_once_is_stored_once,
+    a_guid_is_one_delivery_whatever_hook_carried_it,
+    the_same_guid_with_another_body_is_a_conflict_and_stores_nothing,
+    a_log_that_named_deliveries_by_hook_still_recognises_them,
 );
 
 /// PostgreSQL only: the database going away is a 503 (GitHub may redeliver),
@@ -46,7 +49,7 @@ async fn an_unreachable_store_answers_503_then_recovers() {
     }
     assert_eq!(status, 200, "intake recovers once the database is back");
     let deliveries: Vec<String> = app.log().await.iter().map(|e| e.stream.clone()).collect();
-    assert_eq!(deliveries, vec!["delivery-42-before-outage", "delivery-42-during-outage"]);
+    assert_eq!(deliveries, vec!["delivery-before-outage", "delivery-during-outage"]);
     app.stop().await;
 }
 
@@ -72,7 +75,7 @@ async fn every_corpus_payload_is_stored_once(backend: Backend) {
     // Each stored exactly as received, in its own stream.
     let by_stream: HashMap<&str, _> = log.iter().map(|e| (e.stream.as_str(), e)).collect();
     for (event, delivery, body, position) in &bodies {
-        let stored = by_stream[format!("delivery-42-{delivery}").as_str()];
+        let stored = by_stream[format!("delivery-{delivery}").as_str()];
         assert_eq!(position.as_u64(), Some(stored.position.0), "{delivery}");
         assert_eq!(stored.payload.as_deref(), Some(body.as_slice()));
         let received = WebhookReceived::decode(stored).expect("a WebhookReceived");
@@ -325,4 +328,104 @@ fn github_headers() -> Vec<String> {
         "x-github-delivery: big-1".into(),
         format!("x-hub-signature-256: sha256={signature}"),
     ]
+}
+
+/// GitHub's `X-GitHub-Delivery` names a delivery; the hook id beside it (or its
+/// absence, or `01` for `1`, or the GUID's case) does not make another one.
+async fn a_guid_is_one_delivery_whatever_hook_carried_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let body = br#"{"action":"opened","installation":{"id":1}}"#;
+    let signature = sign(TEST_SECRET, body);
+    let guid = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    let first = app.deliver_through_hook("1", "issues", guid, body, &signature).await;
+    let first: Value = first.json().await.expect("a JSON answer");
+    assert_eq!(first["status"], "accepted");
+    for (hook, delivery) in [("2", guid), ("01", guid), ("1", &guid.to_ascii_uppercase())] {
+        let answer: Value =
+            app.deliver_through_hook(hook, "issues", delivery, body, &signature).await.json().await.expect("JSON");
+        assert_eq!(answer["status"], "duplicate", "hook {hook}, {delivery}");
+        assert_eq!(answer["position"], first["position"]);
+    }
+    let without_hook = app
+        .http
+        .post(app.url("/integration/github/events"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", guid)
+        .header("x-hub-signature-256", &signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the server answers");
+    let answer: Value = without_hook.json().await.expect("JSON");
+    assert_eq!(answer["status"], "duplicate", "no hook id");
+    let log = app.log().await;
+    assert_eq!(log.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(), vec![format!("delivery-{guid}")]);
+    app.stop().await;
+}
+
+/// A GUID already stored with one body and sent again with another is not a
+/// redelivery: `409`, counted, and the first body stays the one in the log.
+async fn the_same_guid_with_another_body_is_a_conflict_and_stores_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let first = br#"{"action":"opened","installation":{"id":1}}"#;
+    let other = br#"{"action":"closed","installation":{"id":1}}"#;
+    assert_eq!(app.deliver("issues", "conflicting-guid", first).await.status(), 200);
+    let response = app.deliver("issues", "conflicting-guid", other).await;
+    assert_eq!(response.status(), 409);
+    let answer: Value = response.json().await.expect("a JSON error");
+    assert_eq!(answer["error"], "delivery_conflict");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("conflicting-guid")), "{answer}");
+    let log = app.log().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].payload.as_deref(), Some(&first[..]));
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hookwise_deliveries_total") && l.contains(r#"reason="delivery_conflict""#)),
+        "the conflict is counted"
+    );
+    app.stop().await;
+}
+
+/// Logs written before named each delivery's stream `delivery-{hook}-{guid}`;
+/// the store's migration renames the first of each GUID, so a redelivery of
+/// one of them after the upgrade is still recognised.
+async fn a_log_that_named_deliveries_by_hook_still_recognises_them(backend: Backend) {
+    use hookwise::store::{ExpectedVersion, NewEvent};
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let body = br#"{"action":"opened","installation":{"id":1}}"#;
+    let store = db.open_store().await;
+    for hook in ["7", "8"] {
+        let event = NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "WebhookReceived".into(),
+            schema_version: 1,
+            data: serde_json::to_vec(&serde_json::json!({
+                "delivery_id": "old-guid", "hook_id": hook, "event": "issues", "action": "opened",
+                "installation_id": 1, "signature": sign(TEST_SECRET, body), "secret": "current"
+            }))
+            .expect("JSON"),
+            payload: Some(bytes::Bytes::from_static(body)),
+        };
+        store
+            .append(&format!("delivery-{hook}-old-guid"), ExpectedVersion::NoStream, vec![event])
+            .await
+            .expect("append");
+    }
+    store.close().await;
+    drop(store);
+    // As the log was before the migration that renames them.
+    let migration = if backend == Backend::Sqlite { 2 } else { 3 };
+    db.execute_on_log(&format!("DELETE FROM schema_migrations WHERE component = 'events' AND version = {migration}"))
+        .await;
+
+    let app = TestApp::spawn_on(db, &[]).await;
+    let answer: Value = app.deliver("issues", "old-guid", body).await.json().await.expect("JSON");
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert_eq!(answer["position"], 1);
+    let streams: Vec<String> = app.log().await.iter().map(|e| e.stream.clone()).collect();
+    assert_eq!(streams, vec!["delivery-old-guid", "delivery-8-old-guid"]);
+    app.stop().await;
 }

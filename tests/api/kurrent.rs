@@ -77,7 +77,7 @@ mod server {
                 let answer: serde_json::Value = response.json().await.expect("a JSON answer");
                 assert_eq!(answer["status"], expected, "{answer}");
             }
-            let stream = hookwise::events::streams::delivery("42", &delivery);
+            let stream = hookwise::events::streams::delivery(&delivery);
             let stored = app.store.read_stream(&stream, 0, 10).await.expect("read the delivery stream");
             assert_eq!(stored.len(), 1, "stored once");
             assert_eq!(stored[0].payload.as_deref(), Some(body.as_slice()), "payload kept byte for byte");

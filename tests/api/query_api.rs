@@ -383,7 +383,7 @@ async fn rebuild_and_replay_equal_incremental_projection(backend: Backend) {
                 .to_new_event(derived_id(&["delivery", "7", &delivery_id]), Some(body.clone().into()))
                 .expect("encodes");
             app.store
-                .append(&streams::delivery("7", &delivery_id), ExpectedVersion::NoStream, vec![new_event])
+                .append(&streams::delivery(&delivery_id), ExpectedVersion::NoStream, vec![new_event])
                 .await
                 .expect("appended");
             appended += 1;
@@ -609,7 +609,7 @@ async fn append_delivery(store: &dyn hookwise::store::EventStore, event: &str, d
         .to_new_event(derived_id(&["delivery", "42", delivery_id]), Some(body.to_vec().into()))
         .expect("encodes");
     let result = store
-        .append(&streams::delivery("42", delivery_id), ExpectedVersion::NoStream, vec![new_event])
+        .append(&streams::delivery(delivery_id), ExpectedVersion::NoStream, vec![new_event])
         .await
         .expect("appended");
     result.first_position.expect("a position").0
@@ -648,7 +648,9 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
             line: None,
             thread_id: None,
             failed_workflows: Vec::new(),
-            delivery_stream: streams::delivery("7", &format!("bulk-0-{i}")),
+            // Written before TriggerDetected carried the GUID: read from the old stream name.
+            delivery_stream: format!("delivery-7-bulk-0-{i}"),
+            delivery_id: None,
             delivery_position: 1 + i,
         },
     );
@@ -759,7 +761,8 @@ async fn conversations_follow_their_triggers(backend: Backend) {
         line: None,
         thread_id: None,
         failed_workflows: Vec::new(),
-        delivery_stream: streams::delivery("42", delivery),
+        delivery_stream: streams::delivery(delivery),
+        delivery_id: Some(delivery.to_owned()),
         delivery_position: positions[delivery],
     };
     append(&app, t1, &detected(t1, "d-finished", "alice", TriggerKind::IssueComment)).await;
@@ -978,7 +981,7 @@ async fn time_windows_find_every_row_whatever_order_the_times_come_in(backend: B
         let new_event = received.to_new_event(derived_id(&["window", &position.to_string()]), None).expect("event");
         let event = RecordedEvent {
             position: Position(position),
-            stream: streams::delivery("1", &received.delivery_id),
+            stream: streams::delivery(&received.delivery_id),
             version: 0,
             event_id: new_event.event_id,
             event_type: new_event.event_type,

@@ -185,6 +185,28 @@ impl TestDatabase {
         }
     }
 
+    /// Runs `sql` on the log's own database (SQLite: its file; PostgreSQL:
+    /// this database), as an operator at a `psql`/`sqlite3` prompt would.
+    pub async fn execute_on_log(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.url.strip_prefix("sqlite://").expect("a sqlite:// URL").to_owned();
+                let sql = sql.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(&path).expect("opening the log's file");
+                    conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                })
+                .await
+                .expect("join");
+            }
+            Backend::Postgres => {
+                let client = admin_connect(&self.url).await.expect("connecting to the test database");
+                client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Backend::KurrentDb => panic!("KurrentDB has no SQL"),
+        }
+    }
+
     /// Opens (and migrates) the event store on this database.
     pub async fn open_store(&self) -> Arc<dyn EventStore> {
         if let Some(scope) = &self.kurrent_scope {
