@@ -82,7 +82,7 @@ fn delivery(templates: &[Template], i: usize) -> (String, hookwise::store::NewEv
     };
     let event =
         received.to_new_event(derived_id(&["delivery", "1", &delivery_id]), Some(bytes.into())).expect("encodes");
-    (streams::delivery("1", &delivery_id), event)
+    (streams::delivery(&delivery_id), event)
 }
 
 async fn fill(store: Arc<dyn EventStore>, templates: Arc<Vec<Template>>, deliveries: usize) {

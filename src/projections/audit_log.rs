@@ -76,8 +76,9 @@ impl ReadModel for AuditLog {
 
     fn schema_version(&self) -> i64 {
         // 3: the filter indexes carry the time; 4: time ranges per block of
-        // positions; 5: typed events (details from the events' own fields).
-        5
+        // positions; 5: typed events (details from the events' own fields);
+        // 6: delivery streams renamed `delivery-{guid}` (docs/decisions/delivery-identity.md).
+        6
     }
 
     fn tables(&self) -> &'static [&'static str] {

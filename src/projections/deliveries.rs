@@ -63,8 +63,9 @@ impl ReadModel for Deliveries {
     }
 
     fn schema_version(&self) -> i64 {
-        // 2: the filter indexes carry the time; 3: time ranges per block of positions.
-        3
+        // 2: the filter indexes carry the time; 3: time ranges per block of positions;
+        // 4: delivery streams renamed `delivery-{guid}` (the payload is read by the row's stream).
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
