@@ -45,8 +45,10 @@ pub struct Application {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("opening the event store: {0}")]
-    Store(#[from] StoreError),
+    #[error("opening the event log ({log}): {source}")]
+    Store { log: String, source: StoreError },
+    #[error("the event log ({log}) cannot be written, so no delivery could be stored: {source}")]
+    LogNotWritable { log: String, source: StoreError },
     #[error("preparing the database: {0}")]
     Sql(#[from] SqlError),
     #[error("preparing the read models: {0}")]
@@ -58,7 +60,10 @@ pub enum StartError {
 impl Application {
     /// Opens (and migrates) the store and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = store::open_log(&config.database_url, config.eventstore_url.as_deref()).await?;
+        let log = store::describe_log(&config.database_url, config.eventstore_url.as_deref());
+        let store = store::open_log(&config.database_url, config.eventstore_url.as_deref())
+            .await
+            .map_err(|source| StartError::Store { log, source })?;
         let db = SqlDb::connect(&config.database_url).await?;
         Self::build_with(config, store, db).await
     }
@@ -66,6 +71,11 @@ impl Application {
     /// Builds on an already opened store and SQL database (the KurrentDB
     /// backend pairs a remote log with a SQL database).
     pub async fn build_with(config: Config, store: Arc<dyn EventStore>, db: SqlDb) -> Result<Self, StartError> {
+        // Refuse to answer GitHub at all rather than refuse every delivery.
+        if let Err(source) = store.check_writable().await {
+            let log = store::describe_log(&config.database_url, config.eventstore_url.as_deref());
+            return Err(StartError::LogNotWritable { log, source });
+        }
         db.migrate("checkpoints", CHECKPOINT_MIGRATIONS).await?;
         // The process manager follows the log on its own; the read models
         // share one reading of it and one transaction per batch. Each keeps

@@ -13,11 +13,16 @@ pub async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// The event store answers; the detail shows each read model's lag (log
-/// head minus its checkpoint).
+/// The event log answers and can be written now (a delivery would be
+/// stored); the detail shows each read model's lag (log head minus its
+/// checkpoint).
 #[handler]
 pub async fn readyz(state: Data<&AppState>) -> Response {
-    match state.store.ping().await {
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed: the event log does not answer");
+        return ApiError::unavailable("store_unavailable", "the event store is not reachable", 5).into_response();
+    }
+    match state.store.check_writable().await {
         Ok(()) => {
             let names: Vec<&'static str> = read_models().iter().map(|m| m.name()).collect();
             let lag = match state.store.head().await {
@@ -29,8 +34,14 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             json_response(StatusCode::OK, &json!({"status": "ready", "projection_lag": lag}))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            ApiError::unavailable("store_unavailable", "the event store is not reachable", 5).into_response()
+            // The detail stays in the log: /readyz is unauthenticated.
+            tracing::warn!(error = %e, "readiness check failed: the event log cannot be written");
+            ApiError::unavailable(
+                "log_not_writable",
+                "the event log cannot be written now; deliveries would be refused (the server log has the cause)",
+                5,
+            )
+            .into_response()
         }
     }
 }

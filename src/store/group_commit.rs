@@ -2,12 +2,14 @@
 //! single writer, which takes whatever is waiting (at most [`MAX_GROUP`]) and
 //! commits it in one transaction, so one sync to disk serves many requests.
 //! What differs between engines is only how a group is committed
-//! ([`CommitGroup`]).
+//! ([`CommitGroup`]). The writer also answers whether the log can be written
+//! now ([`Appender::check_writable`], for `/readyz` and `serve`'s start).
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -18,7 +20,56 @@ type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
 /// What the writer is sent.
 pub(crate) enum WriterMessage {
     Append(AppendRequest, Reply),
+    /// Write the probe row and say whether it committed.
+    Probe(oneshot::Sender<Result<(), String>>),
     Close(oneshot::Sender<()>),
+}
+
+/// A failed group commit keeps the log "not writable" this long even when a
+/// probe commits meanwhile: a one-row probe can fit where a delivery does not
+/// (a disk nearly full, a file size limit), and readiness must not say ready
+/// while deliveries are being refused. Past it, the probe alone decides, so
+/// readiness recovers by itself once writes fit again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15);
+/// `/readyz` may be asked often: one probe commit per this, at most.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A writer stuck on its disk is not writable either.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the writer last saw of the disk, shared by it and the [`Appender`].
+#[derive(Default)]
+struct WriteHealth {
+    /// When the last group commit failed and why; cleared by one that commits.
+    last_failure: Mutex<Option<(Instant, String)>>,
+    /// The last probe's time and outcome.
+    last_probe: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl WriteHealth {
+    fn record_group(&self, outcome: Result<(), String>) {
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        *last = outcome.err().map(|e| (Instant::now(), e));
+    }
+
+    fn recent_failure(&self) -> Option<String> {
+        let last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|(at, _)| at.elapsed() < FAILURE_MEMORY).map(|(_, e)| e.clone())
+    }
+
+    fn fresh_probe(&self) -> Option<Result<(), String>> {
+        let last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|(at, _)| at.elapsed() < PROBE_INTERVAL).map(|(_, outcome)| outcome.clone())
+    }
+
+    fn record_probe(&self, outcome: Result<(), String>) {
+        *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), outcome));
+    }
+}
+
+/// The receiving side of the writer's queue, for [`run_writer`].
+pub(crate) struct WriterInbox {
+    messages: mpsc::Receiver<WriterMessage>,
+    health: Arc<WriteHealth>,
 }
 
 /// The result of each request of a group, in order (a request turned down
@@ -38,19 +89,49 @@ pub(crate) trait CommitGroup {
         &mut self,
         requests: &[AppendRequest],
     ) -> impl Future<Output = Result<GroupResults, Self::Error>> + Send;
+
+    /// Commits a write that does not grow the log (one probe row, replaced),
+    /// durably as an append would be.
+    fn commit_probe(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// The sending side of the writer's queue, which a store's `append` and
 /// `close` use.
 pub(crate) struct Appender {
     queue: mpsc::Sender<WriterMessage>,
+    health: Arc<WriteHealth>,
 }
 
 impl Appender {
     /// A queue of [`QUEUE_DEPTH`] appends and its receiving end, for [`run_writer`].
-    pub(crate) fn new() -> (Self, mpsc::Receiver<WriterMessage>) {
-        let (queue, inbox) = mpsc::channel(QUEUE_DEPTH);
-        (Appender { queue }, inbox)
+    pub(crate) fn new() -> (Self, WriterInbox) {
+        let (queue, messages) = mpsc::channel(QUEUE_DEPTH);
+        let health = Arc::new(WriteHealth::default());
+        (Appender { queue, health: health.clone() }, WriterInbox { messages, health })
+    }
+
+    /// Whether the log can be written now: no group commit failed in the last
+    /// [`FAILURE_MEMORY`], and a probe row commits (probed at most once per
+    /// [`PROBE_INTERVAL`]; queued behind the appends already waiting).
+    pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.health.recent_failure() {
+            return Err(StoreError::Unavailable(format!("the last append failed: {failure}")));
+        }
+        let outcome = match self.health.fresh_probe() {
+            Some(outcome) => outcome,
+            None => {
+                let (reply, answer) = oneshot::channel();
+                self.queue.send(WriterMessage::Probe(reply)).await.map_err(|_| StoreError::Closed)?;
+                let outcome = match tokio::time::timeout(PROBE_TIMEOUT, answer).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) => return Err(StoreError::Closed),
+                    Err(_) => Err(format!("the writer did not answer within {PROBE_TIMEOUT:?}")),
+                };
+                self.health.record_probe(outcome.clone());
+                outcome
+            }
+        };
+        outcome.map_err(|e| StoreError::Unavailable(format!("a write to the log failed: {e}")))
     }
 
     /// Queues `request` (waiting for room when the queue is full) and waits for its group to commit.
@@ -77,11 +158,8 @@ impl Appender {
 /// The writer: until it is closed (or every sender is gone), commits what is
 /// waiting as one group with `committer`, answers each request, and moves
 /// `head` to the furthest new position.
-pub(crate) async fn run_writer<C: CommitGroup>(
-    mut committer: C,
-    mut inbox: mpsc::Receiver<WriterMessage>,
-    head: watch::Sender<Position>,
-) {
+pub(crate) async fn run_writer<C: CommitGroup>(mut committer: C, inbox: WriterInbox, head: watch::Sender<Position>) {
+    let WriterInbox { messages: mut inbox, health } = inbox;
     let mut requests = Vec::with_capacity(MAX_GROUP);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     let mut closing = None;
@@ -95,6 +173,10 @@ pub(crate) async fn run_writer<C: CommitGroup>(
                 WriterMessage::Append(request, reply) => {
                     requests.push(request);
                     replies.push(reply);
+                }
+                WriterMessage::Probe(reply) => {
+                    let outcome = committer.commit_probe().await.map_err(|e| e.to_string());
+                    let _ = reply.send(outcome);
                 }
                 WriterMessage::Close(done) => {
                     closing = Some(done);
@@ -111,6 +193,7 @@ pub(crate) async fn run_writer<C: CommitGroup>(
         let started = std::time::Instant::now();
         let result = committer.commit_group(&requests).await;
         record_group_commit(C::BACKEND, started, requests.len());
+        health.record_group(result.as_ref().map(drop).map_err(|e| e.to_string()));
         match result {
             Ok(results) => {
                 let last = results

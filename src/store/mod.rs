@@ -193,6 +193,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether the log can be written now: `/readyz` answers `503` and `serve`
+    /// refuses to start otherwise. Without a way to probe, whether it answers.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+
     /// Wakes subscribers when new events may be visible. A hint only:
     /// subscriptions also poll.
     fn head_hint(&self) -> watch::Receiver<Position>;
@@ -244,6 +250,32 @@ pub async fn open_log(database_url: &str, eventstore_url: Option<&str>) -> Resul
     }
 }
 
+/// Where the log is, for an operator reading an error: the SQLite file's
+/// path, PostgreSQL's URL without its password, or KurrentDB's host.
+pub fn describe_log(database_url: &str, eventstore_url: Option<&str>) -> String {
+    // The query may carry `password=` too: it is left out whole.
+    let without_credentials = |url: &str| match (url.split('?').next().unwrap_or(url), url.find('@')) {
+        (url, None) => url.to_owned(),
+        (url, Some(_)) => match url.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((userinfo, host)) if !userinfo.contains('/') => {
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}@{host}")
+                }
+                _ => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+    };
+    match eventstore_url.filter(|url| !url.trim().is_empty()) {
+        Some(url) => format!("KurrentDB at {}", without_credentials(url)),
+        None => match database_url.strip_prefix("sqlite://") {
+            Some(path) => format!("SQLite file {path}"),
+            None => format!("PostgreSQL at {}", without_credentials(database_url)),
+        },
+    }
+}
+
 /// Why `EVENTSTORE_URL` cannot be used by this build.
 pub const KURRENTDB_NOT_BUILT: &str = "EVENTSTORE_URL is set, but this hookwise was built without the `kurrentdb` \
      cargo feature: rebuild with `cargo build --release --features kurrentdb`, or unset EVENTSTORE_URL";
@@ -257,3 +289,22 @@ pub fn now_micros() -> i64 {
 pub(crate) const MAX_GROUP: usize = 512;
 /// Appends waiting for the writer before callers are made to wait for room.
 pub(crate) const QUEUE_DEPTH: usize = 8192;
+
+#[cfg(test)]
+mod describe_log_tests {
+    use super::describe_log;
+
+    #[test]
+    fn the_log_is_named_without_its_credentials() {
+        assert_eq!(describe_log("sqlite://data/hw.db", None), "SQLite file data/hw.db");
+        assert_eq!(
+            describe_log("postgres://hw:s3cret@db.internal:5432/hw?sslmode=require&password=x", None),
+            "PostgreSQL at postgres://hw@db.internal:5432/hw"
+        );
+        assert_eq!(describe_log("postgres://db/hw", None), "PostgreSQL at postgres://db/hw");
+        assert_eq!(
+            describe_log("sqlite://x", Some("esdb://admin:changeit@kurrent:2113?tls=false")),
+            "KurrentDB at esdb://admin@kurrent:2113"
+        );
+    }
+}

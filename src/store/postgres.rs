@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
              GROUP BY substring(stream from '^delivery-[0-9]+-(.+)$')
          );",
     ),
+    (
+        4,
+        // One row, replaced by each write probe (`/readyz`): never grows.
+        "CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at BIGINT NOT NULL);",
+    ),
 ];
 
 type OneParam<'a> = [&'a (dyn ToSql + Sync); 1];
@@ -137,6 +142,22 @@ impl CommitGroup for PostgresGroups {
         requests: &[AppendRequest],
     ) -> impl std::future::Future<Output = Result<GroupResults, StoreError>> + Send {
         commit_group(&self.0, requests)
+    }
+
+    fn commit_probe(&mut self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        let pool = self.0.clone();
+        async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            client
+                .execute(
+                    "INSERT INTO write_probe (id, checked_at) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    &[&now_micros()],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
     }
 }
 
@@ -377,6 +398,10 @@ impl EventStore for PostgresStore {
         let client = self.client().await?;
         client.query_one("SELECT 1", &[]).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.queue.check_writable().await
     }
 
     fn head_hint(&self) -> watch::Receiver<Position> {

@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
              GROUP BY substr(stream, instr(substr(stream, 10), '-') + 10)
          );",
     ),
+    (
+        3,
+        // One row, replaced by each write probe (`/readyz`): never grows.
+        "CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL);",
+    ),
 ];
 
 pub struct SqliteStore {
@@ -182,6 +187,15 @@ impl CommitGroup for SqliteGroups {
         requests: &[AppendRequest],
     ) -> impl std::future::Future<Output = Result<GroupResults, rusqlite::Error>> + Send {
         std::future::ready(commit_group(&mut self.0, requests))
+    }
+
+    fn commit_probe(&mut self) -> impl std::future::Future<Output = Result<(), rusqlite::Error>> + Send {
+        let probe = self.0.execute(
+            "INSERT INTO write_probe (id, checked_at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            [super::now_micros()],
+        );
+        std::future::ready(probe.map(drop))
     }
 }
 
@@ -320,6 +334,10 @@ impl EventStore for SqliteStore {
             return Err(StoreError::Closed);
         }
         Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.queue.check_writable().await
     }
 
     fn head_hint(&self) -> watch::Receiver<Position> {

@@ -17,6 +17,7 @@ mod kurrent;
 mod metrics;
 mod pull_request_enrichment;
 mod query_api;
+mod readiness;
 mod reconcile;
 mod runner;
 mod store_conformance;

@@ -207,6 +207,25 @@ impl TestDatabase {
         }
     }
 
+    /// PostgreSQL only: makes every new session of this database read-only
+    /// (or writable again) and ends the current ones, as a server failing
+    /// over to a standby, or an operator's `default_transaction_read_only`, would.
+    pub async fn set_read_only(&self, read_only: bool) {
+        let db = self.postgres.as_ref().expect("only a PostgreSQL database can be made read-only");
+        let client = admin_connect(&db.admin_url).await.expect("admin connection");
+        client
+            .batch_execute(&format!("ALTER DATABASE \"{}\" SET default_transaction_read_only = {read_only}", db.name))
+            .await
+            .expect("changing default_transaction_read_only");
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db.name],
+            )
+            .await
+            .expect("ending the sessions");
+    }
+
     /// Opens (and migrates) the event store on this database.
     pub async fn open_store(&self) -> Arc<dyn EventStore> {
         if let Some(scope) = &self.kurrent_scope {
