@@ -31,12 +31,22 @@ pub async fn run_while_leading(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let mut announced = false;
         let lease = loop {
             if *stop.borrow() {
                 return;
             }
             match db.try_take_background_lease().await {
                 Ok(Some(lease)) => break lease,
+                Ok(None) if !announced => {
+                    announced = true;
+                    let holder = db.background_lease_holder().await;
+                    tracing::info!(
+                        holder = holder.as_deref().unwrap_or("unknown"),
+                        "standing by: another instance holds the background lease and runs the process manager, \
+                         read models and forwarders; this one takes over when it stops"
+                    );
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "could not try for the background lease; retrying"),
             }

@@ -124,6 +124,17 @@ impl SqlDb {
         Ok(hold.map(|hold| BackgroundLease { hold }))
     }
 
+    /// Who holds the background lease, as its holder described itself
+    /// ([`lease_holder_description`]), when that can be known.
+    pub async fn background_lease_holder(&self) -> Option<String> {
+        let holder = match &*self.inner {
+            Engine::Sqlite { lease_path, .. } => sqlite::read_lease_holder(lease_path).await,
+            Engine::Postgres(db) => db.advisory_lease_holder().await,
+        };
+        // Another process wrote it: bounded and printable before it is logged.
+        holder.map(|h| h.chars().filter(|c| !c.is_control()).take(200).collect())
+    }
+
     /// Runs `statements` in one transaction, the last of which returns rows
     /// (e.g. claiming an outbox row with `UPDATE … RETURNING`).
     pub async fn write_returning(&self, statements: Vec<Statement>) -> Result<Vec<SqlRow>, SqlError> {
@@ -182,6 +193,14 @@ impl BackgroundLease {
             LeaseHold::Postgres(client) => postgres::check_lease(client).await,
         }
     }
+}
+
+/// How the lease's holder names itself to a standby: `pid 123 on host-a`.
+pub(crate) fn lease_holder_description() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host = if host.is_empty() { "unknown host" } else { host };
+    format!("pid {} on {host}", std::process::id())
 }
 
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`, leaving quoted text alone.

@@ -142,13 +142,38 @@ impl PostgresDb {
             return Ok(None);
         }
         let client = deadpool_postgres::Object::take(client);
+        // The session's name tells a standby who holds the lease.
+        let name = format!("hookwise background lease holder, {}", super::lease_holder_description());
         client
-            .batch_execute(
-                "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
-            )
+            .batch_execute(&format!(
+                "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; \
+                 SET application_name = '{}'",
+                name.replace('\'', "")
+            ))
             .await
             .map_err(db_error)?;
         Ok(Some(client))
+    }
+
+    /// The holder's session, as the server shows it: its name and address.
+    pub async fn advisory_lease_holder(&self) -> Option<String> {
+        let client = self.client().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT a.application_name, COALESCE(host(a.client_addr), 'local socket')
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                   AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+                &[&(BACKGROUND_LEASE_LOCK >> 32), &(BACKGROUND_LEASE_LOCK & 0xffff_ffff)],
+            )
+            .await
+            .ok()??;
+        let name: Option<String> = row.get(0);
+        let address: String = row.get(1);
+        Some(format!(
+            "{} (session from {address})",
+            name.filter(|n| !n.is_empty()).unwrap_or_else(|| "a session".into())
+        ))
     }
 
     pub fn connect(url: &str) -> Result<Self, SqlError> {

@@ -100,13 +100,40 @@ pub async fn try_lock_file(path: &str) -> Result<Option<std::fs::File>, SqlError
             .open(&path)
             .map_err(|e| SqlError::Unavailable(format!("opening {path}: {e}")))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
+            Ok(()) => {
+                // For a standby's log line; the lock, not the text, is the lease.
+                use std::io::Write;
+                let mut file = file;
+                let described = file.set_len(0).and_then(|()| {
+                    writeln!(file, "{}", super::lease_holder_description())?;
+                    file.flush()
+                });
+                if let Err(e) = described {
+                    tracing::debug!(error = %e, "could not describe this instance in {path}");
+                }
+                Ok(Some(file))
+            }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(SqlError::Unavailable(format!("locking {path}: {e}"))),
         }
     })
     .await
     .map_err(unavailable)?
+}
+
+/// What the lease's holder wrote into `path` (at most 256 bytes of it).
+pub async fn read_lease_holder(path: &str) -> Option<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut text = Vec::new();
+        std::fs::File::open(&path).ok()?.take(256).read_to_end(&mut text).ok()?;
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        (!text.is_empty()).then_some(text)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 impl SqliteDb {

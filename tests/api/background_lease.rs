@@ -10,7 +10,7 @@ use crate::helpers::{backend_tests, eventually, run_backend_test, Backend, TestA
 use crate::metrics::parse;
 use crate::test_sink::TestSink;
 
-backend_tests!(the_background_runs_on_one_instance_and_moves_when_it_dies);
+backend_tests!(the_background_runs_on_one_instance_and_moves_when_it_dies, a_standby_says_so_and_names_the_holder);
 
 /// `hookwise_background_lease_held` as `/metrics` at `base` shows it (`None` if it does not answer).
 async fn lease_held(http: &reqwest::Client, base: &str) -> Option<f64> {
@@ -131,4 +131,49 @@ async fn a_holder_whose_session_ends_stands_by_and_takes_the_lease_again() {
         app.stop().await;
     })
     .await;
+}
+
+/// A second instance that finds the lease taken says, once, that it stands
+/// by, and who holds the lease (here: the first binary's pid).
+async fn a_standby_says_so_and_names_the_holder(backend: Backend) {
+    use std::io::BufRead;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let sink = TestSink::start(FORWARD_SECRET).await;
+    let http = reqwest::Client::new();
+    let (mut first, first_base) = start_server(&db.url, &sink.url());
+    eventually(Duration::from_secs(10), "the first instance takes the lease", || async {
+        lease_held(&http, &first_base).await == Some(1.0)
+    })
+    .await;
+
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env("GITHUB_APP_WEBHOOK_SECRET", crate::helpers::TEST_SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the second instance");
+    let stderr = second.stderr.take().expect("piped stderr");
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let standing_by = loop {
+        match said.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("standing by") => break line,
+            Ok(_) => continue,
+            Err(e) => panic!("the second instance never said it stands by: {e}"),
+        }
+    };
+    assert!(standing_by.contains(&format!("pid {}", first.id())), "the holder is named: {standing_by}");
+    for child in [&mut first, &mut second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
