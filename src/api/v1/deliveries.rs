@@ -167,6 +167,7 @@ impl DeliveriesApi {
             Some(serde_json::Value::Object(fields)) => fields,
             _ => serde_json::Map::new(),
         };
+        // Cannot fail (string keys, JSON already checked); mapped rather than unwrapped all the same.
         let json = serde_json::to_vec(&DetailJson { delivery, payload }).map_err(ApiError::database_unavailable)?;
         ok_json_bytes::<DeliveryDetail>(json)
     }
