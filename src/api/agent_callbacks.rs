@@ -8,6 +8,7 @@ use poem::{handler, Body, IntoResponse, Request, Response};
 
 use super::error::{json_response, ApiError};
 use super::limited_body::read_limited;
+use super::log_text::LogText;
 use super::AppState;
 use crate::commands::receive_agent_batch::{receive_agent_batch, BatchError};
 use crate::events::AgentOperation;
@@ -42,7 +43,7 @@ async fn accept(
     receive_agent_batch(state.store.as_ref(), &state.db, operations).await.map_err(|e| match e {
         BatchError::Invalid { .. } => ApiError::bad_request("invalid_batch", e.to_string()),
         BatchError::Store(_) | BatchError::Sql(_) => {
-            tracing::error!(error = %e, "storing agent callbacks failed");
+            tracing::error!(error = %LogText::bounded(&e.to_string(), 512), "storing agent callbacks failed");
             ApiError::unavailable("store_unavailable", "the event log is unavailable; nothing was stored", 30)
         }
     })

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::error::{json_response, ApiError};
 use super::limited_body::read_limited;
+use super::log_text::LogText;
 use super::AppState;
 use crate::commands::receive_agent_server_events::{
     receive_agent_server_events as receive, AgentServerEventsError, AgentServerReceipt,
@@ -81,7 +82,7 @@ async fn accept_events(
     receive(state.store.as_ref(), &state.db, conversation_id, events).await.map_err(|e| match e {
         AgentServerEventsError::Invalid { .. } => ApiError::bad_request("invalid_event", e.to_string()),
         AgentServerEventsError::Store(_) | AgentServerEventsError::Sql(_) => {
-            tracing::error!(error = %e, "storing agent-server events failed");
+            tracing::error!(error = %LogText::bounded(&e.to_string(), 512), "storing agent-server events failed");
             ApiError::unavailable("store_unavailable", "the event log is unavailable; nothing was stored", 30)
         }
     })

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::error::{json_response, ApiError};
 use super::limited_body::read_limited;
+use super::log_text::LogText;
 use super::AppState;
 use crate::commands::receive_webhook::{receive_webhook, DeliveryHeaders, Receipt, ReceiveError};
 use crate::github::signature::SignatureError;
@@ -48,10 +49,11 @@ pub async fn receive_github_webhook(req: &Request, body: Body, state: Data<&AppS
         }
     };
     names::record_intake_duration(started.elapsed().as_secs_f64());
+    // The headers are logged whether or not they passed validation: bounded and escaped.
     tracing::info!(
-        delivery = %delivery,
-        event = %event,
-        action = action.as_deref().unwrap_or("-"),
+        delivery = %LogText::new(&delivery),
+        event = %LogText::new(&event),
+        action = %LogText::new(action.as_deref().unwrap_or("-")),
         status,
         http_status = response.status().as_u16(),
         duration_us = started.elapsed().as_micros() as u64,
@@ -114,7 +116,7 @@ async fn accept(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Rec
             )
         }
         ReceiveError::Store(e) => {
-            tracing::error!(error = %e, "append failed");
+            tracing::error!(error = %LogText::bounded(&e.to_string(), 512), "append failed");
             ApiError::unavailable("store_unavailable", "the event log is unavailable; the delivery was not stored", 30)
         }
     })

@@ -4,9 +4,11 @@
 mod agent_callbacks;
 mod agent_server_webhooks;
 pub mod error;
+mod exposure;
 mod health;
 mod intake;
 mod limited_body;
+mod log_text;
 mod metrics;
 pub mod v1;
 
@@ -50,7 +52,7 @@ pub struct AppState {
 pub fn routes(state: AppState) -> impl Endpoint {
     let (query_api, docs, spec) = v1::endpoints();
     Route::new()
-        .nest("/api/v1", query_api)
+        .nest("/api/v1", query_api.around(exposure::guard))
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/integration/github/events", post(intake::receive_github_webhook))
@@ -59,7 +61,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/agent-server/conversations", post(agent_server_webhooks::receive_agent_server_conversation))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
-        .at("/metrics", get(metrics::render_metrics))
+        .at("/metrics", get(metrics::render_metrics.around(exposure::guard)))
         .data(state)
         .catch_all_error(error::render_poem_error)
 }

@@ -10,6 +10,7 @@ mod background_lease;
 mod classify;
 mod cli;
 mod crash;
+mod exposure;
 mod forward;
 mod helpers;
 mod intake;

@@ -1,8 +1,11 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{Object, OpenApi, Tags};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
-use super::{iso, limit_of, ok, time_window, Answer, ApiAuth};
+use super::{iso, limit_of, ok, ok_json_bytes, time_window, Answer, ApiAuth};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::projections::deliveries::{self, DeliveryFilter, DeliveryRow};
@@ -46,13 +49,24 @@ pub struct Delivery {
 }
 
 /// A stored delivery with its body.
+// The spec's shape; the answer itself is written by `DetailJson`.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct DeliveryDetail {
     #[oai(flatten)]
     pub delivery: Delivery,
-    /// The body exactly as GitHub sent it, parsed as JSON.
+    /// The body exactly as GitHub sent it, as JSON.
     pub payload: serde_json::Value,
+}
+
+/// [`DeliveryDetail`] as written: the payload is embedded as the stored
+/// text, never parsed into a tree, so that a body of any depth comes back
+/// whole (serde_json builds a `Value` at most 128 levels deep).
+#[derive(Serialize)]
+struct DetailJson<'a> {
+    #[serde(flatten)]
+    delivery: serde_json::Map<String, serde_json::Value>,
+    payload: &'a RawValue,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -143,11 +157,18 @@ impl DeliveriesApi {
             return Err(ApiError::not_found(format!("no delivery {}", delivery_id.0)));
         };
         let events = state.store.read_stream(&row.stream, 0, 1).await?;
+        // Verified JSON at intake; checked again (without a depth limit) so that the answer is JSON.
         let payload = events
             .first()
             .and_then(|e| e.payload.as_deref())
-            .and_then(|p| serde_json::from_slice(p).ok())
-            .unwrap_or(serde_json::Value::Null);
-        ok(DeliveryDetail { delivery: row.into(), payload })
+            .and_then(|p| serde_json::from_slice::<&RawValue>(p).ok())
+            .unwrap_or(RawValue::NULL);
+        let delivery = match Delivery::from(row).to_json() {
+            Some(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        };
+        // Cannot fail (string keys, JSON already checked); mapped rather than unwrapped all the same.
+        let json = serde_json::to_vec(&DetailJson { delivery, payload }).map_err(ApiError::database_unavailable)?;
+        ok_json_bytes::<DeliveryDetail>(json)
     }
 }

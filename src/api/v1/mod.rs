@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
+use super::log_text::LogText;
 use super::AppState;
 use crate::sql::SqlError;
 use crate::store::StoreError;
@@ -50,6 +51,13 @@ pub fn ok<T>(body: T) -> Answer<T> {
     Ok(Success(Outcome::Body(body)))
 }
 
+/// `Ok(Success)` with `T`'s JSON already written (for a body that holds raw
+/// JSON: poem-openapi writes a body through a `serde_json::Value`).
+pub fn ok_json_bytes<T>(json: Vec<u8>) -> Answer<T> {
+    let response = poem::Response::builder().content_type("application/json; charset=utf-8").body(json);
+    Ok(Success(Outcome::Written(response)))
+}
+
 /// An operation's `200` with `T` as JSON. It is also what answers when
 /// poem-openapi cannot extract the operation's parameters or auth (a
 /// `Result`'s bad-request handler is its success type's): the rejection, in
@@ -58,6 +66,8 @@ pub struct Success<T>(Outcome<T>);
 
 enum Outcome<T> {
     Body(T),
+    /// `T` as JSON, written by the operation (see [`ok_json_bytes`]).
+    Written(poem::Response),
     Rejected(ApiError),
 }
 
@@ -65,6 +75,7 @@ impl<T: ToJSON> IntoResponse for Success<T> {
     fn into_response(self) -> poem::Response {
         match self.0 {
             Outcome::Body(body) => Json(body).into_response(),
+            Outcome::Written(response) => response,
             Outcome::Rejected(e) => ErrorResponse::from(e).into_response(),
         }
     }
@@ -96,11 +107,20 @@ enum ErrorResponse {
     /// Missing or wrong bearer token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// Without `HOOKWISE_API_TOKEN` the API answers only local requests: a
+    /// loopback `Host`, no proxy's forwarding headers, no change from a page
+    /// of another origin (`api_token_required`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// Conflicts with the current state (e.g. retrying a trigger that is not abandoned).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// A request that changes something carries `Content-Type: application/json`,
+    /// or no body and no `Content-Type` (`unsupported_media_type`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// The database or event log is unavailable; try again.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -112,6 +132,8 @@ impl From<ApiError> for ErrorResponse {
         let body = Json(ErrorBody { error: e.error.to_owned(), message: e.message });
         match status {
             StatusCode::UNAUTHORIZED => ErrorResponse::Unauthorized(body),
+            StatusCode::FORBIDDEN => ErrorResponse::Forbidden(body),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorResponse::UnsupportedMediaType(body),
             StatusCode::NOT_FOUND => ErrorResponse::NotFound(body),
             StatusCode::CONFLICT => ErrorResponse::Conflict(body),
             StatusCode::SERVICE_UNAVAILABLE => ErrorResponse::Unavailable(body),
@@ -148,7 +170,7 @@ impl ApiError {
 
     /// The query API's `503`: logged, answered without its cause.
     pub fn database_unavailable(error: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %error, "query API: database error");
+        tracing::error!(error = %LogText::bounded(&error.to_string(), 512), "query API: database error");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
     }
 }
