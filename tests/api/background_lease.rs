@@ -140,7 +140,8 @@ async fn a_standby_says_so_and_names_the_holder(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else { return };
     let sink = TestSink::start(FORWARD_SECRET).await;
     let http = reqwest::Client::new();
-    let (mut first, first_base) = start_server(&db.url, &sink.url());
+    let (first, first_base) = start_server(&db.url, &sink.url());
+    let first = crate::helpers::KillOnDrop(first);
     eventually(Duration::from_secs(10), "the first instance takes the lease", || async {
         lease_held(&http, &first_base).await == Some(1.0)
     })
@@ -156,6 +157,7 @@ async fn a_standby_says_so_and_names_the_holder(backend: Backend) {
         .spawn()
         .expect("starting the second instance");
     let stderr = second.stderr.take().expect("piped stderr");
+    let _second = crate::helpers::KillOnDrop(second);
     let (lines, said) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -171,9 +173,5 @@ async fn a_standby_says_so_and_names_the_holder(backend: Backend) {
             Err(e) => panic!("the second instance never said it stands by: {e}"),
         }
     };
-    assert!(standing_by.contains(&format!("pid {}", first.id())), "the holder is named: {standing_by}");
-    for child in [&mut first, &mut second] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    assert!(standing_by.contains(&format!("pid {}", first.0.id())), "the holder is named: {standing_by}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
 
-use crate::helpers::{eventually, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
+use crate::helpers::{eventually, sign, Backend, KillOnDrop, TestApp, TestDatabase, TEST_SECRET};
 
 const HOOKWISE: &str = env!("CARGO_BIN_EXE_hookwise");
 /// Past the log's memory of a failed commit (15 s), with room for a busy machine.
@@ -67,10 +67,10 @@ async fn a_full_disk_makes_readyz_503_and_it_recovers_by_itself() {
             Ok(())
         });
     }
-    let mut server = command.spawn().expect("starting hookwise serve");
-    let pid = server.id() as libc::pid_t;
+    let mut server = KillOnDrop(command.spawn().expect("starting hookwise serve"));
+    let pid = server.0.id() as libc::pid_t;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("stdout")), &mut line)
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")), &mut line)
         .expect("the listening line");
     let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
     let http = reqwest::Client::new();
@@ -103,8 +103,7 @@ async fn a_full_disk_makes_readyz_503_and_it_recovers_by_itself() {
     assert_eq!(deliver(&http, &base, &refused_guid, &incompressible_delivery(1024)).await, 200);
     accepted.push(refused_guid);
 
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     // Every acknowledged delivery is in the log.
     let store = hookwise::store::open(&url).await.expect("the log opens");
     let log = crate::helpers::read_whole_log(store.as_ref()).await;

@@ -25,6 +25,17 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// A child process (the real binary) killed when the test ends, passing or not:
+/// a failed assertion must not leave a server running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// How long one backend test may run before it fails instead of hanging.
 pub const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
