@@ -13,6 +13,7 @@ mod crash;
 mod exposure;
 mod forward;
 mod helpers;
+mod hostile;
 mod intake;
 mod kurrent;
 mod metrics;
