@@ -6,6 +6,7 @@ mod agent_server_webhooks;
 pub mod error;
 mod health;
 mod intake;
+mod json_array;
 mod limited_body;
 mod metrics;
 pub mod v1;
