@@ -1,7 +1,8 @@
 //! The OpenHands agent server's webhooks (`AGENT_RUNTIME=openhands-agent-server`,
 //! configured on the agent server with `OH_WEBHOOKS_0_BASE_URL=https://<hookwise>/agent-server`):
 //! - `POST /agent-server/events/{conversation_id}`: a JSON array of agent
-//!   events, each appended to `conversation-{id}` before the answer;
+//!   events (at most `MAX_AGENT_SERVER_BATCH_EVENTS`), each appended to
+//!   `conversation-{id}` before the answer;
 //! - `POST /agent-server/conversations`: a `ConversationInfo`.
 //!
 //! Both are authenticated by `X-Session-API-Key` equal to `AGENT_API_KEY`
@@ -14,11 +15,12 @@ use poem::{handler, Body, IntoResponse, Request, Response};
 use serde_json::value::RawValue;
 
 use super::error::{json_response, ApiError};
+use super::json_array::read_json_array;
 use super::limited_body::read_limited;
 use super::log_text::LogText;
 use super::AppState;
 use crate::commands::receive_agent_server_events::{
-    receive_agent_server_events as receive, AgentServerEventsError, AgentServerReceipt,
+    receive_agent_server_events as receive, AgentServerEventsError, AgentServerReceipt, MAX_AGENT_SERVER_BATCH_EVENTS,
 };
 use crate::metrics as names;
 
@@ -76,10 +78,20 @@ async fn accept_events(
 ) -> Result<AgentServerReceipt, ApiError> {
     authenticate(headers, state)?;
     let body = read_limited(headers, body, MAX_AGENT_SERVER_BODY_BYTES).await?;
-    let events: Vec<Box<RawValue>> = serde_json::from_slice(&body)
+    let events = read_json_array::<Box<RawValue>>(&body, MAX_AGENT_SERVER_BATCH_EVENTS)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("expected a JSON array of events: {e}")))?;
     drop(body);
-    receive(state.store.as_ref(), &state.db, conversation_id, events).await.map_err(|e| match e {
+    if events.total > MAX_AGENT_SERVER_BATCH_EVENTS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch has {} events, more than {MAX_AGENT_SERVER_BATCH_EVENTS}; nothing was stored",
+                events.total
+            ),
+        ));
+    }
+    receive(state.store.as_ref(), &state.db, conversation_id, events.items).await.map_err(|e| match e {
         AgentServerEventsError::Invalid { .. } => ApiError::bad_request("invalid_event", e.to_string()),
         AgentServerEventsError::Store(_) | AgentServerEventsError::Sql(_) => {
             tracing::error!(error = %LogText::bounded(&e.to_string(), 512), "storing agent-server events failed");

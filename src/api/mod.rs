@@ -7,6 +7,7 @@ pub mod error;
 mod exposure;
 mod health;
 mod intake;
+mod json_array;
 mod limited_body;
 mod log_text;
 mod metrics;

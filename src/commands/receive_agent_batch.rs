@@ -2,16 +2,30 @@
 //! operations are appended to `conversation-{id}` as `AgentEventsReceived`,
 //! before the runtime gets its 202. Operations for conversations hookwise did
 //! not start are ignored (and counted).
+//!
+//! A batch is bounded in what it may make the log hold: at most
+//! [`MAX_BATCH_OPERATIONS`] operations and [`MAX_BATCH_STATE_CHANGES`] state
+//! changes (each becomes a `ConversationStatusChanged` of its own), refused
+//! whole before anything is stored when over.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::agent::v0_callbacks::{read_operation, Reported};
 use crate::events::{derived_id, streams, AgentEventsReceived, AgentOperation, DomainEvent};
 use crate::sql::{SqlDb, SqlError};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
+
+/// Operations one batch may carry. V0 flushes its batch at 1 MiB or after
+/// 5 s, each operation one file write of an agent event (a few hundred bytes
+/// at the least), so its batches hold hundreds of operations at most.
+pub const MAX_BATCH_OPERATIONS: usize = 10_000;
+
+/// Agent state changes one batch may report. V0 reports a few per agent step.
+pub const MAX_BATCH_STATE_CHANGES: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BatchReceipt {
@@ -25,6 +39,8 @@ pub struct BatchReceipt {
 pub enum BatchError {
     #[error("operation {index}: {problem}")]
     Invalid { index: usize, problem: String },
+    #[error("the batch reports more than {MAX_BATCH_STATE_CHANGES} agent state changes; nothing was stored")]
+    TooManyStateChanges,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -44,6 +60,19 @@ pub async fn receive_agent_batch(
     db: &SqlDb,
     operations: Vec<AgentOperation>,
 ) -> Result<BatchReceipt, BatchError> {
+    let state_changes = operations
+        .iter()
+        .filter(|operation| {
+            let (content, encoding) = (operation.content.as_deref(), operation.encoding.as_deref());
+            matches!(
+                read_operation(&operation.method, &operation.path, content, encoding),
+                Some(Reported::State { .. })
+            )
+        })
+        .count();
+    if state_changes > MAX_BATCH_STATE_CHANGES {
+        return Err(BatchError::TooManyStateChanges);
+    }
     let mut by_conversation: BTreeMap<String, Vec<AgentOperation>> = BTreeMap::new();
     let mut ignored = 0;
     for (index, operation) in operations.into_iter().enumerate() {

@@ -16,6 +16,12 @@ use crate::sql::{SqlDb, SqlError};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
 
+/// Events one batch may carry, each stored as an event of its own. The agent
+/// server posts at most `event_buffer_size` events at a time (5 by default,
+/// `OH_WEBHOOKS_0_EVENT_BUFFER_SIZE`) and holds at most `max_queue_size`
+/// (1,000 by default) waiting; a larger batch is refused whole.
+pub const MAX_AGENT_SERVER_BATCH_EVENTS: usize = 1_000;
+
 /// Events appended together: bounds one transaction and the decoded copies
 /// held at a time (the raw batch itself is bounded by the route's body limit).
 const APPEND_CHUNK: usize = 500;

@@ -10,6 +10,7 @@ mod webhook;
 
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
+pub use trigger::{truncate_chars, MAX_AGENT_TEXT_CHARS, TRUNCATION_MARKER};
 pub use trigger::{
     AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,
     ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind, TriggerRejected,

@@ -175,19 +175,67 @@ impl DomainEvent for AcknowledgementPosted {
 }
 
 /// The agent reported a new state (`running`, `finished`, `error`, …).
+/// Built with [`ConversationStatusChanged::new`], which caps the agent's texts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationStatusChanged {
     pub trigger_id: Uuid,
     pub conversation_id: String,
     pub agent_state: String,
+    /// At most [`MAX_AGENT_TEXT_CHARS`] characters (older logs: any length).
     pub reason: Option<String>,
-    /// The agent's last message when it ended, for the summary.
+    /// The agent's result, for the summary: only on the event that ends a run
+    /// of the agent server or one seen by polling, at most
+    /// [`MAX_AGENT_TEXT_CHARS`] characters. `None` for V0's states, whose
+    /// messages are read where they are stored once, in the conversation's
+    /// `AgentEventsReceived` (older logs copied it, at any length, into
+    /// every state change).
     pub last_message: Option<String>,
 }
 
 impl DomainEvent for ConversationStatusChanged {
     const TYPE: &'static str = "ConversationStatusChanged";
     const SCHEMA_VERSION: u32 = 1;
+}
+
+impl ConversationStatusChanged {
+    /// The event, with `reason` and `last_message` cut to [`MAX_AGENT_TEXT_CHARS`].
+    pub fn new(
+        trigger_id: Uuid,
+        conversation_id: String,
+        agent_state: String,
+        reason: Option<String>,
+        last_message: Option<String>,
+    ) -> ConversationStatusChanged {
+        let cap = |text: String| truncate_chars(text, MAX_AGENT_TEXT_CHARS);
+        ConversationStatusChanged {
+            trigger_id,
+            conversation_id,
+            agent_state,
+            reason: reason.map(cap),
+            last_message: last_message.map(cap),
+        }
+    }
+}
+
+/// The most of any agent text hookwise copies into a trigger event: a GitHub
+/// comment holds at most 65,536 characters, so no reply can use more.
+pub const MAX_AGENT_TEXT_CHARS: usize = 65_536;
+
+/// What ends a text [`truncate_chars`] cut.
+pub const TRUNCATION_MARKER: &str = "\n\n… (truncated by hookwise)";
+
+/// `text` when it has at most `max_chars` characters; else its start, cut at
+/// a character boundary, and [`TRUNCATION_MARKER`]: `max_chars` characters in all.
+pub fn truncate_chars(mut text: String, max_chars: usize) -> String {
+    if text.char_indices().nth(max_chars).is_none() {
+        return text;
+    }
+    let marker = if TRUNCATION_MARKER.chars().count() <= max_chars { TRUNCATION_MARKER } else { "" };
+    let keep = max_chars - marker.chars().count();
+    let end = text.char_indices().nth(keep).map_or(text.len(), |(at, _)| at);
+    text.truncate(end);
+    text.push_str(marker);
+    text
 }
 
 /// The agent's result (or a short error reply) is posted. Final.
@@ -251,4 +299,34 @@ pub struct TriggerRetried {
 impl DomainEvent for TriggerRetried {
     const TYPE: &'static str = "TriggerRetried";
     const SCHEMA_VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary_with_the_marker() {
+        assert_eq!(truncate_chars("short".into(), 100), "short");
+        let exact = "é".repeat(100);
+        assert_eq!(truncate_chars(exact.clone(), 100), exact);
+        let cut = truncate_chars("é".repeat(101), 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.ends_with(TRUNCATION_MARKER), "{cut}");
+        assert!(cut.starts_with("éé"));
+        // Too small for the marker: a plain cut.
+        assert_eq!(truncate_chars("abcdef".into(), 3), "abc");
+    }
+
+    #[test]
+    fn a_status_change_keeps_at_most_the_cap_of_the_agents_texts() {
+        let long = "x".repeat(MAX_AGENT_TEXT_CHARS + 10);
+        let changed =
+            ConversationStatusChanged::new(Uuid::nil(), "c".into(), "finished".into(), Some(long.clone()), Some(long));
+        for text in [&changed.reason, &changed.last_message] {
+            let text = text.as_deref().unwrap_or_default();
+            assert_eq!(text.chars().count(), MAX_AGENT_TEXT_CHARS);
+            assert!(text.ends_with(TRUNCATION_MARKER));
+        }
+    }
 }

@@ -13,9 +13,12 @@ use crate::triggers::{AgentOutcome, TriggerState};
 
 /// Appends a `ConversationStatusChanged` to the trigger's stream for each
 /// state change in the batch (ids derived from the operation's path, so a
-/// replay or a resent batch records nothing twice).
+/// replay or a resent batch records nothing twice). The agent's messages are
+/// not copied into them: they stay where they are stored once, in the
+/// conversation's stream, and the summary reads them from there
+/// ([`last_agent_message`]). Copying the last message into every state change
+/// made one 1 MiB batch with 100 state changes grow the log by 100 MiB.
 pub async fn record_state_changes(store: &dyn EventStore, received: &AgentEventsReceived) -> Result<(), HandlerError> {
-    let mut last_message = None;
     for operation in &received.operations {
         let reported = read_operation(
             &operation.method,
@@ -23,23 +26,17 @@ pub async fn record_state_changes(store: &dyn EventStore, received: &AgentEvents
             operation.content.as_deref(),
             operation.encoding.as_deref(),
         );
-        match reported {
-            Some(Reported::Message(text)) => last_message = Some(text),
-            Some(Reported::State { state, reason }) => {
-                let changed = ConversationStatusChanged {
-                    trigger_id: received.trigger_id,
-                    conversation_id: received.conversation_id.clone(),
-                    agent_state: state,
-                    reason,
-                    last_message: last_message.clone(),
-                };
-                let event_id = derived_id(&["agent-state", &received.conversation_id, &operation.path]);
-                let event = changed.to_new_event(event_id, None)?;
-                store
-                    .append(&streams::trigger(received.trigger_id), ExpectedVersion::StreamExists, vec![event])
-                    .await?;
-            }
-            None => {}
+        if let Some(Reported::State { state, reason }) = reported {
+            let changed = ConversationStatusChanged::new(
+                received.trigger_id,
+                received.conversation_id.clone(),
+                state,
+                reason,
+                None,
+            );
+            let event_id = derived_id(&["agent-state", &received.conversation_id, &operation.path]);
+            let event = changed.to_new_event(event_id, None)?;
+            store.append(&streams::trigger(received.trigger_id), ExpectedVersion::StreamExists, vec![event]).await?;
         }
     }
     Ok(())
@@ -93,7 +90,7 @@ pub async fn agent_server_outcome(
 /// when the event ends a run that has not ended in the log yet (a terminal
 /// `execution_status`; polling may have recorded the end first), appends
 /// `ConversationStatusChanged` to the trigger's stream, with `last_message` =
-/// the `finish` action's message, else the agent's last message, and, for
+/// the `finish` action's message, else the agent's last message (capped), and, for
 /// `error`/`stuck`, `reason` = the `ConversationErrorEvent`'s `code: detail`
 /// (both from the conversation's events stored so far). The event id is
 /// derived from (conversation, state), so a replay, a redelivered event or a
@@ -116,13 +113,13 @@ pub async fn record_agent_server_event(
     }
     let outcome = agent_server_outcome(store, &received.conversation_id).await?;
     let reason = if state == "finished" { None } else { outcome.error.clone() };
-    let changed = ConversationStatusChanged {
-        trigger_id: received.trigger_id,
-        conversation_id: received.conversation_id.clone(),
-        agent_state: state.to_owned(),
+    let changed = ConversationStatusChanged::new(
+        received.trigger_id,
+        received.conversation_id.clone(),
+        state.to_owned(),
         reason,
-        last_message: outcome.result(),
-    };
+        outcome.result(),
+    );
     let event_id = derived_id(&["agent-server-state", &received.conversation_id, state]);
     let event = changed.to_new_event(event_id, None)?;
     store.append(&trigger_stream, ExpectedVersion::StreamExists, vec![event]).await?;

@@ -319,7 +319,7 @@ async fn with_time_limit(body: impl std::future::Future<Output = ()>) {
 }
 
 /// hookwise's flags for the agent server: GitHub from `fakes`, the runtime from `server`.
-fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgentServer>) -> Vec<String> {
+pub(crate) fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgentServer>) -> Vec<String> {
     let mut flags = fakes.flags();
     let mut set = |flag: &str, value: &str| set_flag(&mut flags, flag, value);
     set("--agent-runtime", "openhands-agent-server");
@@ -341,20 +341,20 @@ fn agent_server_flags(fakes: &crate::triggers::Fakes, server: Option<&SharedAgen
 }
 
 /// Sets `flag` to `value` in `flags`, replacing its value if it is there.
-fn set_flag(flags: &mut Vec<String>, flag: &str, value: &str) {
+pub(crate) fn set_flag(flags: &mut Vec<String>, flag: &str, value: &str) {
     match flags.iter().position(|f| f == flag) {
         Some(i) => flags[i + 1] = value.to_owned(),
         None => flags.extend([flag.to_owned(), value.to_owned()]),
     }
 }
 
-async fn spawn_app(backend: crate::helpers::Backend, flags: &[String]) -> Option<crate::helpers::TestApp> {
+pub(crate) async fn spawn_app(backend: crate::helpers::Backend, flags: &[String]) -> Option<crate::helpers::TestApp> {
     let db = crate::helpers::TestDatabase::create(backend).await?;
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Some(crate::helpers::TestApp::spawn_on(db, &flags).await)
 }
 
-async fn post_events(
+pub(crate) async fn post_events(
     app: &crate::helpers::TestApp,
     key: Option<&str>,
     conversation: &str,
@@ -582,15 +582,31 @@ async fn bad_agent_server_callbacks_are_refused_and_store_nothing(backend: crate
     assert_eq!(info.status(), 200);
     assert_eq!(app.log().await.len(), before, "nothing was stored");
 
-    // 10,000 events: stored once, in bounded appends; again: duplicates.
-    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(10_000)).await;
+    // Over the cap on events: 413, nothing stored, known conversation or not.
+    let cap = hookwise::commands::receive_agent_server_events::MAX_AGENT_SERVER_BATCH_EVENTS;
+    for conversation in [&simple, &unknown] {
+        let answer = post_events(&app, Some(AGENT_SERVER_KEY), conversation, batch(cap + 1)).await;
+        assert_eq!(answer.status(), 413);
+        let error = answer.json::<Value>().await.expect("JSON");
+        assert_eq!(error["error"], "batch_too_large", "{error}");
+    }
+    assert_eq!(app.log().await.len(), before, "nothing was stored");
+
+    // Up to the cap: stored once, in bounded appends; again: duplicates.
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(cap - 1)).await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 10_000, "duplicates": 0, "ignored": 0}));
-    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(10_001)).await;
-    assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 1, "duplicates": 10_000, "ignored": 0}));
-    assert_eq!(stored_agent_events(&app, &known.hyphenated().to_string()).await.len(), 10_001);
-    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &unknown, batch(10_000)).await;
-    assert_eq!(answer.json::<Value>().await.expect("JSON")["ignored"], 10_000);
+    assert_eq!(
+        answer.json::<Value>().await.expect("JSON"),
+        json!({"accepted": cap - 1, "duplicates": 0, "ignored": 0})
+    );
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &simple, batch(cap)).await;
+    assert_eq!(
+        answer.json::<Value>().await.expect("JSON"),
+        json!({"accepted": 1, "duplicates": cap - 1, "ignored": 0})
+    );
+    assert_eq!(stored_agent_events(&app, &known.hyphenated().to_string()).await.len(), cap);
+    let answer = post_events(&app, Some(AGENT_SERVER_KEY), &unknown, batch(cap)).await;
+    assert_eq!(answer.json::<Value>().await.expect("JSON")["ignored"], cap);
 
     // 16 MiB + 1: 413, declared or streamed, never buffered whole.
     let limit = hookwise::api::MAX_AGENT_SERVER_BODY_BYTES;

@@ -3,6 +3,7 @@
 //! `scripts/test` starts a throwaway PostgreSQL cluster for the PostgreSQL half.
 
 mod admin_cli;
+mod agent_callback_growth;
 mod agent_server;
 mod app_server;
 mod app_server_triggers;

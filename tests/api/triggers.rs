@@ -39,7 +39,7 @@ backend_tests!(
 
 pub(crate) const REPO: &str = "Codertocat/Hello-World";
 pub(crate) const INSTALLATION: u64 = 4242;
-const CALLBACK_KEY: &str = "callback-key";
+pub(crate) const CALLBACK_KEY: &str = "callback-key";
 
 pub(crate) struct Fakes {
     pub(crate) github: MockServer,
@@ -171,7 +171,7 @@ fn path_regex_reactions() -> wiremock::matchers::PathRegexMatcher {
     wiremock::matchers::path_regex(r"/reactions$")
 }
 
-async fn spawn(backend: Backend, fakes: &Fakes) -> Option<TestApp> {
+pub(crate) async fn spawn(backend: Backend, fakes: &Fakes) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
     let flags = fakes.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -195,11 +195,11 @@ pub(crate) fn comment_payload(comment_id: u64, body: &str) -> Vec<u8> {
     serde_json::to_vec(&payload).expect("JSON")
 }
 
-fn body_of(request: &Request) -> Value {
+pub(crate) fn body_of(request: &Request) -> Value {
     serde_json::from_slice(&request.body).expect("a JSON body")
 }
 
-async fn callback(app: &TestApp, key: &str, operations: Value) -> reqwest::Response {
+pub(crate) async fn callback(app: &TestApp, key: &str, operations: Value) -> reqwest::Response {
     app.http
         .post(app.url("/event-webhook/batch"))
         .header("x-session-api-key", key)

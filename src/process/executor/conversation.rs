@@ -113,13 +113,13 @@ pub(super) async fn follow(ctx: &StepContext<'_>, state: &TriggerState) -> Resul
             return Ok(StepOutcome::Later(poll_delay(settings.poll_interval, elapsed)))
         }
     };
-    let changed = ConversationStatusChanged {
-        trigger_id: started.trigger_id,
-        conversation_id: started.conversation_id.clone(),
+    let changed = ConversationStatusChanged::new(
+        started.trigger_id,
+        started.conversation_id.clone(),
         agent_state,
         reason,
         last_message,
-    };
+    );
     Ok(StepOutcome::Done(vec![event(&changed, ctx.ids.outcome())?]))
 }
 

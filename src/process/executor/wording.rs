@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::events::TriggerDetected;
+use crate::events::{truncate_chars, TriggerDetected};
 use crate::github::rest::{Comment, Issue};
 use crate::triggers::classify::MARKER_PREFIX;
 
@@ -22,18 +22,35 @@ pub fn acknowledgement(requester: &str, conversation_url: &str) -> String {
     format!("I'm on it! {requester} can [track my progress here]({conversation_url}).")
 }
 
+/// GitHub's limit on a comment's body, in characters.
+const COMMENT_MAX_CHARS: usize = 65_536;
+
+/// `text`, cut (with [`TRUNCATION_MARKER`](crate::events::TRUNCATION_MARKER))
+/// so that it, `around` characters more, and the marker `reply_once` appends
+/// after a blank line fit in one comment.
+fn fit(text: &str, around: usize) -> String {
+    let marker_room = 2 + marker(Uuid::nil()).chars().count();
+    truncate_chars(text.to_owned(), COMMENT_MAX_CHARS.saturating_sub(around + marker_room))
+}
+
 /// The agent's result, with the link to the whole conversation.
 pub fn summary(result: &str, conversation_url: &str) -> String {
-    format!("{result}\n\n[See the whole conversation here]({conversation_url}).")
+    let link = format!("\n\n[See the whole conversation here]({conversation_url}).");
+    format!("{}{link}", fit(result, link.chars().count()))
 }
 
 /// The run ended without a result: which state, and why when known.
 pub fn stopped(state: &str, reason: Option<&str>, conversation_url: &str) -> String {
-    let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
-    format!(
-        "Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
-         [See the conversation here]({conversation_url})."
-    )
+    let text = |reason: &str| {
+        format!(
+            "Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
+             [See the conversation here]({conversation_url})."
+        )
+    };
+    match reason {
+        Some(reason) => text(&format!(": {}", fit(reason, text(": ").chars().count()))),
+        None => text(""),
+    }
 }
 
 /// The agent runtime refused to start.
@@ -87,4 +104,33 @@ pub fn instructions(trigger: &TriggerDetected, issue: &Issue, comments: &[Commen
     }
     text.push_str(&format!("\n(hookwise:{})\n", trigger.trigger_id));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::TRUNCATION_MARKER;
+
+    /// The comment `reply_once` posts.
+    fn posted(body: &str) -> String {
+        format!("{body}\n\n{}", marker(Uuid::new_v4()))
+    }
+
+    #[test]
+    fn a_long_result_or_reason_is_cut_to_fit_one_comment() {
+        let url = "https://agent.example/c/1";
+        let long_summary = posted(&summary(&"ü".repeat(1 << 20), url));
+        assert_eq!(long_summary.chars().count(), COMMENT_MAX_CHARS);
+        assert!(long_summary.starts_with("üüü"));
+        assert!(long_summary.contains(&format!("{TRUNCATION_MARKER}\n\n[See the whole")));
+        let long_stop = posted(&stopped("error", Some(&"r".repeat(1 << 20)), url));
+        assert_eq!(long_stop.chars().count(), COMMENT_MAX_CHARS);
+        assert!(long_stop.contains(&format!("{TRUNCATION_MARKER}). [See the conversation here]({url}).")));
+        // Short texts are left as they are.
+        assert_eq!(summary("Fixed.", url), format!("Fixed.\n\n[See the whole conversation here]({url})."));
+        assert_eq!(
+            stopped("error", Some("no key"), url),
+            format!("Sorry, I stopped before finishing (the agent ended in state `error`: no key). [See the conversation here]({url}).")
+        );
+    }
 }
