@@ -6,14 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
-
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::background::run_while_leading;
-use crate::config::{Config, ProcessSettings, Role};
+use crate::config::{Config, ProcessSettings, Role, ServerLimits};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
@@ -21,6 +19,7 @@ use crate::process::ProcessManager;
 use crate::projections::{read_model, read_models, ReadModelHandler};
 use crate::reconcile::{run_periodically, DeliveriesClient};
 use crate::runner::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATIONS};
+use crate::server;
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
 
@@ -29,8 +28,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A bound, ready-to-run hookwise server.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     local_addr: SocketAddr,
+    /// With the connection cap fitted to the open-file limit.
+    server: ServerLimits,
     state: AppState,
     db: SqlDb,
     /// Handlers that follow the log together: one reading and one transaction per batch.
@@ -90,11 +91,11 @@ impl Application {
         for handler in handler_groups.iter().flatten() {
             db.migrate(handler.name(), handler.migrations()).await?;
         }
-        let acceptor = TcpListener::bind(config.bind)
-            .into_acceptor()
-            .await
-            .map_err(|source| StartError::Bind { addr: config.bind, source })?;
-        let local_addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(config.bind);
+        let bind_error = |source| StartError::Bind { addr: config.bind, source };
+        let listener = TcpListener::bind(config.bind).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let server =
+            ServerLimits { max_connections: server::connection_cap(config.server.max_connections), ..config.server };
         crate::metrics::handle();
         let sinks: Arc<[Arc<SinkStatus>]> =
             config.forward.sinks.iter().map(|sink| Arc::new(SinkStatus::new(sink.clone()))).collect();
@@ -125,7 +126,19 @@ impl Application {
         };
         let process = config.process;
         let role = config.role;
-        Ok(Application { acceptor, local_addr, state, db, handler_groups, forward, sinks, reconcile, process, role })
+        Ok(Application {
+            listener,
+            local_addr,
+            server,
+            state,
+            db,
+            handler_groups,
+            forward,
+            sinks,
+            reconcile,
+            process,
+            role,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -171,9 +184,7 @@ impl Application {
                 stopped.clone(),
             )));
         }
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(api::routes(self.state), shutdown, Some(SHUTDOWN_GRACE))
-            .await;
+        let result = server::serve(self.listener, api::routes(self.state), self.server, shutdown, SHUTDOWN_GRACE).await;
         let _ = stop.send(true);
         for task in background {
             let _ = task.await;

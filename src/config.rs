@@ -121,6 +121,51 @@ pub struct ServeArgs {
     pub role: Role,
     #[command(flatten)]
     pub process: ProcessArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How long an HTTP client may take and how many are served at once.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// How long a connection may take, from accept or the first byte of a request, to send a whole request head.
+    #[arg(long, env = "HOOKWISE_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// How long a request's whole body may take to arrive (`408` after that).
+    #[arg(long, env = "HOOKWISE_BODY_READ_TIMEOUT", default_value = "30s")]
+    pub body_read_timeout: String,
+    /// How long a keep-alive connection may sit without a request before it is closed.
+    #[arg(long, env = "HOOKWISE_IDLE_TIMEOUT", default_value = "30s")]
+    pub idle_timeout: String,
+    /// Connections served at once; more wait in the kernel's accept backlog
+    /// (lowered to fit the open-file limit).
+    #[arg(long, env = "HOOKWISE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// HTTP/2 streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    #[arg(long, env = "HOOKWISE_HTTP2_MAX_STREAMS", default_value_t = 100)]
+    pub http2_max_streams: u32,
+}
+
+/// Validated [`ServerArgs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub header_read_timeout: std::time::Duration,
+    pub body_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub http2_max_streams: u32,
+}
+
+impl ServerLimits {
+    pub fn from_args(args: &ServerArgs) -> Result<Self, ConfigError> {
+        Ok(ServerLimits {
+            header_read_timeout: duration_setting("HOOKWISE_HEADER_READ_TIMEOUT", &args.header_read_timeout)?,
+            body_read_timeout: duration_setting("HOOKWISE_BODY_READ_TIMEOUT", &args.body_read_timeout)?,
+            idle_timeout: duration_setting("HOOKWISE_IDLE_TIMEOUT", &args.idle_timeout)?,
+            max_connections: args.max_connections.max(1),
+            http2_max_streams: args.http2_max_streams.max(1),
+        })
+    }
 }
 
 /// Validated configuration of `hookwise serve`.
@@ -138,6 +183,7 @@ pub struct Config {
     pub reconcile_interval: Option<std::time::Duration>,
     pub role: Role,
     pub process: ProcessSettings,
+    pub server: ServerLimits,
     pub github_api_url: String,
     /// `None`: the App's REST API is not configured.
     pub github_credentials: Option<AppCredentials>,
@@ -349,9 +395,11 @@ impl Config {
         }
         let process =
             ProcessSettings::from_args(args.process, github_credentials.clone(), args.github.github_api_url.clone())?;
+        let server = ServerLimits::from_args(&args.server)?;
         Ok(Config {
             role: args.role,
             process,
+            server,
             database_url: args.store.database_url,
             eventstore_url,
             secrets: WebhookSecrets { current, previous },
@@ -409,6 +457,21 @@ mod reconcile_interval_tests {
         }
         let argv = ["hookwise", "--webhook-secret", "s"].iter().chain(extra);
         Serve::try_parse_from(argv).expect("valid flags").args
+    }
+
+    #[test]
+    fn server_limits_have_their_defaults_and_refuse_zero_durations() {
+        let config = Config::from_args(serve_args(&[])).expect("valid");
+        let expected = ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            http2_max_streams: 100,
+        };
+        assert_eq!(config.server, expected);
+        let error = Config::from_args(serve_args(&["--idle-timeout", "0s"])).expect_err("zero");
+        assert!(matches!(error, ConfigError::Duration { setting: "HOOKWISE_IDLE_TIMEOUT", .. }), "{error:?}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod projections;
 pub mod reconcile;
 pub mod runner;
 pub mod secret;
+pub mod server;
 pub mod sql;
 pub mod store;
 pub mod triggers;

@@ -41,16 +41,27 @@ backend_tests!(the_readme_walkthrough_works, every_send_example_is_detected_as_i
 
 /// `hookwise serve` on a free port of 127.0.0.1 with `extra` flags, and its base URL.
 fn serve(database_url: &str, secret: &str, extra: &[&str]) -> (std::process::Child, String) {
-    let mut server = Command::new(HOOKWISE)
+    serve_with(database_url, secret, extra, |_| {})
+}
+
+/// Like [`serve`], with the command adjusted by `customize` first (environment, limits).
+pub(crate) fn serve_with(
+    database_url: &str,
+    secret: &str,
+    extra: &[&str],
+    customize: impl FnOnce(&mut Command),
+) -> (std::process::Child, String) {
+    let mut command = Command::new(HOOKWISE);
+    command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(extra)
         .env("DATABASE_URL", database_url)
         .env("GITHUB_APP_WEBHOOK_SECRET", secret)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting hookwise serve");
+        .stderr(Stdio::null());
+    customize(&mut command);
+    let mut server = command.spawn().expect("starting hookwise serve");
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("piped stdout")), &mut line)
         .expect("the listening line");

@@ -10,6 +10,7 @@ mod app_server_triggers;
 mod background_lease;
 mod classify;
 mod cli;
+mod connections;
 mod crash;
 mod exposure;
 mod forward;
