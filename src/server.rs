@@ -207,6 +207,9 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Connection<E> {
             }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A client may shut down its sending side once its request is out
+        // (RFC 9112 §9.6) and still be answered.
+        builder.http1().half_close(true);
         builder.http2().max_concurrent_streams(self.limits.http2_max_streams);
         let io = TokioIo::new(DeadlineIo::new(stream, clock));
         let connection = builder.serve_connection(io, service);

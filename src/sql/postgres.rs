@@ -156,6 +156,7 @@ impl PostgresDb {
     }
 
     /// The holder's session, as the server shows it: its name and address.
+    /// Advisory locks are cluster-wide: only this database's counts.
     pub async fn advisory_lease_holder(&self) -> Option<String> {
         let client = self.client().await.ok()?;
         let row = client
@@ -163,10 +164,12 @@ impl PostgresDb {
                 "SELECT a.application_name, COALESCE(host(a.client_addr), 'local socket')
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND l.classid::bigint = $1 AND l.objid::bigint = $2",
                 &[&(BACKGROUND_LEASE_LOCK >> 32), &(BACKGROUND_LEASE_LOCK & 0xffff_ffff)],
             )
             .await
+            .map_err(|e| tracing::debug!(error = %e, "could not read who holds the background lease"))
             .ok()??;
         let name: Option<String> = row.get(0);
         let address: String = row.get(1);

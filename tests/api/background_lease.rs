@@ -138,6 +138,23 @@ async fn a_holder_whose_session_ends_stands_by_and_takes_the_lease_again() {
 async fn a_standby_says_so_and_names_the_holder(backend: Backend) {
     use std::io::BufRead;
     let Some(db) = TestDatabase::create(backend).await else { return };
+    // PostgreSQL's advisory locks are cluster-wide: another deployment on
+    // another database of the same server holds the same lock key, and must
+    // not be taken for this one's holder.
+    let _neighbour = match backend {
+        Backend::Postgres => {
+            let other = TestDatabase::create(Backend::Postgres).await.expect("a second database");
+            let (client, connection) =
+                tokio_postgres::connect(&other.url, tokio_postgres::NoTls).await.expect("connects");
+            tokio::spawn(connection);
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&0x686f_6f6b_6267_6e64_i64])
+                .await
+                .expect("the neighbour's lease");
+            Some((other, client))
+        }
+        _ => None,
+    };
     let sink = TestSink::start(FORWARD_SECRET).await;
     let http = reqwest::Client::new();
     let (first, first_base) = start_server(&db.url, &sink.url());

@@ -106,7 +106,9 @@ async fn a_declared_length_reserves_nothing_before_the_bytes_arrive() {
     }
     assert!(statuses.iter().all(|s| s.starts_with('4')), "each cut-short body is refused: {statuses:?}");
     let grown = status_field(pid, "VmPeak:").saturating_sub(before);
-    assert!(grown < 256 * MIB, "peak virtual size grew by {} MiB for 100 KiB received", grown / MIB);
+    // Virtual size also moves with threads and allocator arenas: the bound
+    // is generous, and far below the 2.5 GiB declared (3 GiB seen before).
+    assert!(grown < 1024 * MIB, "peak virtual size grew by {} MiB for 100 KiB received", grown / MIB);
 }
 
 /// A few hundred hostile requests of every kind seen in the probe, sent
