@@ -137,6 +137,9 @@ pub struct ServerArgs {
     /// How long a keep-alive connection may sit without a request before it is closed.
     #[arg(long, env = "HOOKWISE_IDLE_TIMEOUT", default_value = "30s")]
     pub idle_timeout: String,
+    /// How long writing an answer may make no progress (a client that stops reading) before the connection is closed.
+    #[arg(long, env = "HOOKWISE_WRITE_TIMEOUT", default_value = "30s")]
+    pub write_timeout: String,
     /// Connections served at once; more wait in the kernel's accept backlog
     /// (lowered to fit the open-file limit).
     #[arg(long, env = "HOOKWISE_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -152,6 +155,7 @@ pub struct ServerLimits {
     pub header_read_timeout: std::time::Duration,
     pub body_read_timeout: std::time::Duration,
     pub idle_timeout: std::time::Duration,
+    pub write_timeout: std::time::Duration,
     pub max_connections: usize,
     pub http2_max_streams: u32,
 }
@@ -162,6 +166,7 @@ impl ServerLimits {
             header_read_timeout: duration_setting("HOOKWISE_HEADER_READ_TIMEOUT", &args.header_read_timeout)?,
             body_read_timeout: duration_setting("HOOKWISE_BODY_READ_TIMEOUT", &args.body_read_timeout)?,
             idle_timeout: duration_setting("HOOKWISE_IDLE_TIMEOUT", &args.idle_timeout)?,
+            write_timeout: duration_setting("HOOKWISE_WRITE_TIMEOUT", &args.write_timeout)?,
             max_connections: args.max_connections.max(1),
             http2_max_streams: args.http2_max_streams.max(1),
         })
@@ -466,6 +471,7 @@ mod reconcile_interval_tests {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
             http2_max_streams: 100,
         };

@@ -1,8 +1,9 @@
 //! The HTTP connection layer: accepts TCP connections up to a cap and serves
 //! each with hyper (HTTP/1.1 and h2c) in front of the poem endpoint, with the
 //! deadlines poem's own server lacks: a request head must arrive within
-//! `header_read_timeout`, its body within `body_read_timeout`, and a
-//! keep-alive connection may sit idle for `idle_timeout`.
+//! `header_read_timeout`, its body within `body_read_timeout`, a
+//! keep-alive connection may sit idle for `idle_timeout`, and an answer the
+//! client stops reading may stall for `write_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -211,7 +212,7 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Connection<E> {
         // (RFC 9112 §9.6) and still be answered.
         builder.http1().half_close(true);
         builder.http2().max_concurrent_streams(self.limits.http2_max_streams);
-        let io = TokioIo::new(DeadlineIo::new(stream, clock));
+        let io = TokioIo::new(DeadlineIo::new(stream, clock, self.limits.write_timeout));
         let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         tokio::select! {
@@ -404,16 +405,50 @@ impl Drop for InFlight {
 
 /// The socket, whose reads fail with `TimedOut` once the connection's current
 /// deadline (head or idle) has passed; hyper then closes the connection.
+/// Writes fail the same way once the client has taken nothing for the write
+/// timeout: a reader that stops reading must not hold its slot for ever.
 struct DeadlineIo {
     socket: TcpStream,
     clock: Arc<ConnectionClock>,
     timer: Pin<Box<Sleep>>,
     armed_for: Option<Instant>,
+    write_timeout: Duration,
+    write_timer: Pin<Box<Sleep>>,
+    /// Since when writes have been blocked (`None` while they go through).
+    write_blocked_since: Option<Instant>,
 }
 
 impl DeadlineIo {
-    fn new(socket: TcpStream, clock: Arc<ConnectionClock>) -> Self {
-        DeadlineIo { socket, clock, timer: Box::pin(tokio::time::sleep(Duration::ZERO)), armed_for: None }
+    fn new(socket: TcpStream, clock: Arc<ConnectionClock>, write_timeout: Duration) -> Self {
+        DeadlineIo {
+            socket,
+            clock,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed_for: None,
+            write_timeout,
+            write_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            write_blocked_since: None,
+        }
+    }
+
+    /// After a write attempt: progress clears the stall; a block starts or
+    /// continues it, and past the write timeout fails the write.
+    fn write_deadline<T>(&mut self, cx: &mut Context<'_>, attempt: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if attempt.is_ready() {
+            self.write_blocked_since = None;
+            return attempt;
+        }
+        let since = *self.write_blocked_since.get_or_insert_with(|| {
+            let now = Instant::now();
+            self.write_timer.as_mut().reset(now + self.write_timeout);
+            now
+        });
+        match self.write_timer.as_mut().poll(cx) {
+            Poll::Ready(()) if since.elapsed() >= self.write_timeout => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading the answer")))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -446,7 +481,8 @@ impl AsyncRead for DeadlineIo {
 
 impl AsyncWrite for DeadlineIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write(cx, buf)
+        let attempt = Pin::new(&mut self.socket).poll_write(cx, buf);
+        self.write_deadline(cx, attempt)
     }
 
     fn poll_write_vectored(
@@ -454,7 +490,8 @@ impl AsyncWrite for DeadlineIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+        let attempt = Pin::new(&mut self.socket).poll_write_vectored(cx, bufs);
+        self.write_deadline(cx, attempt)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -462,7 +499,8 @@ impl AsyncWrite for DeadlineIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.socket).poll_flush(cx)
+        let attempt = Pin::new(&mut self.socket).poll_flush(cx);
+        self.write_deadline(cx, attempt)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -244,3 +244,58 @@ fn more_sockets_than_open_files_neither_spin_nor_starve_a_delivery() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{read:?}: {answer}");
 }
+
+/// A client that asks for a large answer and stops reading it: after the
+/// write timeout the server gives up on it, so the slot it held (the only one
+/// here) serves the next client, and the stalled answer ends short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let flags = [SHORT, &["--write-timeout", "1s", "--max-connections", "1"]].concat();
+    let app = app_with(&flags).await;
+    // An 8 MiB payload: more than the kernel buffers on both ends can hold.
+    let filler: String = (0..8 * 1024 * 1024).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    let body = format!(r#"{{"action":"opened","filler":"{filler}"}}"#);
+    {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("a client");
+        let response = http
+            .post(app.url("/integration/github/events"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", "big-answer")
+            .header("x-hub-signature-256", sign(TEST_SECRET, body.as_bytes()))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), 200);
+        let url = app.url("/api/v1/deliveries/big-answer");
+        crate::helpers::eventually(OUTER_BOUND, "the delivery is in the read model", || async {
+            http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let mut stalled = socket.connect(app.addr).await.expect("connect");
+    stalled
+        .write_all(b"GET /api/v1/deliveries/big-answer HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("request sent");
+
+    // The next client waits for the one slot; it is answered once the stalled one is dropped.
+    let mut next = TcpStream::connect(app.addr).await.expect("connect");
+    next.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.expect("request sent");
+    let answered = tokio::time::timeout(OUTER_BOUND, read_response(&mut next)).await;
+    let (head, _) = answered.expect("the next client is served once the stalled one is dropped");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    let (received, _) = read_until_closed(&mut stalled).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&received[..received.len().min(200)])
+    );
+    assert!(received.len() < body.len(), "the stalled answer was cut short ({} bytes)", received.len());
+    app.stop().await;
+}
