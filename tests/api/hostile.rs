@@ -3,7 +3,6 @@
 //! it, and a mix of hostile requests among real deliveries loses none of
 //! them, answers none with a `500`, and leaves the process's memory bounded.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,25 +10,13 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{read_whole_log, sign, KillOnDrop, TEST_SECRET};
 
-const HOOKWISE: &str = env!("CARGO_BIN_EXE_hookwise");
 const MIB: u64 = 1024 * 1024;
 
-/// `hookwise serve` on SQLite in `dir`, and its address.
+/// `hookwise serve` on SQLite in `dir`, and its address (`host:port`).
 fn serve(dir: &std::path::Path) -> (KillOnDrop, String) {
-    let mut child = Command::new(HOOKWISE)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DATABASE_URL", format!("sqlite://{}", dir.join("hw.db").display()))
-        .env("GITHUB_APP_WEBHOOK_SECRET", TEST_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting hookwise serve");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
-        .expect("the listening line");
-    let addr = line.trim().strip_prefix("hookwise listening on http://").expect("the address").to_owned();
-    (KillOnDrop(child), addr)
+    let url = format!("sqlite://{}", dir.join("hw.db").display());
+    let (child, base) = crate::cli::serve_with(&url, TEST_SECRET, &[], |_| {});
+    (KillOnDrop(child), base.strip_prefix("http://").expect("an http:// address").to_owned())
 }
 
 /// A `kB` field of `/proc/{pid}/status` (`VmPeak`, `VmHWM`, …), in bytes.

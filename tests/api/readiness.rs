@@ -47,32 +47,22 @@ async fn readyz(http: &reqwest::Client, base: &str) -> (u16, Value) {
 async fn a_full_disk_makes_readyz_503_and_it_recovers_by_itself() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("hw.db").display());
-    let mut command = Command::new(HOOKWISE);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
-        .env("GITHUB_APP_WEBHOOK_SECRET", TEST_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
     const LIMIT: u64 = 6 * 1024 * 1024;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let limit = libc::rlimit { rlim_cur: LIMIT, rlim_max: libc::RLIM_INFINITY };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut server = KillOnDrop(command.spawn().expect("starting hookwise serve"));
+    let (server, base) = crate::cli::serve_with(&url, TEST_SECRET, &[], |command| {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit { rlim_cur: LIMIT, rlim_max: libc::RLIM_INFINITY };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let server = KillOnDrop(server);
     let pid = server.0.id() as libc::pid_t;
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")), &mut line)
-        .expect("the listening line");
-    let base = line.trim().strip_prefix("hookwise listening on ").expect("the address").to_owned();
     let http = reqwest::Client::new();
     assert_eq!(readyz(&http, &base).await.0, 200, "ready while the disk has room");
 
