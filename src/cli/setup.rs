@@ -38,12 +38,13 @@ pub const EVENTS: &[&str] = &[
     "workflow_run",
 ];
 
-/// The least the executor, the enrichment and the read models need (README: "Create the GitHub App").
-pub fn permissions() -> Value {
+/// The least the executor, the enrichment and the read models need (README: "Create the GitHub App");
+/// `contents: write` when the agent pushes with hookwise's installation token.
+pub fn permissions(agent_pushes: bool) -> Value {
     json!({
         "issues": "write",
         "pull_requests": "write",
-        "contents": "read",
+        "contents": if agent_pushes { "write" } else { "read" },
         "metadata": "read",
         "actions": "read",
     })
@@ -64,6 +65,10 @@ pub struct SetupArgs {
     /// The env file to write (with mode 0600); the private key goes beside it.
     #[arg(long, default_value = "hookwise.env")]
     pub env_file: PathBuf,
+    /// Ask for `contents: write`: with `AGENT_RUNTIME=openhands-agent-server` the agent
+    /// pushes its branch with hookwise's installation token.
+    #[arg(long)]
+    pub agent_pushes: bool,
     /// Overwrite an existing env file and key file.
     #[arg(long)]
     pub force: bool,
@@ -113,14 +118,14 @@ pub struct Created {
 }
 
 /// The manifest posted to GitHub.
-pub fn manifest(name: &str, webhook_url: &str, homepage: &str, redirect_url: &str) -> Value {
+pub fn manifest(name: &str, webhook_url: &str, homepage: &str, redirect_url: &str, agent_pushes: bool) -> Value {
     json!({
         "name": name,
         "url": homepage,
         "hook_attributes": { "url": webhook_url, "active": true },
         "redirect_url": redirect_url,
         "public": false,
-        "default_permissions": permissions(),
+        "default_permissions": permissions(agent_pushes),
         "default_events": EVENTS,
     })
 }
@@ -180,7 +185,7 @@ pub async fn setup(args: SetupArgs, announce: impl FnOnce(&str)) -> Result<Creat
     let local = listener.local_addr().map_err(SetupError::Listen)?;
     let state = Uuid::new_v4().simple().to_string();
     let redirect_url = format!("http://{local}/callback");
-    let manifest = manifest(&args.name, webhook.as_str(), &homepage, &redirect_url);
+    let manifest = manifest(&args.name, webhook.as_str(), &homepage, &redirect_url, args.agent_pushes);
     let page = form_page(&format!("{new_app_url}?state={state}"), &manifest.to_string(), &web_url);
 
     let (finish, finished) = oneshot::channel();
@@ -396,6 +401,7 @@ mod tests {
             "https://h.example/integration/github/events",
             "https://h.example",
             "http://127.0.0.1:1/callback",
+            false,
         )
         .to_string();
         let page = form_page("https://github.com/settings/apps/new?state=x", &manifest, "https://github.com");

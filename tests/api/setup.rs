@@ -227,17 +227,26 @@ async fn a_refused_exchange_reports_githubs_error_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_organization_on_enterprise_server_gets_its_own_new_app_page() {
+async fn an_organization_on_enterprise_server_gets_its_own_new_app_page_and_agent_pushes_ask_contents_write() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let env_file = dir.path().join("hookwise.env");
     let (mut child, _stdout, base) = start_setup(
-        &["--webhook-url", WEBHOOK_URL, "--org", "my-org", "--env-file", env_file.to_str().expect("UTF-8")],
+        &[
+            "--webhook-url",
+            WEBHOOK_URL,
+            "--org",
+            "my-org",
+            "--agent-pushes",
+            "--env-file",
+            env_file.to_str().expect("UTF-8"),
+        ],
         &[("GITHUB_API_URL", "https://ghe.example.com/api/v3")],
     );
     let (action, manifest) = read_form(&base).await;
     let state = state_of(&action);
     assert_eq!(action, format!("https://ghe.example.com/organizations/my-org/settings/apps/new?state={state}"));
     assert_eq!(manifest["name"], "hookwise");
+    assert_eq!(manifest["default_permissions"]["contents"], "write", "--agent-pushes");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -298,4 +307,50 @@ async fn without_a_secret_from_github_setup_sets_and_writes_its_own() {
     let written = std::fs::read_to_string(&env_file).expect("the env file");
     assert!(written.contains(&format!("\nGITHUB_APP_WEBHOOK_SECRET={secret}\n")), "{written}");
     assert!(!out.contains(secret) && !err.contains(secret));
+}
+
+/// `HOOKWISE_ENV_FILE` is `--env-file`; a variable of the environment wins over the file's.
+#[tokio::test(flavor = "multi_thread")]
+async fn hookwise_env_file_is_read_and_the_real_environment_wins() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let env_file = dir.path().join("prod.env");
+    std::fs::write(&env_file, "# comment\nGITHUB_APP_WEBHOOK_SECRET=\"from=file\"\nHOOKWISE_API_TOKEN='t0ken'\n")
+        .expect("the env file");
+    let database = format!("sqlite://{}", dir.path().join("hw.db").display());
+    let (mut server, base) = serve_with(&database, "from-env", &[], |command| {
+        command.env("HOOKWISE_ENV_FILE", &env_file).env_remove("HOOKWISE_API_TOKEN");
+    });
+    let client = reqwest::Client::new();
+    // The file's token is in force: even a local request needs it now.
+    let deliveries = format!("{base}/api/v1/deliveries");
+    assert_eq!(client.get(&deliveries).send().await.expect("deliveries").status(), 401);
+    let with_token = client.get(&deliveries).bearer_auth("t0ken").send().await.expect("deliveries");
+    assert_eq!(with_token.status(), 200);
+    let body = br#"{"action":"created","repository":{"id":1,"full_name":"o/r"}}"#;
+    let deliver = |secret: &str, delivery: &str| {
+        client
+            .post(format!("{base}/integration/github/events"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "issue_comment")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(secret, body))
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(deliver("from-env", "env-1").await.expect("delivery").status(), 200);
+    assert_eq!(deliver("from=file", "env-2").await.expect("delivery").status(), 403);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    std::fs::write(&env_file, "GITHUB_APP_WEBHOOK_SECRET=x\nnot a setting\n").expect("a bad env file");
+    let output = Command::new(HOOKWISE)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("HOOKWISE_ENV_FILE", &env_file)
+        .env("DATABASE_URL", &database)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running hookwise serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("prod.env") && stderr.contains("line 2"), "{stderr}");
 }
