@@ -98,6 +98,8 @@ pub enum SetupError {
     Listen(#[source] std::io::Error),
     #[error("no answer from GitHub within {0}; nothing was written")]
     TimedOut(humantime::Duration),
+    #[error("the exchange with GitHub stopped unexpectedly")]
+    Aborted,
     #[error("GitHub did not convert the code into an App ({0}); nothing was written")]
     Exchange(#[source] GitHubError),
     #[error("GitHub's answer lacks {0}; nothing was written")]
@@ -213,7 +215,8 @@ pub async fn setup(args: SetupArgs, announce: impl FnOnce(&str)) -> Result<Creat
     ));
     let outcome = match tokio::time::timeout(*args.timeout, finished).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) | Err(_) => Err(SetupError::TimedOut(args.timeout)),
+        Ok(Err(_)) => Err(SetupError::Aborted),
+        Err(_) => Err(SetupError::TimedOut(args.timeout)),
     };
     let _ = stop.send(());
     let _ = server.await;
@@ -244,22 +247,28 @@ async fn callback(flow: Data<&Arc<Flow>>, Query(query): Query<Callback>) -> (Sta
     let Some(finish) = finish else {
         return answer(StatusCode::CONFLICT, "This setup has already received GitHub's answer.");
     };
-    let outcome = exchange_and_write(&flow, &code).await;
-    let page = match &outcome {
-        Ok(created) => answer(
-            StatusCode::OK,
-            &format!(
-                "The App {} is created and its credentials are in {}. Now install it: <a href=\"{}\">{}</a>",
-                escape(&created.slug),
-                escape(&created.env_file.display().to_string()),
-                escape(&created.install_url),
-                escape(&created.install_url)
+    // Its own task: a browser that goes away mid-exchange must not cancel
+    // the exchange (the code is spent) or the writing of what it returned.
+    let flow = Arc::clone(&flow);
+    let finished = tokio::spawn(async move {
+        let outcome = exchange_and_write(&flow, &code).await;
+        let page = match &outcome {
+            Ok(created) => answer(
+                StatusCode::OK,
+                &format!(
+                    "The App {} is created and its credentials are in {}. Now install it: <a href=\"{}\">{}</a>",
+                    escape(&created.slug),
+                    escape(&created.env_file.display().to_string()),
+                    escape(&created.install_url),
+                    escape(&created.install_url)
+                ),
             ),
-        ),
-        Err(error) => answer(StatusCode::BAD_GATEWAY, &escape(&error.to_string())),
-    };
-    let _ = finish.send(outcome);
-    page
+            Err(error) => answer(StatusCode::BAD_GATEWAY, &escape(&error.to_string())),
+        };
+        let _ = finish.send(outcome);
+        page
+    });
+    finished.await.unwrap_or_else(|_| answer(StatusCode::INTERNAL_SERVER_ERROR, "The setup failed; see its output."))
 }
 
 #[derive(Deserialize)]
