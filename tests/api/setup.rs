@@ -19,7 +19,7 @@ const PEM: &str = include_str!("../fixtures/test-github-app-key.pem");
 const GITHUB_SECRET: &str = "3b1d7c0e9f2a4b6c8d0e1f2a3b4c5d6e7f809a1b";
 
 /// `hookwise setup` with `args`, its stdout, and the setup page's URL (its first line).
-fn start_setup(args: &[&str], envs: &[(&str, &str)]) -> (Child, BufReader<ChildStdout>, String) {
+fn start_setup(args: &[&str], envs: &[(&str, &str)]) -> (KillOnDrop, BufReader<ChildStdout>, String) {
     let mut command = Command::new(HOOKWISE);
     command
         .arg("setup")
@@ -42,7 +42,17 @@ fn start_setup(args: &[&str], envs: &[(&str, &str)]) -> (Child, BufReader<ChildS
         .find(|word| word.starts_with("http://127.0.0.1:"))
         .unwrap_or_else(|| panic!("no setup page address in {line:?}"))
         .to_owned();
-    (child, stdout, url)
+    (KillOnDrop(child), stdout, url)
+}
+
+/// A child process killed when dropped, so a failed assertion leaves no server behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn unescape(text: &str) -> String {
@@ -73,13 +83,13 @@ fn state_of(action: &str) -> String {
     action.split_once("?state=").expect("a state parameter").1.to_owned()
 }
 
-fn wait_for_exit(mut child: Child, stdout: BufReader<ChildStdout>) -> (bool, String, String) {
+fn wait_for_exit(mut child: KillOnDrop, stdout: BufReader<ChildStdout>) -> (bool, String, String) {
     let mut out = String::new();
     let mut stdout = stdout;
     stdout.read_to_string(&mut out).expect("stdout");
     let mut err = String::new();
-    child.stderr.take().expect("piped stderr").read_to_string(&mut err).expect("stderr");
-    let status = child.wait().expect("setup exits by itself");
+    child.0.stderr.take().expect("piped stderr").read_to_string(&mut err).expect("stderr");
+    let status = child.0.wait().expect("setup exits by itself");
     (status.success(), out, err)
 }
 
@@ -170,9 +180,10 @@ async fn setup_creates_the_app_from_the_readme_manifest_and_serve_starts_with_it
 
     // `serve --env-file` with no secret in its environment: the file's is used.
     let database = format!("sqlite://{}", dir.path().join("hw.db").display());
-    let (mut server, base) = serve_with(&database, "not-the-file-secret", &["--env-file", env_arg], |command| {
+    let (server, base) = serve_with(&database, "not-the-file-secret", &["--env-file", env_arg], |command| {
         command.env_remove("GITHUB_APP_WEBHOOK_SECRET");
     });
+    let server = KillOnDrop(server);
     let client = reqwest::Client::new();
     let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
     assert_eq!(health.status(), 200);
@@ -189,8 +200,7 @@ async fn setup_creates_the_app_from_the_readme_manifest_and_serve_starts_with_it
     };
     assert_eq!(deliver(GITHUB_SECRET, "setup-1").await.expect("delivery").status(), 200);
     assert_eq!(deliver("not-the-file-secret", "setup-2").await.expect("delivery").status(), 403);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +240,7 @@ async fn a_refused_exchange_reports_githubs_error_and_writes_nothing() {
 async fn an_organization_on_enterprise_server_gets_its_own_new_app_page_and_agent_pushes_ask_contents_write() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let env_file = dir.path().join("hookwise.env");
-    let (mut child, _stdout, base) = start_setup(
+    let (child, _stdout, base) = start_setup(
         &[
             "--webhook-url",
             WEBHOOK_URL,
@@ -247,8 +257,7 @@ async fn an_organization_on_enterprise_server_gets_its_own_new_app_page_and_agen
     assert_eq!(action, format!("https://ghe.example.com/organizations/my-org/settings/apps/new?state={state}"));
     assert_eq!(manifest["name"], "hookwise");
     assert_eq!(manifest["default_permissions"]["contents"], "write", "--agent-pushes");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[test]
@@ -317,9 +326,10 @@ async fn hookwise_env_file_is_read_and_the_real_environment_wins() {
     std::fs::write(&env_file, "# comment\nGITHUB_APP_WEBHOOK_SECRET=\"from=file\"\nHOOKWISE_API_TOKEN='t0ken'\n")
         .expect("the env file");
     let database = format!("sqlite://{}", dir.path().join("hw.db").display());
-    let (mut server, base) = serve_with(&database, "from-env", &[], |command| {
+    let (server, base) = serve_with(&database, "from-env", &[], |command| {
         command.env("HOOKWISE_ENV_FILE", &env_file).env_remove("HOOKWISE_API_TOKEN");
     });
+    let server = KillOnDrop(server);
     let client = reqwest::Client::new();
     // The file's token is in force: even a local request needs it now.
     let deliveries = format!("{base}/api/v1/deliveries");
@@ -339,8 +349,7 @@ async fn hookwise_env_file_is_read_and_the_real_environment_wins() {
     };
     assert_eq!(deliver("from-env", "env-1").await.expect("delivery").status(), 200);
     assert_eq!(deliver("from=file", "env-2").await.expect("delivery").status(), 403);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     std::fs::write(&env_file, "GITHUB_APP_WEBHOOK_SECRET=x\nnot a setting\n").expect("a bad env file");
     let output = Command::new(HOOKWISE)
