@@ -78,6 +78,10 @@ impl GitHubAppArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// `KEY=VALUE` lines (e.g. written by `hookwise setup`) read before these settings;
+    /// variables already in the environment win.
+    #[arg(long, env = "HOOKWISE_ENV_FILE")]
+    pub env_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub github: GitHubAppArgs,
     #[command(flatten)]

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use hookwise::cli::admin::{self, write_openapi};
 use hookwise::cli::check_agent::{check_agent, CheckAgentArgs};
+use hookwise::cli::env_file;
 use hookwise::cli::events::print_events;
 use hookwise::cli::send::{send, SendArgs};
+use hookwise::cli::setup::{setup, SetupArgs};
 use hookwise::cli::CliError;
 use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
 use hookwise::github::signature::{WebhookSecret, WebhookSecrets};
@@ -43,6 +45,17 @@ struct Cli {
     command: Option<Command>,
 }
 
+impl Cli {
+    /// `serve`'s env file (`hookwise` alone serves too, configured by the environment).
+    fn env_file(&self) -> Option<std::path::PathBuf> {
+        match &self.command {
+            Some(Command::Serve(args)) => args.env_file.clone(),
+            None => std::env::var_os("HOOKWISE_ENV_FILE").filter(|v| !v.is_empty()).map(Into::into),
+            Some(_) => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -56,6 +69,9 @@ enum Command {
     /// Call the configured agent runtime once, starting nothing, and print one line per
     /// check (`ok` or `FAIL`, naming the setting to fix). Exits 1 when any check fails.
     CheckAgent(Box<CheckAgentArgs>),
+    /// Create the GitHub App from a manifest: opens a local page that sends you to GitHub,
+    /// then writes the App's id, key and webhook secret to an env file for `serve --env-file`.
+    Setup(Box<SetupArgs>),
     /// Sign a payload file and post it to a hookwise (or any GitHub webhook receiver).
     Send(SendArgs),
     /// Print the event log as JSON lines.
@@ -137,7 +153,19 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     return_freed_memory_promptly();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(path) = cli.env_file() {
+        // Still one thread: setting the environment here races with nothing.
+        match env_file::read_missing(&path, |key| std::env::var_os(key).is_some()) {
+            Ok(pairs) => pairs.into_iter().for_each(|(key, value)| std::env::set_var(key, value)),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        // Parsed again: flags and the environment, now with the file's variables.
+        cli = Cli::parse();
+    }
     init_logging(cli.log_format);
     // SQLite work runs on blocking threads: a small pool is plenty and keeps
     // the allocator from growing an arena per thread.
@@ -180,6 +208,18 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
                 println!("{line}");
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Setup(args) => {
+            let created = setup(*args, |url| {
+                // stdout, so scripts (and tests) can find the port.
+                println!("hookwise setup: open {url} in your browser to create the GitHub App");
+            })
+            .await?;
+            println!("Created the GitHub App {}.", created.slug);
+            println!("Credentials: {} (private key: {})", created.env_file.display(), created.key_file.display());
+            println!("Start hookwise: hookwise serve --env-file {}", created.env_file.display());
+            println!("Install the App on your repositories: {}", created.install_url);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) if args.print => {
             let (event, body) = args.event_and_body().await?;

@@ -11,7 +11,9 @@ use crate::runner::HandlerError;
 use crate::sql::SqlError;
 use crate::store::StoreError;
 
+use super::env_file::EnvFileError;
 use super::send::SendError;
+use super::setup::SetupError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -23,6 +25,10 @@ pub enum CliError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Send(#[from] SendError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    EnvFile(#[from] EnvFileError),
     #[error("opening the event log: {0}")]
     OpenLog(#[source] StoreError),
     #[error("reading the event log: {0}")]

@@ -194,7 +194,8 @@ impl GitHubClient {
         url.strip_prefix(&self.api_url).filter(|rest| rest.starts_with('/'))
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    /// A request without credentials (the App manifest conversion takes none: its code is the credential).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{}", self.api_url, path))
             .header("accept", "application/vnd.github+json")

@@ -24,6 +24,7 @@ mod query_api;
 mod readiness;
 mod reconcile;
 mod runner;
+mod setup;
 mod store_conformance;
 mod test_sink;
 mod triggers;
