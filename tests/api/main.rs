@@ -27,3 +27,4 @@ mod runner;
 mod store_conformance;
 mod test_sink;
 mod triggers;
+mod ways_to_ask;
