@@ -151,6 +151,9 @@ fn every_send_example_asks_for_the_agent_as_its_name_says() {
         (Example::PrComment, TriggerKind::PrComment),
         (Example::InlineComment, TriggerKind::ReviewComment),
         (Example::FailedRun, TriggerKind::FailedWorkflow),
+        (Example::Review, TriggerKind::PrReview),
+        (Example::PrLabel, TriggerKind::PrLabel),
+        (Example::EditedComment, TriggerKind::EditedIssueComment),
     ];
     for (example, kind) in cases {
         let (event, body) = example_payload(example, "octo-org/hello-world", 7, "octocat");
