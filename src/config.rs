@@ -510,4 +510,18 @@ mod reconcile_interval_tests {
         let config = Config::from_args(serve_args(&[])).expect("valid");
         assert_eq!((config.reconcile_interval, config.github_credentials.is_none()), (None, true));
     }
+
+    #[test]
+    fn the_ways_to_ask_are_all_on_by_default_and_an_unknown_one_stops_start() {
+        use crate::triggers::classify::TriggerSwitch;
+        let rules = Config::from_args(serve_args(&[])).expect("valid").process.rules;
+        assert_eq!(rules.enabled, TriggerSwitch::ALL.into_iter().collect());
+        assert_eq!(rules.bot_login, None);
+        let config = Config::from_args(serve_args(&["--triggers", "mention,review", "--bot-login", " app[bot] "]));
+        let rules = config.expect("valid").process.rules;
+        assert_eq!(rules.enabled, [TriggerSwitch::Mention, TriggerSwitch::Review].into_iter().collect());
+        assert_eq!(rules.bot_login.as_deref(), Some("app[bot]"));
+        let error = Config::from_args(serve_args(&["--triggers", "mention,assigned"])).expect_err("unknown");
+        assert!(matches!(&error, ConfigError::Triggers(message) if message.contains("\"assigned\"")), "{error}");
+    }
 }
