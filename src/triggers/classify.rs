@@ -398,17 +398,17 @@ pub fn classify(
         }
         ("issues", "assigned") => {
             let (assignee, issue) = (payload.assignee?, payload.issue?);
-            if !is_bot(&assignee, rules) {
+            // A pull request's assignment is read from `pull_request.assigned`.
+            if !is_bot(&assignee, rules) || issue.pull_request.is_some() {
                 return None;
             }
-            let (kind, message) = match issue.pull_request {
-                // GitHub sends `pull_request.assigned` for pull requests; this is defensive.
-                Some(_) => return None,
-                None => (TriggerKind::IssueAssigned, issue_request(issue.number)),
-            };
             let stamp = issue.updated_at.unwrap_or_else(|| received.delivery_id.clone());
             let id = derived_id(&["assign", &repo_id, &issue.number.to_string(), &stamp]);
-            Some(TriggerDetected { title: issue.title, ..base(kind, id, issue.number, sender, message) })
+            let message = issue_request(issue.number);
+            Some(TriggerDetected {
+                title: issue.title,
+                ..base(TriggerKind::IssueAssigned, id, issue.number, sender, message)
+            })
         }
         ("pull_request", "assigned") => {
             let (assignee, pull) = (payload.assignee?, payload.pull_request?);
