@@ -22,6 +22,7 @@ use crate::runner::{run_handlers, EventHandler, HandlerError, CHECKPOINT_MIGRATI
 use crate::server;
 use crate::sql::{SqlDb, SqlError};
 use crate::store::{self, EventStore, StoreError};
+use crate::triggers::classify::{TriggerRules, TriggerSwitch};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +59,32 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// How long start waits for `GET /app` before going on without the bot login.
+const BOT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The trigger rules, with the App's bot login fetched once from `GET /app`
+/// when assignments ask and `HOOKWISE_BOT_LOGIN` does not name it. A failure
+/// leaves assignments asking nothing until a restart: start never waits on
+/// GitHub for longer than [`BOT_LOGIN_TIMEOUT`].
+async fn rules_with_bot_login(process: &ProcessSettings) -> TriggerRules {
+    let mut rules = process.rules.clone();
+    let (true, None, Some(credentials)) =
+        (rules.enabled.contains(&TriggerSwitch::Assign), &rules.bot_login, process.github.clone())
+    else {
+        return rules;
+    };
+    let github = GitHubClient::new(&process.github_api_url, Some(credentials));
+    match tokio::time::timeout(BOT_LOGIN_TIMEOUT, github.bot_login()).await {
+        Ok(Ok(login)) => {
+            tracing::info!(%login, "assignments to the App's bot user ask for the agent");
+            rules.bot_login = Some(login);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "GET /app failed: assignment triggers are off until a restart"),
+        Err(_) => tracing::warn!("GET /app timed out: assignment triggers are off until a restart"),
+    }
+    rules
+}
+
 impl Application {
     /// Opens (and migrates) the store and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
@@ -81,7 +108,7 @@ impl Application {
         // The process manager follows the log on its own; the read models
         // share one reading of it and one transaction per batch. Each keeps
         // its own checkpoint.
-        let process_manager = ProcessManager::new(store.clone(), config.process.rules.clone());
+        let process_manager = ProcessManager::new(store.clone(), rules_with_bot_login(&config.process).await);
         let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
             read_model::prepare(&db, model.as_ref()).await?;

@@ -10,7 +10,7 @@ use crate::secret::Secret;
 use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
-use crate::triggers::classify::TriggerRules;
+use crate::triggers::classify::{TriggerRules, TriggerSwitch};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -223,6 +223,19 @@ pub struct ProcessArgs {
         action = clap::ArgAction::Set
     )]
     pub proactive: bool,
+    /// The ways of asking that are on, comma-separated: label, mention, review,
+    /// assign, pr-label, edited-mention, failed-run (which also needs
+    /// ENABLE_PROACTIVE_CONVERSATION_STARTERS).
+    #[arg(
+        long,
+        env = "HOOKWISE_TRIGGERS",
+        default_value = "label,mention,review,assign,pr-label,edited-mention,failed-run"
+    )]
+    pub triggers: String,
+    /// The App's bot user, whose assignment asks (`my-app[bot]`); default: the
+    /// App's slug from `GET /app` plus `[bot]`, fetched at start.
+    #[arg(long, env = "HOOKWISE_BOT_LOGIN")]
+    pub bot_login: Option<String>,
     /// Which agent runtime `AGENT_API_URL` is: `openhands` (the V1 App Server:
     /// OpenHands Cloud or a self-hosted app), `openhands-agent-server` (the
     /// agent server directly) or `openhands-v0` (the legacy V0 API, OpenHands
@@ -344,7 +357,13 @@ impl ProcessSettings {
         Ok(ProcessSettings {
             github,
             github_api_url,
-            rules: TriggerRules { label: args.trigger_label, mention: args.mention, proactive: args.proactive },
+            rules: TriggerRules {
+                label: args.trigger_label,
+                mention: args.mention,
+                proactive: args.proactive,
+                enabled: TriggerSwitch::parse_list(&args.triggers).map_err(ConfigError::Triggers)?,
+                bot_login: args.bot_login.map(|login| login.trim().to_owned()).filter(|login| !login.is_empty()),
+            },
             agent,
             callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(Secret::new),
             retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
@@ -356,6 +375,8 @@ impl ProcessSettings {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    #[error("HOOKWISE_TRIGGERS: {0}")]
+    Triggers(String),
     #[error("GITHUB_APP_WEBHOOK_SECRET is required and must not be empty (without it anyone could sign deliveries)")]
     MissingWebhookSecret,
     #[error("HOOKWISE_API_TOKEN is required when HOOKWISE_BIND ({0}) is not a loopback address")]
@@ -492,5 +513,19 @@ mod reconcile_interval_tests {
         assert!(matches!(error, ConfigError::GitHubApp(_)));
         let config = Config::from_args(serve_args(&[])).expect("valid");
         assert_eq!((config.reconcile_interval, config.github_credentials.is_none()), (None, true));
+    }
+
+    #[test]
+    fn the_ways_to_ask_are_all_on_by_default_and_an_unknown_one_stops_start() {
+        use crate::triggers::classify::TriggerSwitch;
+        let rules = Config::from_args(serve_args(&[])).expect("valid").process.rules;
+        assert_eq!(rules.enabled, TriggerSwitch::ALL.into_iter().collect());
+        assert_eq!(rules.bot_login, None);
+        let config = Config::from_args(serve_args(&["--triggers", "mention,review", "--bot-login", " app[bot] "]));
+        let rules = config.expect("valid").process.rules;
+        assert_eq!(rules.enabled, [TriggerSwitch::Mention, TriggerSwitch::Review].into_iter().collect());
+        assert_eq!(rules.bot_login.as_deref(), Some("app[bot]"));
+        let error = Config::from_args(serve_args(&["--triggers", "mention,assigned"])).expect_err("unknown");
+        assert!(matches!(&error, ConfigError::Triggers(message) if message.contains("\"assigned\"")), "{error}");
     }
 }

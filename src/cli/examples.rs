@@ -2,7 +2,8 @@
 //! whole flow locally. Each is a payload from GitHub's documentation (the
 //! octokit/webhooks corpus, MIT, copied under `example_payloads/`) changed the
 //! least needed to be a trigger: an `installation` object (every App delivery
-//! has one), the trigger label or a mention of the handle, a failed run.
+//! has one), the trigger label or a mention of the handle (in a comment, a
+//! review, or an edit whose previous body had none), a failed run.
 
 use serde_json::{json, Value};
 
@@ -19,6 +20,12 @@ pub enum ExampleKind {
     InlineComment,
     /// A failed `workflow_run.completed` on a pull request's head (needs proactive starters).
     FailedRun,
+    /// A submitted pull request review whose body mentions the handle.
+    Review,
+    /// `pull_request.labeled` with the trigger label.
+    PrLabel,
+    /// An issue comment edited to mention the handle.
+    EditedComment,
 }
 
 /// What an example needs to match the server's trigger settings.
@@ -33,6 +40,9 @@ const ISSUE_COMMENT: &str = include_str!("example_payloads/issue_comment.created
 const ISSUES_LABELED: &str = include_str!("example_payloads/issues.labeled.json");
 const REVIEW_COMMENT: &str = include_str!("example_payloads/pull_request_review_comment.created.json");
 const WORKFLOW_RUN: &str = include_str!("example_payloads/workflow_run.completed.json");
+const REVIEW: &str = include_str!("example_payloads/pull_request_review.submitted.json");
+const PULL_REQUEST_LABELED: &str = include_str!("example_payloads/pull_request.labeled.json");
+const ISSUE_COMMENT_EDITED: &str = include_str!("example_payloads/issue_comment.edited.json");
 
 /// The pull request of the corpus's review comment: `Codertocat/Hello-World#2`.
 const PULL_NUMBER: u64 = 2;
@@ -42,7 +52,9 @@ impl ExampleKind {
     pub fn event(self) -> &'static str {
         match self {
             ExampleKind::Label => "issues",
-            ExampleKind::IssueComment | ExampleKind::PrComment => "issue_comment",
+            ExampleKind::IssueComment | ExampleKind::PrComment | ExampleKind::EditedComment => "issue_comment",
+            ExampleKind::Review => "pull_request_review",
+            ExampleKind::PrLabel => "pull_request",
             ExampleKind::InlineComment => "pull_request_review_comment",
             ExampleKind::FailedRun => "workflow_run",
         }
@@ -56,7 +68,7 @@ impl ExampleKind {
     }
 
     /// The payload as a new request from `sender` on `repository`: a fresh
-    /// comment id, `updated_at` and run id (derived from `stamp`), so sending
+    /// comment, review and run id and `updated_at` (ids derived from `stamp`), so sending
     /// an example twice asks twice.
     pub fn fresh_payload(self, settings: &ExampleSettings, repository: &str, sender: &str, stamp: u64) -> Vec<u8> {
         let mut payload = self.value(settings);
@@ -71,7 +83,7 @@ impl ExampleKind {
                 repo.insert("html_url".into(), json!(format!("https://github.com/{repository}")));
             }
         }
-        for pointer in ["/sender", "/comment/user", "/issue/user"] {
+        for pointer in ["/sender", "/comment/user", "/issue/user", "/review/user", "/pull_request/user"] {
             if let Some(user) = payload.pointer_mut(pointer).and_then(Value::as_object_mut) {
                 user.insert("login".into(), json!(sender));
             }
@@ -79,6 +91,14 @@ impl ExampleKind {
         if let Some(comment) = payload.pointer_mut("/comment").and_then(Value::as_object_mut) {
             comment.insert("id".into(), json!(stamp));
             comment.insert("created_at".into(), json!(now));
+            comment.insert("updated_at".into(), json!(now));
+        }
+        if let Some(review) = payload.pointer_mut("/review").and_then(Value::as_object_mut) {
+            review.insert("id".into(), json!(stamp));
+            review.insert("submitted_at".into(), json!(now));
+        }
+        if let Some(pull) = payload.pointer_mut("/pull_request").and_then(Value::as_object_mut) {
+            pull.insert("updated_at".into(), json!(now));
         }
         if let Some(issue) = payload.pointer_mut("/issue").and_then(Value::as_object_mut) {
             issue.insert("updated_at".into(), json!(now));
@@ -123,6 +143,23 @@ impl ExampleKind {
             ExampleKind::InlineComment => {
                 let mut p = corpus(REVIEW_COMMENT);
                 p["comment"]["body"] = json!(format!("{} use more emoji on this line, please.", settings.mention));
+                p
+            }
+            ExampleKind::Review => {
+                let mut p = corpus(REVIEW);
+                p["review"]["body"] =
+                    json!(format!("{} please address the comments of this review.", settings.mention));
+                p
+            }
+            ExampleKind::PrLabel => {
+                let mut p = corpus(PULL_REQUEST_LABELED);
+                p["label"]["name"] = json!(settings.label);
+                p["label"]["description"] = json!("Ask the agent to work on this pull request");
+                p
+            }
+            ExampleKind::EditedComment => {
+                let mut p = corpus(ISSUE_COMMENT_EDITED);
+                p["comment"]["body"] = json!(format!("{} can you fix the typo in the README today?", settings.mention));
                 p
             }
             ExampleKind::FailedRun => {
@@ -214,6 +251,9 @@ mod tests {
             (ExampleKind::PrComment, TriggerKind::PrComment, 2),
             (ExampleKind::InlineComment, TriggerKind::ReviewComment, 2),
             (ExampleKind::FailedRun, TriggerKind::FailedWorkflow, 2),
+            (ExampleKind::Review, TriggerKind::PrReview, 2),
+            (ExampleKind::PrLabel, TriggerKind::PrLabel, 2),
+            (ExampleKind::EditedComment, TriggerKind::EditedIssueComment, 1),
         ];
         assert_eq!(expected.len(), ExampleKind::value_variants().len());
         for (example, kind, number) in expected {
@@ -235,7 +275,7 @@ mod tests {
             assert_eq!((a.repository.full_name.as_str(), a.requester.login.as_str()), ("acme/widgets", "alice"));
             if example == ExampleKind::FailedRun {
                 assert_eq!(a.trigger_id, b.trigger_id, "one suggestion per (repository, PR, sha)");
-            } else if example != ExampleKind::Label {
+            } else if !matches!(example, ExampleKind::Label | ExampleKind::PrLabel) {
                 assert_ne!(a.trigger_id, b.trigger_id, "{example:?}: a new comment is a new request");
             }
         }

@@ -23,6 +23,20 @@ pub enum TriggerKind {
     ReviewComment,
     /// A workflow run failed on a pull request's head (proactive starters).
     FailedWorkflow,
+    /// A mention in the body of a submitted pull request review.
+    PrReview,
+    /// The trigger label was put on a pull request.
+    PrLabel,
+    /// An issue was assigned to the App's bot user.
+    IssueAssigned,
+    /// A pull request was assigned to the App's bot user.
+    PrAssigned,
+    /// A comment on an issue, edited to mention the handle.
+    EditedIssueComment,
+    /// A comment on a pull request's conversation, edited to mention the handle.
+    EditedPrComment,
+    /// An inline review comment, edited to mention the handle.
+    EditedReviewComment,
 }
 
 impl TriggerKind {
@@ -33,12 +47,41 @@ impl TriggerKind {
             TriggerKind::PrComment => "pr_comment",
             TriggerKind::ReviewComment => "review_comment",
             TriggerKind::FailedWorkflow => "failed_workflow",
+            TriggerKind::PrReview => "pr_review",
+            TriggerKind::PrLabel => "pr_label",
+            TriggerKind::IssueAssigned => "issue_assigned",
+            TriggerKind::PrAssigned => "pr_assigned",
+            TriggerKind::EditedIssueComment => "edited_issue_comment",
+            TriggerKind::EditedPrComment => "edited_pr_comment",
+            TriggerKind::EditedReviewComment => "edited_review_comment",
         }
     }
 
     /// Whether the work happens on a pull request's head branch.
     pub fn is_pull_request(self) -> bool {
-        matches!(self, TriggerKind::PrComment | TriggerKind::ReviewComment | TriggerKind::FailedWorkflow)
+        !matches!(
+            self,
+            TriggerKind::Label
+                | TriggerKind::IssueComment
+                | TriggerKind::IssueAssigned
+                | TriggerKind::EditedIssueComment
+        )
+    }
+
+    /// Whether the request is an inline review comment (reacted to and replied to in its thread).
+    pub fn is_inline(self) -> bool {
+        matches!(self, TriggerKind::ReviewComment | TriggerKind::EditedReviewComment)
+    }
+
+    /// Whether the request is a comment on an issue's or pull request's conversation.
+    pub fn is_conversation_comment(self) -> bool {
+        matches!(
+            self,
+            TriggerKind::IssueComment
+                | TriggerKind::PrComment
+                | TriggerKind::EditedIssueComment
+                | TriggerKind::EditedPrComment
+        )
     }
 }
 
@@ -55,10 +98,11 @@ pub struct TriggerDetected {
     pub number: u64,
     /// Who asked.
     pub requester: SenderRef,
-    /// The comment that asked (issue comment or review comment id).
+    /// The comment that asked (issue comment or review comment id; for a
+    /// submitted review, the review's id).
     pub comment_id: Option<u64>,
-    /// The request as the user wrote it (the comment body), or the label's
-    /// standard request.
+    /// The request as the user wrote it (the comment or review body), or the
+    /// standard request of a label or an assignment.
     pub message: String,
     /// The issue or pull request title, as the webhook carried it.
     pub title: Option<String>,

@@ -148,7 +148,18 @@ fn last_page(link: Option<&str>) -> Option<u32> {
     })
 }
 
+#[derive(Deserialize)]
+struct App {
+    slug: String,
+}
+
 impl GitHubClient {
+    /// The login of the App's bot user: its slug (`GET /app`) and `[bot]`.
+    pub async fn bot_login(&self) -> Result<String, GitHubError> {
+        let app: App = self.send_json(self.app_request(Method::GET, "/app")?).await?;
+        Ok(format!("{}[bot]", app.slug))
+    }
+
     /// The installation, or `None` when it does not exist (uninstalled).
     pub async fn installation(&self, installation_id: u64) -> Result<Option<Installation>, GitHubError> {
         let request = self.app_request(Method::GET, &format!("/app/installations/{installation_id}"))?;

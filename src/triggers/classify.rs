@@ -1,6 +1,8 @@
 //! Which deliveries ask for the agent (REFERENCE.md's table). Pure: the same
 //! delivery always gives the same answer, so a replay decides the same.
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
 
 use crate::events::{derived_id, SenderRef, TriggerDetected, TriggerKind, WebhookReceived};
@@ -9,20 +11,97 @@ use crate::github::prefilter::may_contain;
 /// Hidden in every comment hookwise writes: a body that carries it never triggers.
 pub const MARKER_PREFIX: &str = "<!-- hookwise:";
 
+/// One way of asking, as `HOOKWISE_TRIGGERS` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TriggerSwitch {
+    /// The trigger label on an issue.
+    Label,
+    /// A new comment (issue, pull request or inline) that mentions the handle.
+    Mention,
+    /// A submitted pull request review whose body mentions the handle.
+    Review,
+    /// An issue or pull request assigned to the App's bot user.
+    Assign,
+    /// The trigger label on a pull request.
+    PrLabel,
+    /// A comment edited to mention the handle.
+    EditedMention,
+    /// A failed workflow run (also needs `ENABLE_PROACTIVE_CONVERSATION_STARTERS`).
+    FailedRun,
+}
+
+impl TriggerSwitch {
+    pub const ALL: [TriggerSwitch; 7] = [
+        TriggerSwitch::Label,
+        TriggerSwitch::Mention,
+        TriggerSwitch::Review,
+        TriggerSwitch::Assign,
+        TriggerSwitch::PrLabel,
+        TriggerSwitch::EditedMention,
+        TriggerSwitch::FailedRun,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerSwitch::Label => "label",
+            TriggerSwitch::Mention => "mention",
+            TriggerSwitch::Review => "review",
+            TriggerSwitch::Assign => "assign",
+            TriggerSwitch::PrLabel => "pr-label",
+            TriggerSwitch::EditedMention => "edited-mention",
+            TriggerSwitch::FailedRun => "failed-run",
+        }
+    }
+
+    /// The switches a comma-separated list names (case-insensitive, blanks
+    /// ignored); an unknown name is an error naming it.
+    pub fn parse_list(list: &str) -> Result<BTreeSet<TriggerSwitch>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                TriggerSwitch::ALL.into_iter().find(|switch| switch.name().eq_ignore_ascii_case(name)).ok_or_else(
+                    || {
+                        let known: Vec<_> = TriggerSwitch::ALL.iter().map(|s| s.name()).collect();
+                        format!("unknown trigger {name:?} (known: {})", known.join(","))
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 /// What counts as asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerRules {
-    /// The issue label that asks (`openhands`), compared exactly.
+    /// The label that asks (`openhands`), on an issue or a pull request, compared exactly.
     pub label: String,
     /// The handle whose mention asks (`@openhands`), compared case-insensitively.
     pub mention: String,
-    /// Act on failed workflow runs of pull requests.
+    /// Act on failed workflow runs of pull requests (and `failed-run` must be switched on).
     pub proactive: bool,
+    /// The ways of asking that are on (`HOOKWISE_TRIGGERS`; all by default).
+    pub enabled: BTreeSet<TriggerSwitch>,
+    /// The App's bot user (`my-app[bot]`), compared case-insensitively;
+    /// `None`: unknown, so assignments ask nothing.
+    pub bot_login: Option<String>,
+}
+
+impl TriggerRules {
+    pub fn allows(&self, switch: TriggerSwitch) -> bool {
+        self.enabled.contains(&switch) && (switch != TriggerSwitch::FailedRun || self.proactive)
+    }
 }
 
 impl Default for TriggerRules {
     fn default() -> Self {
-        TriggerRules { label: "openhands".into(), mention: "@openhands".into(), proactive: false }
+        TriggerRules {
+            label: "openhands".into(),
+            mention: "@openhands".into(),
+            proactive: false,
+            enabled: TriggerSwitch::ALL.into_iter().collect(),
+            bot_login: None,
+        }
     }
 }
 
@@ -69,6 +148,7 @@ struct Issue {
 struct Comment {
     id: u64,
     body: Option<String>,
+    updated_at: Option<String>,
     path: Option<String>,
     line: Option<u64>,
     original_line: Option<u64>,
@@ -86,7 +166,29 @@ struct Head {
 struct PullRequest {
     number: u64,
     title: Option<String>,
+    updated_at: Option<String>,
     head: Head,
+}
+
+#[derive(Deserialize)]
+struct Review {
+    id: u64,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct BodyChange {
+    from: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Changes {
+    body: Option<BodyChange>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +214,35 @@ struct Payload {
     comment: Option<Comment>,
     pull_request: Option<PullRequest>,
     workflow_run: Option<WorkflowRun>,
+    review: Option<Review>,
+    assignee: Option<User>,
+    changes: Option<Changes>,
+}
+
+/// A body that asks: it mentions the handle and is not one of hookwise's own.
+fn asking(body: Option<String>, rules: &TriggerRules) -> Option<String> {
+    body.filter(|b| mentions(b, &rules.mention) && !b.contains(MARKER_PREFIX))
+}
+
+/// An edit asks only when it brought the mention: the body before it
+/// (`changes.body.from`) did not ask. No `changes.body`: the text is unchanged.
+fn edit_asks(changes: Option<Changes>, rules: &TriggerRules) -> bool {
+    changes.and_then(|c| c.body).is_some_and(|before| asking(before.from, rules).is_none())
+}
+
+/// The standard request of a label or an assignment on an issue.
+fn issue_request(number: u64) -> String {
+    format!("Please fix issue number #{number}.")
+}
+
+/// The standard request of a label or an assignment on a pull request.
+fn pull_request_request(number: u64) -> String {
+    format!("Please work on pull request #{number}: address its review comments and failing checks.")
+}
+
+/// Whether `user` is the App's bot user (never, while that is unknown).
+fn is_bot(user: &User, rules: &TriggerRules) -> bool {
+    rules.bot_login.as_deref().is_some_and(|login| user.login.eq_ignore_ascii_case(login))
 }
 
 /// The trigger `received` asks for, if any. `payload` is the delivery's body.
@@ -129,12 +260,26 @@ pub fn classify(
         return None;
     }
     let action = received.action.as_deref()?;
-    // Only four kinds of delivery can ask, and a comment only by naming the
-    // handle: everything else is answered without parsing the body.
+    // Only these deliveries can ask, a comment or review only by naming the
+    // handle and an assignment only by naming the bot: everything else is
+    // answered without parsing the body.
     let may_ask = match (received.event.as_str(), action) {
-        ("issues", "labeled") => true,
-        ("issue_comment" | "pull_request_review_comment", "created") => may_contain(payload, &rules.mention),
-        ("workflow_run", "completed") => rules.proactive,
+        ("issues", "labeled") => rules.allows(TriggerSwitch::Label),
+        ("pull_request", "labeled") => rules.allows(TriggerSwitch::PrLabel),
+        ("issue_comment" | "pull_request_review_comment", "created") => {
+            rules.allows(TriggerSwitch::Mention) && may_contain(payload, &rules.mention)
+        }
+        ("issue_comment" | "pull_request_review_comment", "edited") => {
+            rules.allows(TriggerSwitch::EditedMention) && may_contain(payload, &rules.mention)
+        }
+        ("pull_request_review", "submitted") => {
+            rules.allows(TriggerSwitch::Review) && may_contain(payload, &rules.mention)
+        }
+        ("issues" | "pull_request", "assigned") => {
+            rules.allows(TriggerSwitch::Assign)
+                && rules.bot_login.as_deref().is_some_and(|login| may_contain(payload, login))
+        }
+        ("workflow_run", "completed") => rules.allows(TriggerSwitch::FailedRun),
         _ => false,
     };
     if !may_ask {
@@ -173,24 +318,47 @@ pub fn classify(
             // labelling again later (a new `updated_at`) is a new one.
             let stamp = issue.updated_at.unwrap_or_else(|| received.delivery_id.clone());
             let id = derived_id(&["label", &repo_id, &issue.number.to_string(), &stamp]);
-            let message = format!("Please fix issue number #{}.", issue.number);
+            let message = issue_request(issue.number);
             Some(TriggerDetected { title: issue.title, ..base(TriggerKind::Label, id, issue.number, sender, message) })
         }
-        ("issue_comment", "created") => {
+        ("issue_comment", "created" | "edited") => {
             let (issue, comment) = (payload.issue?, payload.comment?);
-            let body = comment.body.filter(|b| mentions(b, &rules.mention) && !b.contains(MARKER_PREFIX))?;
-            let kind = if issue.pull_request.is_some() { TriggerKind::PrComment } else { TriggerKind::IssueComment };
-            let id = derived_id(&["comment", &comment.id.to_string()]);
+            let on_pr = issue.pull_request.is_some();
+            let (kind, id) = if action == "created" {
+                let kind = if on_pr { TriggerKind::PrComment } else { TriggerKind::IssueComment };
+                (kind, derived_id(&["comment", &comment.id.to_string()]))
+            } else {
+                if !edit_asks(payload.changes, rules) {
+                    return None;
+                }
+                let kind = if on_pr { TriggerKind::EditedPrComment } else { TriggerKind::EditedIssueComment };
+                // Each edit is its own request; the same edit through another
+                // hook or a redelivery carries the same `updated_at`.
+                let stamp = comment.updated_at.clone().unwrap_or_else(|| received.delivery_id.clone());
+                (kind, derived_id(&["edited_comment", &comment.id.to_string(), &stamp]))
+            };
+            let body = asking(comment.body, rules)?;
             Some(TriggerDetected {
                 comment_id: Some(comment.id),
                 title: issue.title,
                 ..base(kind, id, issue.number, sender, body)
             })
         }
-        ("pull_request_review_comment", "created") => {
+        ("pull_request_review_comment", "created" | "edited") => {
             let (pull, comment) = (payload.pull_request?, payload.comment?);
-            let body = comment.body.filter(|b| mentions(b, &rules.mention) && !b.contains(MARKER_PREFIX))?;
-            let id = derived_id(&["review_comment", &comment.id.to_string()]);
+            let (kind, id) = if action == "created" {
+                (TriggerKind::ReviewComment, derived_id(&["review_comment", &comment.id.to_string()]))
+            } else {
+                if !edit_asks(payload.changes, rules) {
+                    return None;
+                }
+                let stamp = comment.updated_at.clone().unwrap_or_else(|| received.delivery_id.clone());
+                (
+                    TriggerKind::EditedReviewComment,
+                    derived_id(&["edited_review_comment", &comment.id.to_string(), &stamp]),
+                )
+            };
+            let body = asking(comment.body, rules)?;
             Some(TriggerDetected {
                 comment_id: Some(comment.id),
                 title: pull.title,
@@ -199,10 +367,64 @@ pub fn classify(
                 path: comment.path,
                 line: comment.line.or(comment.original_line),
                 thread_id: comment.in_reply_to_id,
-                ..base(TriggerKind::ReviewComment, id, pull.number, sender, body)
+                ..base(kind, id, pull.number, sender, body)
             })
         }
-        ("workflow_run", "completed") if rules.proactive => {
+        ("pull_request_review", "submitted") => {
+            let (pull, review) = (payload.pull_request?, payload.review?);
+            let body = asking(review.body, rules)?;
+            let id = derived_id(&["review", &review.id.to_string()]);
+            Some(TriggerDetected {
+                comment_id: Some(review.id),
+                title: pull.title,
+                head_branch: pull.head.branch,
+                head_sha: pull.head.sha,
+                ..base(TriggerKind::PrReview, id, pull.number, sender, body)
+            })
+        }
+        ("pull_request", "labeled") => {
+            let (label, pull) = (payload.label?, payload.pull_request?);
+            if label.name != rules.label {
+                return None;
+            }
+            let stamp = pull.updated_at.unwrap_or_else(|| received.delivery_id.clone());
+            let id = derived_id(&["pr_label", &repo_id, &pull.number.to_string(), &stamp]);
+            Some(TriggerDetected {
+                title: pull.title,
+                head_branch: pull.head.branch,
+                head_sha: pull.head.sha,
+                ..base(TriggerKind::PrLabel, id, pull.number, sender, pull_request_request(pull.number))
+            })
+        }
+        ("issues", "assigned") => {
+            let (assignee, issue) = (payload.assignee?, payload.issue?);
+            // A pull request's assignment is read from `pull_request.assigned`.
+            if !is_bot(&assignee, rules) || issue.pull_request.is_some() {
+                return None;
+            }
+            let stamp = issue.updated_at.unwrap_or_else(|| received.delivery_id.clone());
+            let id = derived_id(&["assign", &repo_id, &issue.number.to_string(), &stamp]);
+            let message = issue_request(issue.number);
+            Some(TriggerDetected {
+                title: issue.title,
+                ..base(TriggerKind::IssueAssigned, id, issue.number, sender, message)
+            })
+        }
+        ("pull_request", "assigned") => {
+            let (assignee, pull) = (payload.assignee?, payload.pull_request?);
+            if !is_bot(&assignee, rules) {
+                return None;
+            }
+            let stamp = pull.updated_at.unwrap_or_else(|| received.delivery_id.clone());
+            let id = derived_id(&["assign", &repo_id, &pull.number.to_string(), &stamp]);
+            Some(TriggerDetected {
+                title: pull.title,
+                head_branch: pull.head.branch,
+                head_sha: pull.head.sha,
+                ..base(TriggerKind::PrAssigned, id, pull.number, sender, pull_request_request(pull.number))
+            })
+        }
+        ("workflow_run", "completed") => {
             let run = payload.workflow_run?;
             if run.conclusion.as_deref() != Some("failure") {
                 return None;

@@ -167,6 +167,9 @@ async fn every_send_example_is_detected_as_its_trigger(backend: Backend) {
         ("pr-comment", "pr_comment"),
         ("inline-comment", "review_comment"),
         ("failed-run", "failed_workflow"),
+        ("review", "pr_review"),
+        ("pr-label", "pr_label"),
+        ("edited-comment", "edited_issue_comment"),
     ];
     for (example, _) in kinds {
         let (ok, out) = hookwise(&["send", "--example", example, "--url", &url], &db.url);

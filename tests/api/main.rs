@@ -28,3 +28,4 @@ mod setup;
 mod store_conformance;
 mod test_sink;
 mod triggers;
+mod ways_to_ask;

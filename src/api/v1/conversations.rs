@@ -75,6 +75,20 @@ pub enum ConversationKind {
     ReviewComment,
     /// A workflow run failed on a pull request's head (proactive starters).
     FailedWorkflow,
+    /// A mention in the body of a submitted pull request review.
+    PrReview,
+    /// The trigger label was put on a pull request.
+    PrLabel,
+    /// An issue was assigned to the App's bot user.
+    IssueAssigned,
+    /// A pull request was assigned to the App's bot user.
+    PrAssigned,
+    /// A comment on an issue, edited to mention the handle.
+    EditedIssueComment,
+    /// A comment on a pull request's conversation, edited to mention the handle.
+    EditedPrComment,
+    /// An inline review comment, edited to mention the handle.
+    EditedReviewComment,
 }
 
 impl From<ConversationKind> for TriggerKind {
@@ -85,6 +99,13 @@ impl From<ConversationKind> for TriggerKind {
             ConversationKind::PrComment => TriggerKind::PrComment,
             ConversationKind::ReviewComment => TriggerKind::ReviewComment,
             ConversationKind::FailedWorkflow => TriggerKind::FailedWorkflow,
+            ConversationKind::PrReview => TriggerKind::PrReview,
+            ConversationKind::PrLabel => TriggerKind::PrLabel,
+            ConversationKind::IssueAssigned => TriggerKind::IssueAssigned,
+            ConversationKind::PrAssigned => TriggerKind::PrAssigned,
+            ConversationKind::EditedIssueComment => TriggerKind::EditedIssueComment,
+            ConversationKind::EditedPrComment => TriggerKind::EditedPrComment,
+            ConversationKind::EditedReviewComment => TriggerKind::EditedReviewComment,
         }
     }
 }
@@ -187,7 +208,20 @@ mod tests {
     #[test]
     fn the_api_spells_the_kinds_as_the_events_do() {
         use ConversationKind::*;
-        for kind in [Label, IssueComment, PrComment, ReviewComment, FailedWorkflow] {
+        for kind in [
+            Label,
+            IssueComment,
+            PrComment,
+            ReviewComment,
+            FailedWorkflow,
+            PrReview,
+            PrLabel,
+            IssueAssigned,
+            PrAssigned,
+            EditedIssueComment,
+            EditedPrComment,
+            EditedReviewComment,
+        ] {
             let event = serde_json::to_value(TriggerKind::from(kind)).ok();
             assert_eq!(kind.to_json(), event);
             assert_eq!(kind.to_json(), Some(serde_json::Value::from(TriggerKind::from(kind).as_str())));

@@ -3,7 +3,7 @@
 //! hidden marker its earlier attempt may have posted.
 
 use super::{wording, StepContext, StepError};
-use crate::events::{TriggerDetected, TriggerKind};
+use crate::events::TriggerDetected;
 
 /// Posts `body` where the request was made, unless an earlier attempt of
 /// this command already did. Returns the comment's id and link.
@@ -13,11 +13,9 @@ pub(super) async fn reply_once(
     body: &str,
 ) -> Result<(u64, Option<String>), StepError> {
     let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
-    let review_comment = match trigger.kind {
-        // Replies go to the thread's first comment.
-        TriggerKind::ReviewComment => trigger.thread_id.or(trigger.comment_id),
-        _ => None,
-    };
+    // Inline comments are answered in their thread (replies go to its first
+    // comment); everything else, a review included, on the conversation.
+    let review_comment = if trigger.kind.is_inline() { trigger.thread_id.or(trigger.comment_id) } else { None };
     let marker = wording::marker(ctx.command_id);
     if ctx.attempts > 1 {
         let found =
