@@ -21,6 +21,7 @@ backend_tests!(
     a_second_command_of_a_trigger_waits_for_the_one_in_flight,
     the_permission_is_asked_while_the_installation_check_is_in_flight,
     one_installations_token_request_hanging_holds_up_no_other_installation,
+    the_issue_and_its_comments_are_read_at_once,
 );
 
 /// Longer than it takes to answer two triggers, far shorter than the test's
@@ -226,5 +227,41 @@ async fn one_installations_token_request_hanging_holds_up_no_other_installation(
     assert_eq!(reactions.len(), 1);
     assert_eq!(reactions[0].url.path(), format!("/repos/{REPO}/issues/comments/9902/reactions"));
     assert_eq!(count(&app.log().await, "PermissionChecked"), 1, "the hung installation's check is still waiting");
+    app.stop().await;
+}
+
+/// Before a conversation starts, the issue and its latest comments are read
+/// at once: the comments' request arrives before the (held) issue's answer.
+async fn the_issue_and_its_comments_are_read_at_once(backend: Backend) {
+    const HELD: Duration = Duration::from_secs(2);
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    let (issue, comments) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/issues/1")))
+        .respond_with(Noted {
+            arrivals: issue.clone(),
+            template: ResponseTemplate::new(200)
+                .set_body_json(json!({"title": "Spelling error in the README file", "body": "commmit"}))
+                .set_delay(HELD),
+        })
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(Noted {
+            arrivals: comments.clone(),
+            template: ResponseTemplate::new(200).set_body_json(json!([])),
+        })
+        .with_priority(1)
+        .mount(&fakes.github)
+        .await;
+    let Some(app) = spawn(backend, &fakes).await else { return };
+    assert_eq!(app.deliver("issue_comment", "d-reads", &comment_payload(9850, "@openhands go")).await.status(), 200);
+    fakes.wait_for("POST", "/api/conversations", 1).await;
+    let issue_asked = issue.lock().expect("arrivals")[0];
+    let comments_asked = comments.lock().expect("arrivals")[0];
+    assert!(comments_asked < issue_asked + HELD, "the comments were read only after the issue's answer");
     app.stop().await;
 }
