@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{command_id, enrichment_command_id, PullRequestRef, ENRICH_PULL_REQUEST};
-use crate::sql::{Dialect, SqlDb, SqlError, Statement};
+use crate::sql::{Dialect, SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::now_micros;
 use crate::triggers::Step;
@@ -193,13 +193,23 @@ pub fn wake_executors(dialect: Dialect) -> Option<Statement> {
 /// Claims the most overdue pending command for `lease`, counting an attempt,
 /// unless another command of its trigger (or enrichment subject) is claimed
 /// now: a subject's steps run one at a time, in due order, on every instance.
-pub async fn claim(db: &SqlDb, lease: Duration) -> Result<Option<Claimed>, SqlError> {
+/// Nor one of `in_flight`, the subjects the caller is performing a step of
+/// whatever their claims say: a step that outlasts its lease may be taken over
+/// by another instance (that is what the lease is for), never run twice at
+/// once by the one performing it.
+pub async fn claim(db: &SqlDb, lease: Duration, in_flight: &[Uuid]) -> Result<Option<Claimed>, SqlError> {
     let now = now_micros();
     let (lock, take_turn) = match db.dialect() {
         Dialect::Postgres => {
             ("FOR UPDATE SKIP LOCKED", vec![Statement::new("SELECT pg_advisory_xact_lock(?)", sql_params![CLAIM_LOCK])])
         }
         Dialect::Sqlite => ("", Vec::new()),
+    };
+    let mine = if in_flight.is_empty() {
+        String::new()
+    } else {
+        let marks = vec!["?"; in_flight.len()].join(", ");
+        format!("\n               AND COALESCE(due.trigger_id, due.subject_id) NOT IN ({marks})")
     };
     let sql = format!(
         "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1, updated_at = ?
@@ -210,13 +220,15 @@ pub async fn claim(db: &SqlDb, lease: Duration) -> Result<Option<Claimed>, SqlEr
                  SELECT 1 FROM outbox AS busy
                  WHERE busy.status = 'pending' AND busy.claimed_until >= ?
                    AND ((due.trigger_id IS NOT NULL AND busy.trigger_id = due.trigger_id)
-                     OR (due.subject_id IS NOT NULL AND busy.subject_id = due.subject_id)))
+                     OR (due.subject_id IS NOT NULL AND busy.subject_id = due.subject_id))){mine}
              ORDER BY due_at LIMIT 1 {lock})
          RETURNING command_id, trigger_id, subject_id, step, attempts, arguments"
     );
     let until = now + lease.as_micros() as i64;
     let mut statements = take_turn;
-    statements.push(Statement::new(sql, sql_params![until, now, now, now, now]));
+    let mut params = sql_params![until, now, now, now, now];
+    params.extend(in_flight.iter().map(|subject| SqlValue::Text(subject.to_string())));
+    statements.push(Statement::new(sql, params));
     let rows = db.write_returning(statements).await?;
     let Some(row) = rows.first() else { return Ok(None) };
     let command_id: String = row.get(0)?;

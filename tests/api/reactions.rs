@@ -22,6 +22,7 @@ backend_tests!(
     the_permission_is_asked_while_the_installation_check_is_in_flight,
     one_installations_token_request_hanging_holds_up_no_other_installation,
     the_issue_and_its_comments_are_read_at_once,
+    a_step_outlasting_its_lease_is_not_started_again_beside_itself,
 );
 
 /// Longer than it takes to answer two triggers, far shorter than the test's
@@ -263,5 +264,34 @@ async fn the_issue_and_its_comments_are_read_at_once(backend: Backend) {
     let issue_asked = issue.lock().expect("arrivals")[0];
     let comments_asked = comments.lock().expect("arrivals")[0];
     assert!(comments_asked < issue_asked + HELD, "the comments were read only after the issue's answer");
+    app.stop().await;
+}
+
+/// A step whose call outlasts its claim's lease is not claimed again by the
+/// executor performing it (another instance may take it over; that is what
+/// the lease is for): one acknowledgement request, one attempt.
+async fn a_step_outlasting_its_lease_is_not_started_again_beside_itself(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("POST"))
+        .and(path(format!("/repos/{REPO}/issues/1/comments")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .mount(&fakes.github)
+        .await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--claim-lease-ms".to_owned(), "200".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+    assert_eq!(app.deliver("issue_comment", "d-lease", &comment_payload(9950, "@openhands go")).await.status(), 200);
+    eventually(Duration::from_secs(20), "the acknowledgement", || async {
+        count(&app.log().await, "AcknowledgementPosted") == 1
+    })
+    .await;
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one acknowledgement request");
+    assert_eq!(count(&app.log().await, "StepFailed"), 0);
     app.stop().await;
 }

@@ -17,6 +17,7 @@ mod suggestion;
 mod summary;
 pub mod wording;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,13 +173,18 @@ impl Executor {
         };
         let executor = Arc::new(self);
         let mut in_flight = JoinSet::new();
+        // The subject of each step in flight, by its task.
+        let mut subjects: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         while !*stop.borrow() {
             let mut idle_for = None;
             while in_flight.len() < concurrency {
-                match outbox::claim(&executor.db, executor.settings.claim_lease).await {
+                let busy: Vec<Uuid> = subjects.values().copied().collect();
+                match outbox::claim(&executor.db, executor.settings.claim_lease, &busy).await {
                     Ok(Some(command)) => {
+                        let subject = command.command.subject();
                         let executor = executor.clone();
-                        in_flight.spawn(async move { executor.perform(command).await });
+                        let task = in_flight.spawn(async move { executor.perform(command).await });
+                        subjects.insert(task.id(), subject);
                     }
                     Ok(None) => {
                         idle_for = Some(executor.idle_wait().await);
@@ -193,14 +199,16 @@ impl Executor {
             }
             let idle = tokio::time::sleep(idle_for.unwrap_or(SAFETY_POLL));
             tokio::select! {
-                Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(ended),
+                Some(ended) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    subjects.remove(&ended_task(ended));
+                }
                 _ = wake.woken() => {}
                 _ = idle, if idle_for.is_some() => {}
                 _ = stop.changed() => break,
             }
         }
-        while let Some(ended) = in_flight.join_next().await {
-            log_panic(ended);
+        while let Some(ended) = in_flight.join_next_with_id().await {
+            ended_task(ended);
         }
         if let Some(listener) = listener {
             listener.abort();
@@ -363,10 +371,15 @@ impl Executor {
     }
 }
 
-/// A step that panicked: its claim runs out and it is tried again.
-fn log_panic(ended: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = ended {
-        tracing::error!(error = %e, "an executor step panicked");
+/// The task of a step that ended; one that panicked is logged (its claim
+/// runs out and it is tried again).
+fn ended_task(ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match ended {
+        Ok((task, ())) => task,
+        Err(e) => {
+            tracing::error!(error = %e, "an executor step panicked");
+            e.id()
+        }
     }
 }
 
