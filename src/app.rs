@@ -15,6 +15,7 @@ use crate::config::{Config, ProcessSettings, Role, ServerLimits};
 use crate::forward::{run_sink, ForwardSettings, SinkStatus};
 use crate::github::client::GitHubClient;
 use crate::process::executor::Executor;
+use crate::process::outbox::ExecutorWake;
 use crate::process::ProcessManager;
 use crate::projections::{read_model, read_models, ReadModelHandler};
 use crate::reconcile::{run_periodically, DeliveriesClient};
@@ -38,6 +39,8 @@ pub struct Application {
     /// Handlers that follow the log together: one reading and one transaction per batch.
     handler_groups: Vec<Vec<Arc<dyn EventHandler>>>,
     process: ProcessSettings,
+    /// The process manager's wake-up for this instance's executor.
+    executor_wake: ExecutorWake,
     role: Role,
     forward: Arc<ForwardSettings>,
     sinks: Arc<[Arc<SinkStatus>]>,
@@ -108,7 +111,9 @@ impl Application {
         // The process manager follows the log on its own; the read models
         // share one reading of it and one transaction per batch. Each keeps
         // its own checkpoint.
-        let process_manager = ProcessManager::new(store.clone(), rules_with_bot_login(&config.process).await);
+        let executor_wake = ExecutorWake::default();
+        let rules = rules_with_bot_login(&config.process).await;
+        let process_manager = ProcessManager::new(store.clone(), rules, executor_wake.clone(), db.dialect());
         let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
             read_model::prepare(&db, model.as_ref()).await?;
@@ -164,6 +169,7 @@ impl Application {
             sinks,
             reconcile,
             process,
+            executor_wake,
             role,
         })
     }
@@ -186,7 +192,7 @@ impl Application {
         let leading = self.state.leading.clone();
         let mut background = Vec::new();
         if let Some(runtime) = &runtime {
-            let executor = Executor::new(store.clone(), self.db.clone(), self.process);
+            let executor = Executor::new(store.clone(), self.db.clone(), self.process, self.executor_wake);
             background.push(runtime.spawn(executor.run(stopped.clone())));
             let work = LeasedWork {
                 store: store.clone(),

@@ -293,6 +293,10 @@ pub struct ProcessArgs {
     /// it over (after a crash mid-call), in milliseconds.
     #[arg(long, env = "HOOKWISE_CLAIM_LEASE_MS", default_value_t = 300_000)]
     pub claim_lease_ms: u64,
+    /// Outbox commands one executor performs at the same time (at least 1);
+    /// two steps of the same trigger never run at once.
+    #[arg(long, env = "HOOKWISE_EXECUTOR_CONCURRENCY", default_value_t = 16)]
+    pub executor_concurrency: usize,
 }
 
 /// Validated [`ProcessArgs`].
@@ -307,6 +311,8 @@ pub struct ProcessSettings {
     pub retry_max_attempts: u32,
     /// How long a claimed command stays claimed (an executor that died mid-call loses it after this).
     pub claim_lease: std::time::Duration,
+    /// Commands in flight at once, per executor.
+    pub executor_concurrency: usize,
 }
 
 impl ProcessSettings {
@@ -369,6 +375,7 @@ impl ProcessSettings {
             retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),
             retry_max_attempts: args.retry_max_attempts.max(1),
             claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
+            executor_concurrency: args.executor_concurrency.max(1),
         })
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -100,7 +101,11 @@ pub struct GitHubClient {
     http: reqwest::Client,
     api_url: String,
     credentials: Option<AppCredentials>,
-    tokens: Mutex<HashMap<u64, CachedToken>>,
+    /// One slot per installation: a refresh holds only its own
+    /// installation's slot across the HTTP call (concurrent steps of the same
+    /// installation wait for that one request instead of each making theirs);
+    /// the map's own lock is held only to find the slot.
+    tokens: std::sync::Mutex<HashMap<u64, Arc<Mutex<Option<CachedToken>>>>>,
 }
 
 #[derive(Serialize)]
@@ -134,7 +139,7 @@ impl GitHubClient {
             http,
             api_url: api_url.trim_end_matches('/').to_owned(),
             credentials,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,8 +160,12 @@ impl GitHubClient {
     /// An installation access token, from the cache while it has more than
     /// five minutes left.
     pub async fn installation_token(&self, installation_id: u64) -> Result<String, GitHubError> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some(cached) = tokens.get(&installation_id) {
+        let slot = {
+            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            tokens.entry(installation_id).or_default().clone()
+        };
+        let mut cached = slot.lock().await;
+        if let Some(cached) = cached.as_ref() {
             if cached.expires_at > SystemTime::now() + TOKEN_REFRESH_MARGIN {
                 return Ok(cached.token.clone());
             }
@@ -167,7 +176,7 @@ impl GitHubClient {
             .map(|t| UNIX_EPOCH + Duration::from_secs(t.unix_timestamp().max(0) as u64))
             // Unknown expiry: assume GitHub's documented hour.
             .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(3600));
-        tokens.insert(installation_id, CachedToken { token: fresh.token.clone(), expires_at });
+        *cached = Some(CachedToken { token: fresh.token.clone(), expires_at });
         Ok(fresh.token)
     }
 

@@ -11,6 +11,7 @@ pub mod enrichment;
 pub mod executor;
 pub mod outbox;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,12 +23,12 @@ use crate::events::{
     derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerRetried, WebhookReceived,
 };
 use crate::runner::{EventHandler, HandlerError};
-use crate::sql::{Migration, Statement};
+use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
-use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry};
+use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
 
 pub const NAME: &str = "process_manager";
 
@@ -173,11 +174,17 @@ pub fn map_conversation(conversation_id: &str, trigger_id: Uuid) -> Statement {
 pub struct ProcessManager {
     store: Arc<dyn EventStore>,
     rules: TriggerRules,
+    /// This instance's executor, woken when a batch that enqueued commits.
+    wake: ExecutorWake,
+    /// On PostgreSQL, such a batch also notifies every instance's executor.
+    dialect: Dialect,
+    /// Whether the batch being committed writes anything (set by `compact`).
+    batch_writes: AtomicBool,
 }
 
 impl ProcessManager {
-    pub fn new(store: Arc<dyn EventStore>, rules: TriggerRules) -> Self {
-        ProcessManager { store, rules }
+    pub fn new(store: Arc<dyn EventStore>, rules: TriggerRules, wake: ExecutorWake, dialect: Dialect) -> Self {
+        ProcessManager { store, rules, wake, dialect, batch_writes: AtomicBool::new(false) }
     }
 
     /// Records the trigger a delivery asks for. `NoStream`: the first
@@ -254,6 +261,24 @@ impl EventHandler for ProcessManager {
 
     fn migrations(&self) -> &'static [Migration] {
         MIGRATIONS
+    }
+
+    /// A batch that writes anything (commands, mostly) tells the executors
+    /// of other instances too, when it commits.
+    fn compact(&self, statements: Vec<Statement>) -> Vec<Statement> {
+        let mut statements = coalesce_inserts(statements);
+        let writes = !statements.is_empty();
+        if writes {
+            statements.extend(outbox::wake_executors(self.dialect));
+        }
+        self.batch_writes.store(writes, Ordering::Relaxed);
+        statements
+    }
+
+    fn committed(&self) {
+        if self.batch_writes.swap(false, Ordering::Relaxed) {
+            self.wake.wake();
+        }
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {

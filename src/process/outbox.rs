@@ -3,13 +3,15 @@
 //! inserts rows in the same transaction as its checkpoint; the executor
 //! claims and marks them. Every statement on the table is here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{command_id, enrichment_command_id, PullRequestRef, ENRICH_PULL_REQUEST};
-use crate::sql::{Dialect, SqlDb, SqlError, Statement};
+use crate::sql::{Dialect, SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::now_micros;
 use crate::triggers::Step;
@@ -152,23 +154,82 @@ pub async fn enrichment_pull_request(db: &SqlDb, subject: Uuid) -> Result<Option
     Ok(arguments.as_deref().and_then(|a| serde_json::from_str(a).ok()))
 }
 
-/// Claims the most overdue pending command for `lease`, counting an attempt.
-pub async fn claim(db: &SqlDb, lease: Duration) -> Result<Option<Claimed>, SqlError> {
+/// Wakes this instance's executor once enqueued commands are committed, so
+/// it need not poll for them. One permit is kept when nobody waits: a wake
+/// between the executor's last claim and its wait is not lost.
+#[derive(Clone, Default)]
+pub struct ExecutorWake(Arc<Notify>);
+
+impl ExecutorWake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next wake (at once if one came since the last).
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
+}
+
+/// The PostgreSQL channel on which a commit that enqueued commands wakes
+/// every instance's executor (a hint: executors also poll).
+pub const WAKE_CHANNEL: &str = "hookwise_outbox";
+
+/// The advisory lock that makes claims on PostgreSQL take turns (each takes
+/// a millisecond), so two instances never claim two commands of the same
+/// subject at once: the second claim sees the first one committed.
+const CLAIM_LOCK: i64 = 0x686f_6f6b_6f75_7462;
+
+/// The statement that, inside a transaction that enqueued commands, wakes
+/// the executors of every instance when it commits (PostgreSQL delivers a
+/// `NOTIFY` at commit, once per transaction however often it is sent).
+pub fn wake_executors(dialect: Dialect) -> Option<Statement> {
+    match dialect {
+        Dialect::Postgres => Some(Statement::new(format!("SELECT pg_notify('{WAKE_CHANNEL}', '')"), Vec::new())),
+        Dialect::Sqlite => None,
+    }
+}
+
+/// Claims the most overdue pending command for `lease`, counting an attempt,
+/// unless another command of its trigger (or enrichment subject) is claimed
+/// now: a subject's steps run one at a time, in due order, on every instance.
+/// Nor one of `in_flight`, the subjects the caller is performing a step of
+/// whatever their claims say: a step that outlasts its lease may be taken over
+/// by another instance (that is what the lease is for), never run twice at
+/// once by the one performing it.
+pub async fn claim(db: &SqlDb, lease: Duration, in_flight: &[Uuid]) -> Result<Option<Claimed>, SqlError> {
     let now = now_micros();
-    let lock = match db.dialect() {
-        Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
+    let (lock, take_turn) = match db.dialect() {
+        Dialect::Postgres => {
+            ("FOR UPDATE SKIP LOCKED", vec![Statement::new("SELECT pg_advisory_xact_lock(?)", sql_params![CLAIM_LOCK])])
+        }
+        Dialect::Sqlite => ("", Vec::new()),
+    };
+    let mine = if in_flight.is_empty() {
+        String::new()
+    } else {
+        let marks = vec!["?"; in_flight.len()].join(", ");
+        format!("\n               AND COALESCE(due.trigger_id, due.subject_id) NOT IN ({marks})")
     };
     let sql = format!(
         "UPDATE outbox SET claimed_until = ?, attempts = attempts + 1, updated_at = ?
          WHERE command_id = (
-             SELECT command_id FROM outbox
+             SELECT command_id FROM outbox AS due
              WHERE status = 'pending' AND due_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
+               AND NOT EXISTS (
+                 SELECT 1 FROM outbox AS busy
+                 WHERE busy.status = 'pending' AND busy.claimed_until >= ?
+                   AND ((due.trigger_id IS NOT NULL AND busy.trigger_id = due.trigger_id)
+                     OR (due.subject_id IS NOT NULL AND busy.subject_id = due.subject_id))){mine}
              ORDER BY due_at LIMIT 1 {lock})
          RETURNING command_id, trigger_id, subject_id, step, attempts, arguments"
     );
     let until = now + lease.as_micros() as i64;
-    let rows = db.write_returning(vec![Statement::new(sql, sql_params![until, now, now, now])]).await?;
+    let mut statements = take_turn;
+    let mut params = sql_params![until, now, now, now, now];
+    params.extend(in_flight.iter().map(|subject| SqlValue::Text(subject.to_string())));
+    statements.push(Statement::new(sql, params));
+    let rows = db.write_returning(statements).await?;
     let Some(row) = rows.first() else { return Ok(None) };
     let command_id: String = row.get(0)?;
     let step: String = row.get(3)?;
@@ -193,6 +254,24 @@ pub async fn claim(db: &SqlDb, lease: Duration) -> Result<Option<Claimed>, SqlEr
         attempts: row.get::<u64>(4)? as u32,
         command,
     }))
+}
+
+/// When the next pending command falls due or its claim runs out, whichever
+/// is later (`None`: nothing pending). What an idle executor sleeps until,
+/// besides wake-ups.
+pub async fn next_due(db: &SqlDb) -> Result<Option<i64>, SqlError> {
+    let rows = db
+        .query(
+            "SELECT CAST(MIN(CASE WHEN claimed_until IS NOT NULL AND claimed_until > due_at
+                 THEN claimed_until ELSE due_at END) AS BIGINT)
+             FROM outbox WHERE status = 'pending'",
+            Vec::new(),
+        )
+        .await?;
+    match rows.first() {
+        Some(row) => row.get::<Option<i64>>(0),
+        None => Ok(None),
+    }
 }
 
 /// Releases a claimed command with its new status (and, when pending, when it is due).

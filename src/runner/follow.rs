@@ -199,6 +199,7 @@ async fn follow(
         };
         let mut statements = Vec::new();
         let mut moved = checkpoints.clone();
+        let mut applied = Vec::with_capacity(handlers.len());
         for ((handler, from), to) in handlers.iter().zip(&checkpoints).zip(&mut moved) {
             // A handler a little behind the others catches up within the
             // same reading; one ahead skips what it has applied.
@@ -213,10 +214,14 @@ async fn follow(
                 own.extend(handler.handle(event).await?);
             }
             statements.extend(handler.compact(own));
+            applied.push(handler);
         }
         if !statements.is_empty() {
             match db.write(statements).await {
-                Ok(_) => checkpoints = moved,
+                Ok(_) => {
+                    checkpoints = moved;
+                    applied.iter().for_each(|handler| handler.committed());
+                }
                 Err(e) if is_checkpoint_conflict(&e) => return Err(HandlerError::CheckpointMoved),
                 Err(e) => return Err(e.into()),
             }

@@ -50,4 +50,9 @@ pub trait EventHandler: Send + Sync + 'static {
     fn compact(&self, statements: Vec<Statement>) -> Vec<Statement> {
         coalesce_inserts(statements)
     }
+
+    /// Called once a batch this handler applied has committed: what its
+    /// statements wrote is visible now (the process manager wakes the
+    /// executor here rather than leaving it to poll).
+    fn committed(&self) {}
 }

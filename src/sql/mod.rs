@@ -105,6 +105,27 @@ impl SqlDb {
         }
     }
 
+    /// On PostgreSQL, calls `on_notify` for every `NOTIFY` on `channel` from
+    /// any instance, until the returned task is aborted (a hint: what listens
+    /// also polls). `None` on SQLite, which has no such thing.
+    pub fn listen(
+        &self,
+        channel: &'static str,
+        on_notify: impl Fn() + Send + Sync + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &*self.inner {
+            Engine::Sqlite { .. } => None,
+            Engine::Postgres(_) => {
+                let db = self.clone();
+                Some(tokio::spawn(async move {
+                    if let Engine::Postgres(postgres) = &*db.inner {
+                        postgres.listen(channel, on_notify).await
+                    }
+                }))
+            }
+        }
+    }
+
     /// Runs one statement that returns rows (a `SELECT`, or a write with `RETURNING`).
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<SqlRow>, SqlError> {
         match &*self.inner {

@@ -11,6 +11,8 @@ use super::{numbered_placeholders, Migration, SqlError, SqlRow, SqlValue, Statem
 
 pub struct PostgresDb {
     pool: Pool,
+    /// For connections of their own (`LISTEN` cannot share the pool's).
+    config: Box<tokio_postgres::Config>,
 }
 
 /// A connection pool for `url`, shared by the log's store and the SQL side.
@@ -181,7 +183,40 @@ impl PostgresDb {
 
     pub fn connect(url: &str) -> Result<Self, SqlError> {
         let pool = connect_pool(url)?;
-        Ok(PostgresDb { pool })
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| SqlError::InvalidUrl(e.to_string()))?;
+        Ok(PostgresDb { pool, config: Box::new(config) })
+    }
+
+    /// Calls `on_notify` for every `NOTIFY` on `channel` from any session, on
+    /// a connection of its own, reconnecting after a lost one (and calling it
+    /// once on each connect, for what was sent meanwhile). Runs until aborted.
+    pub async fn listen(&self, channel: &'static str, on_notify: impl Fn() + Send + Sync + 'static) {
+        use futures_util::future::poll_fn;
+        let on_notify = std::sync::Arc::new(on_notify);
+        loop {
+            match self.config.connect(NoTls).await {
+                Ok((client, mut connection)) => {
+                    let notified = on_notify.clone();
+                    let driver = tokio::spawn(async move {
+                        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                            match message {
+                                Ok(tokio_postgres::AsyncMessage::Notification(_)) => notified(),
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    });
+                    if client.batch_execute(&format!("LISTEN {channel}")).await.is_ok() {
+                        on_notify();
+                        let _ = driver.await;
+                    } else {
+                        driver.abort();
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, channel, "LISTEN connection failed; polling meanwhile"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SqlError> {

@@ -21,6 +21,7 @@ mod kurrent;
 mod metrics;
 mod pull_request_enrichment;
 mod query_api;
+mod reactions;
 mod readiness;
 mod reconcile;
 mod runner;

@@ -680,7 +680,9 @@ async fn an_unconfigured_agent_or_a_suspended_installation_ends_in_a_rejection(b
     let rejected: TriggerRejected = app.first_event().await;
     assert_eq!(rejected.reason, "installation_suspended");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(fakes.requests("GET", "/permission").await.is_empty(), "nothing asked of a suspended installation");
+    // The permission is asked beside the installation (both at once); its
+    // answer is ignored for a suspended installation: nothing is done there.
+    assert!(fakes.requests("POST", "/reactions").await.is_empty(), "no 👀 on a suspended installation");
     assert!(fakes.requests("POST", "/api/conversations").await.is_empty());
     app.stop().await;
 }

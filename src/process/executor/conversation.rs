@@ -44,8 +44,11 @@ pub(super) async fn start(
         )
         .await?;
 
-    let issue = ctx.github.issue(installation, repo, trigger.number).await?;
-    let comments = ctx.github.latest_comments(installation, repo, trigger.number).await?;
+    // Two reads that need not wait for each other.
+    let (issue, comments) = tokio::try_join!(
+        ctx.github.issue(installation, repo, trigger.number),
+        ctx.github.latest_comments(installation, repo, trigger.number),
+    )?;
     let github_token = match agent.needs_github_token() {
         true => Some(Secret::new(ctx.github.installation_token(installation).await?)),
         false => None,

@@ -17,13 +17,15 @@ mod suggestion;
 mod summary;
 pub mod wording;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::outbox::{self, Claimed, Command, OutboxStatus, MAX_RETRY_DELAY};
+use super::outbox::{self, Claimed, Command, ExecutorWake, OutboxStatus, MAX_RETRY_DELAY};
 use crate::agent::{AgentError, AgentRuntime};
 use crate::config::ProcessSettings;
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentFailed};
@@ -36,8 +38,11 @@ use crate::sql::{SqlDb, SqlError};
 use crate::store::{now_micros, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::triggers::{Step, TriggerState};
 
-/// How often an idle executor looks for due commands.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+/// The longest an idle executor waits without a wake-up before it looks for
+/// due commands anyway: the safety net under the wake-ups (a command enqueued
+/// by another process on SQLite, a NOTIFY lost with its connection, a claim
+/// of a dead instance running out).
+const SAFETY_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StepError {
@@ -144,34 +149,85 @@ pub struct Executor {
     github: Arc<GitHubClient>,
     agent: Option<Arc<dyn AgentRuntime>>,
     settings: ProcessSettings,
+    wake: ExecutorWake,
 }
 
 impl Executor {
-    pub fn new(store: Arc<dyn EventStore>, db: SqlDb, settings: ProcessSettings) -> Self {
+    /// `wake` is how the process manager of this instance says commands were enqueued.
+    pub fn new(store: Arc<dyn EventStore>, db: SqlDb, settings: ProcessSettings, wake: ExecutorWake) -> Self {
         let github = Arc::new(GitHubClient::new(&settings.github_api_url, settings.github.clone()));
         let agent = settings.agent.as_ref().map(crate::agent::build);
-        Executor { store, db, github, agent, settings }
+        Executor { store, db, github, agent, settings, wake }
     }
 
-    /// Performs due commands until `stop` turns true.
+    /// Performs due commands, up to `executor_concurrency` at once, until
+    /// `stop` turns true; then lets those in flight finish. A claim never
+    /// takes a command whose trigger has another one in flight
+    /// ([`outbox::claim`]), so one slow call holds up only its own trigger.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let concurrency = self.settings.executor_concurrency.max(1);
+        let wake = self.wake.clone();
+        let listener = {
+            let wake = wake.clone();
+            self.db.listen(outbox::WAKE_CHANNEL, move || wake.wake())
+        };
+        let executor = Arc::new(self);
+        let mut in_flight = JoinSet::new();
+        // The subject of each step in flight, by its task.
+        let mut subjects: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         while !*stop.borrow() {
-            let worked = match outbox::claim(&self.db, self.settings.claim_lease).await {
-                Ok(Some(command)) => {
-                    self.perform(command).await;
-                    true
+            let mut idle_for = None;
+            while in_flight.len() < concurrency {
+                let busy: Vec<Uuid> = subjects.values().copied().collect();
+                match outbox::claim(&executor.db, executor.settings.claim_lease, &busy).await {
+                    Ok(Some(command)) => {
+                        let subject = command.command.subject();
+                        let executor = executor.clone();
+                        let task = in_flight.spawn(async move { executor.perform(command).await });
+                        subjects.insert(task.id(), subject);
+                    }
+                    Ok(None) => {
+                        idle_for = Some(executor.idle_wait().await);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming an outbox command failed");
+                        idle_for = Some(SAFETY_POLL);
+                        break;
+                    }
                 }
-                Ok(None) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming an outbox command failed");
-                    false
+            }
+            let idle = tokio::time::sleep(idle_for.unwrap_or(SAFETY_POLL));
+            tokio::select! {
+                Some(ended) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    subjects.remove(&ended_task(ended));
                 }
-            };
-            if !worked {
-                tokio::select! {
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => return,
-                }
+                _ = wake.woken() => {}
+                _ = idle, if idle_for.is_some() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        while let Some(ended) = in_flight.join_next_with_id().await {
+            ended_task(ended);
+        }
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+    }
+
+    /// How long to wait, short of a wake-up, when nothing is claimable: until
+    /// the next command falls due, at most [`SAFETY_POLL`]. A command due
+    /// already but not claimable waits for its trigger's step in flight, whose
+    /// end wakes the loop.
+    async fn idle_wait(&self) -> Duration {
+        match outbox::next_due(&self.db).await {
+            Ok(Some(due)) if due > now_micros() => {
+                Duration::from_micros((due - now_micros()).max(0) as u64).min(SAFETY_POLL)
+            }
+            Ok(_) => SAFETY_POLL,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading when the next outbox command is due failed");
+                SAFETY_POLL
             }
         }
     }
@@ -311,6 +367,18 @@ impl Executor {
             count_attempt(claimed, "abandoned");
             self.store.append(&stream, expected, vec![abandoned]).await?;
             Ok(outbox::mark(&self.db, claimed.command_id, OutboxStatus::Abandoned, None, Some(&message)).await?)
+        }
+    }
+}
+
+/// The task of a step that ended; one that panicked is logged (its claim
+/// runs out and it is tried again).
+fn ended_task(ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match ended {
+        Ok((task, ())) => task,
+        Err(e) => {
+            tracing::error!(error = %e, "an executor step panicked");
+            e.id()
         }
     }
 }

@@ -11,7 +11,16 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
     if !ctx.github.is_configured() {
         return ctx.reject(trigger, "github_not_configured", "GITHUB_APP_ID and its key are not set".into());
     }
-    match ctx.github.installation(trigger.installation_id).await? {
+    // Both questions at once (neither needs the other's answer); the
+    // installation's answer is read first, so the outcome, and the events,
+    // are what asking one after the other would give: a missing or
+    // suspended installation is a rejection whatever the permission call met.
+    let login = &trigger.requester.login;
+    let (installation, permission) = tokio::join!(
+        ctx.github.installation(trigger.installation_id),
+        ctx.github.collaborator_permission(trigger.installation_id, &trigger.repository.full_name, login),
+    );
+    match installation? {
         None => {
             let message = format!("installation {} does not exist", trigger.installation_id);
             return ctx.reject(trigger, "installation_missing", message);
@@ -22,9 +31,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         }
         Some(_) => {}
     }
-    let login = &trigger.requester.login;
-    let permission =
-        ctx.github.collaborator_permission(trigger.installation_id, &trigger.repository.full_name, login).await?;
+    let permission = permission?;
     let granted = matches!(permission.as_str(), "admin" | "maintain" | "write");
     let checked = PermissionChecked {
         trigger_id: trigger.trigger_id,
