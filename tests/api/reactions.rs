@@ -82,15 +82,7 @@ async fn two_triggers_are_answered_while_a_third_ones_github_call_hangs(backend:
 /// released: its row is done after the acknowledgement's.
 async fn a_second_command_of_a_trigger_waits_for_the_one_in_flight(backend: Backend) {
     let fakes = Fakes::start("write").await;
-    Mock::given(method("POST"))
-        .and(path(format!("/repos/{REPO}/issues/1/comments")))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
-                .set_delay(Duration::from_secs(2)),
-        )
-        .mount(&fakes.github)
-        .await;
+    fakes.answer_issue_comments_after(Duration::from_secs(2)).await;
     let Some(app) = spawn(backend, &fakes).await else { return };
     assert_eq!(app.deliver("issue_comment", "d-order", &comment_payload(9700, "@openhands go")).await.status(), 200);
     // The acknowledgement's request has arrived: its command is in flight.
@@ -272,15 +264,7 @@ async fn the_issue_and_its_comments_are_read_at_once(backend: Backend) {
 /// the lease is for): one acknowledgement request, one attempt.
 async fn a_step_outlasting_its_lease_is_not_started_again_beside_itself(backend: Backend) {
     let fakes = Fakes::start("write").await;
-    Mock::given(method("POST"))
-        .and(path(format!("/repos/{REPO}/issues/1/comments")))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
-                .set_delay(Duration::from_secs(2)),
-        )
-        .mount(&fakes.github)
-        .await;
+    fakes.answer_issue_comments_after(Duration::from_secs(2)).await;
     let Some(db) = TestDatabase::create(backend).await else { return };
     let mut flags = fakes.flags();
     flags.extend(["--claim-lease-ms".to_owned(), "200".to_owned()]);

@@ -867,6 +867,20 @@ fn example(kind: ExampleKind) -> Vec<u8> {
 const PR_HEAD_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
 
 impl Fakes {
+    /// GitHub creates issue #1's comments (the acknowledgement among them)
+    /// but answers only after `delay`.
+    pub(crate) async fn answer_issue_comments_after(&self, delay: Duration) {
+        Mock::given(method("POST"))
+            .and(path(format!("/repos/{REPO}/issues/1/comments")))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
+                    .set_delay(delay),
+            )
+            .mount(&self.github)
+            .await;
+    }
+
     async fn pull_request_two(&self, mergeable: Value) {
         let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
         Mock::given(method("GET"))
@@ -964,15 +978,7 @@ fn start_binary(database_url: &str, fakes: &Fakes) -> (std::process::Child, Stri
 async fn the_acknowledgement_is_posted_once_across_a_crash(backend: Backend) {
     let fakes = Fakes::start("write").await;
     // GitHub creates the comment, but its answer comes too late: hookwise dies first.
-    Mock::given(method("POST"))
-        .and(path(format!("/repos/{REPO}/issues/1/comments")))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"id": 500, "html_url": "https://github.com/c/500"}))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .mount(&fakes.github)
-        .await;
+    fakes.answer_issue_comments_after(Duration::from_secs(3)).await;
     let Some(db) = TestDatabase::create(backend).await else { return };
     let (mut child, base) = start_binary(&db.url, &fakes);
     let body = comment_payload(9400, "@openhands fix it");
