@@ -205,6 +205,15 @@ pub enum Role {
     Intake,
 }
 
+/// How hookwise answers where it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplyStyle {
+    /// One status comment, edited in place as the run goes; it ends with the result.
+    Edit,
+    /// "I'm on it" stays as posted; the result is a comment of its own.
+    New,
+}
+
 /// The GitHub App, the agent runtime and the trigger words.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProcessArgs {
@@ -297,6 +306,11 @@ pub struct ProcessArgs {
     /// two steps of the same trigger never run at once.
     #[arg(long, env = "HOOKWISE_EXECUTOR_CONCURRENCY", default_value_t = 16)]
     pub executor_concurrency: usize,
+    /// `edit`: one status comment ("I'm on it", then running, then the result
+    /// or why there is none), edited in place; `new`: the result in a comment
+    /// of its own.
+    #[arg(long, env = "HOOKWISE_REPLY_STYLE", value_enum, default_value = "edit")]
+    pub reply_style: ReplyStyle,
 }
 
 /// Validated [`ProcessArgs`].
@@ -313,6 +327,7 @@ pub struct ProcessSettings {
     pub claim_lease: std::time::Duration,
     /// Commands in flight at once, per executor.
     pub executor_concurrency: usize,
+    pub reply_style: ReplyStyle,
 }
 
 impl ProcessSettings {
@@ -376,6 +391,7 @@ impl ProcessSettings {
             retry_max_attempts: args.retry_max_attempts.max(1),
             claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
             executor_concurrency: args.executor_concurrency.max(1),
+            reply_style: args.reply_style,
         })
     }
 }

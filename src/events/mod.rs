@@ -12,9 +12,9 @@ pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, Agen
 pub use reconcile::ReconciliationCompleted;
 pub use trigger::{truncate_chars, MAX_AGENT_TEXT_CHARS, TRUNCATION_MARKER};
 pub use trigger::{
-    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, PermissionChecked,
-    ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind, TriggerRejected,
-    TriggerRetried,
+    AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
+    PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerKind,
+    TriggerRejected, TriggerRetried,
 };
 pub use webhook::{RepositoryRef, SecretSlot, SenderRef, WebhookReceived};
 

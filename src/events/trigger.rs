@@ -289,6 +289,10 @@ pub struct SummaryPosted {
     pub comment_id: u64,
     /// `finished` (a summary) or the failure state (`error`, `stopped`, …).
     pub outcome: String,
+    /// Whether it was written into the status comment (`HOOKWISE_REPLY_STYLE=edit`)
+    /// rather than posted as a comment of its own (absent before: posted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
 }
 
 impl DomainEvent for SummaryPosted {
@@ -323,6 +327,24 @@ pub struct TriggerAbandoned {
 
 impl DomainEvent for TriggerAbandoned {
     const TYPE: &'static str = "TriggerAbandoned";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Where the request was made, hookwise said why it gave up: the status
+/// comment edited to name the step and the error, or a reply of its own.
+/// Once per abandonment (an admin's retry opens the way for the next one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbandonmentReported {
+    pub trigger_id: Uuid,
+    /// The abandoned step.
+    pub step: String,
+    pub comment_id: u64,
+    /// The status comment edited (`true`) or a reply posted.
+    pub edited: bool,
+}
+
+impl DomainEvent for AbandonmentReported {
+    const TYPE: &'static str = "AbandonmentReported";
     const SCHEMA_VERSION: u32 = 1;
 }
 

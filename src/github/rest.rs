@@ -365,6 +365,25 @@ impl GitHubClient {
         self.send_json(request.json(&json!({"body": body}))).await
     }
 
+    /// Replaces the body of a comment on an issue or pull request, or of an
+    /// inline review comment (`review_comment`). Setting the same body twice
+    /// is harmless, so an edit needs no marker to be retried.
+    pub async fn edit_comment(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        comment_id: u64,
+        review_comment: bool,
+        body: &str,
+    ) -> Result<Created, GitHubError> {
+        let path = match review_comment {
+            true => format!("/repos/{repo}/pulls/comments/{comment_id}"),
+            false => format!("/repos/{repo}/issues/comments/{comment_id}"),
+        };
+        let request = self.installation_request(installation_id, Method::PATCH, &path).await?;
+        self.send_json(request.json(&json!({"body": body}))).await
+    }
+
     /// A comment already carrying `marker`, among the latest of the issue or
     /// pull request (or of its review comments, for a review thread).
     pub async fn find_reply(

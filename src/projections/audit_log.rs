@@ -240,6 +240,7 @@ fn trigger_fact(event: TriggerEvent) -> Option<Fact> {
         TriggerEvent::SummaryPosted(posted) => fact("summary_posted", Some(posted.outcome)),
         TriggerEvent::StepFailed(failed) => fact("step_failed", Some(failed.error)),
         TriggerEvent::TriggerAbandoned(abandoned) => fact("trigger_abandoned", Some(abandoned.error)),
+        TriggerEvent::AbandonmentReported(reported) => fact("abandonment_reported", Some(reported.step)),
         TriggerEvent::TriggerRetried(retried) => Fact {
             kind: "admin_action",
             actor: Some(retried.requested_by),

@@ -45,6 +45,9 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}conversations (
     abandoned_at BIGINT,
     last_error TEXT,
     retries BIGINT NOT NULL DEFAULT 0,
+    status_comment_id BIGINT,
+    status_comment_url TEXT,
+    abandonment_reported_at BIGINT,
     updated_at BIGINT NOT NULL,
     last_position BIGINT NOT NULL
 )"];
@@ -72,7 +75,8 @@ impl ReadModel for Conversations {
 
     fn schema_version(&self) -> i64 {
         // 2: typed events and the lifecycle's status rule (a retry resumes the status it had).
-        2
+        // 3: the status comment and the abandonment's report.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -129,9 +133,11 @@ impl ReadModel for Conversations {
                 "started_at = ?, conversation_id = ?, conversation_url = ?",
                 sql_params![at, started.conversation_id.as_str(), started.conversation_url.as_str()],
             ),
-            TriggerEvent::AcknowledgementPosted(_) => {
-                ("acknowledged_at = COALESCE(acknowledged_at, ?)", sql_params![at])
-            }
+            TriggerEvent::AcknowledgementPosted(posted) => (
+                "acknowledged_at = COALESCE(acknowledged_at, ?), status_comment_id = ?, status_comment_url = ?",
+                sql_params![at, posted.comment_id, posted.comment_url.clone()],
+            ),
+            TriggerEvent::AbandonmentReported(_) => ("abandonment_reported_at = ?", sql_params![at]),
             TriggerEvent::ConversationStatusChanged(changed) => match AgentOutcome::of(&changed.agent_state) {
                 AgentOutcome::Finished => ("finished_at = COALESCE(finished_at, ?)", sql_params![at]),
                 AgentOutcome::Failed => (
@@ -156,7 +162,9 @@ impl ReadModel for Conversations {
             TriggerEvent::TriggerAbandoned(abandoned) => {
                 ("abandoned_at = ?, reason = ?", sql_params![at, abandoned.error.as_str()])
             }
-            TriggerEvent::TriggerRetried(_) => ("reason = NULL, abandoned_at = NULL, retries = retries + 1", vec![]),
+            TriggerEvent::TriggerRetried(_) => {
+                ("reason = NULL, abandoned_at = NULL, abandonment_reported_at = NULL, retries = retries + 1", vec![])
+            }
         };
         // The status moves by the lifecycle's one rule (see `triggers::StatusChange`).
         let status = StatusChange::of(&typed).sql().map(|expression| format!("status = {expression}"));
@@ -216,11 +224,17 @@ pub struct ConversationRow {
     pub abandoned_at: Option<i64>,
     pub last_error: Option<String>,
     pub retries: u64,
+    /// The comment hookwise keeps up to date where the request was made (the acknowledgement).
+    pub status_comment_id: Option<u64>,
+    pub status_comment_url: Option<String>,
+    /// When hookwise said there that it gave up (while abandoned).
+    pub abandonment_reported_at: Option<i64>,
 }
 
 const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
     reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
-    started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries";
+    started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries,
+    status_comment_id, status_comment_url, abandonment_reported_at";
 
 impl ConversationRow {
     fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
@@ -248,6 +262,9 @@ impl ConversationRow {
             abandoned_at: row.get_by_name("abandoned_at")?,
             last_error: row.get_by_name("last_error")?,
             retries: row.get_by_name("retries")?,
+            status_comment_id: row.get_by_name("status_comment_id")?,
+            status_comment_url: row.get_by_name("status_comment_url")?,
+            abandonment_reported_at: row.get_by_name("abandonment_reported_at")?,
         })
     }
 }

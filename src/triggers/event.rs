@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::events::{
-    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, DecodeError,
-    DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
-    TriggerRejected, TriggerRetried,
+    AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
+    DecodeError, DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned,
+    TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::RecordedEvent;
 
@@ -27,6 +27,7 @@ pub enum TriggerEvent {
     StepFailed(StepFailed),
     TriggerAbandoned(TriggerAbandoned),
     TriggerRetried(TriggerRetried),
+    AbandonmentReported(AbandonmentReported),
 }
 
 impl TriggerEvent {
@@ -51,6 +52,7 @@ impl TriggerEvent {
             StepFailed::TYPE => read(event, TriggerEvent::StepFailed),
             TriggerAbandoned::TYPE => read(event, TriggerEvent::TriggerAbandoned),
             TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
+            AbandonmentReported::TYPE => read(event, TriggerEvent::AbandonmentReported),
             _ => Ok(None),
         }
     }

@@ -27,10 +27,13 @@ pub enum Step {
     PostSummary,
     /// Failed runs: one suggestion comment once every run for the sha is done.
     PostSuggestion,
+    /// Say where the request was made why hookwise gave up (after a step's
+    /// last attempt failed): the status comment edited, or a reply.
+    ReportAbandonment,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::CheckPermission,
         Step::AddReaction,
         Step::StartConversation,
@@ -38,6 +41,7 @@ impl Step {
         Step::FollowConversation,
         Step::PostSummary,
         Step::PostSuggestion,
+        Step::ReportAbandonment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Step {
             Step::FollowConversation => "follow_conversation",
             Step::PostSummary => "post_summary",
             Step::PostSuggestion => "post_suggestion",
+            Step::ReportAbandonment => "report_abandonment",
         }
     }
 
@@ -115,8 +120,11 @@ impl AgentOutcome {
 /// (trigger, step, retries), so asking again after each event is harmless.
 pub fn next_step(state: &TriggerState) -> Option<Step> {
     let detected = state.detected.as_ref()?;
-    if state.summary.is_some() || state.abandoned.is_some() {
+    if state.summary.is_some() {
         return None;
+    }
+    if let Some((abandoned, _)) = &state.abandoned {
+        return may_report_abandonment(state, detected.kind, &abandoned.step).then_some(Step::ReportAbandonment);
     }
     if detected.kind == TriggerKind::FailedWorkflow {
         return state.rejected.is_none().then_some(Step::PostSuggestion);
@@ -142,6 +150,17 @@ pub fn next_step(state: &TriggerState) -> Option<Step> {
         return Some(Step::FollowConversation);
     }
     Some(Step::PostSummary)
+}
+
+/// Whether an abandonment is said where the request was made: once, only to
+/// someone allowed to ask (never before the permission is granted), never for
+/// a proactive suggestion nobody asked for, and not when saying it is what
+/// failed.
+fn may_report_abandonment(state: &TriggerState, kind: TriggerKind, step: &str) -> bool {
+    state.abandonment_reported.is_none()
+        && kind != TriggerKind::FailedWorkflow
+        && state.permission.as_ref().is_some_and(|p| p.granted)
+        && step != Step::ReportAbandonment.as_str()
 }
 
 /// Where a trigger stands, as the API reports it.
@@ -241,7 +260,8 @@ impl StatusChange {
             TriggerEvent::PermissionChecked(_)
             | TriggerEvent::ReactionAdded(_)
             | TriggerEvent::AcknowledgementPosted(_)
-            | TriggerEvent::StepFailed(_) => StatusChange::Keep,
+            | TriggerEvent::StepFailed(_)
+            | TriggerEvent::AbandonmentReported(_) => StatusChange::Keep,
         }
     }
 

@@ -5,9 +5,9 @@ use uuid::Uuid;
 use super::lifecycle::{AgentOutcome, StatusChange, Step, TriggerStatus};
 use super::TriggerEvent;
 use crate::events::{
-    derived_id, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
-    DecodeError, PermissionChecked, ReactionAdded, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerRejected,
-    TriggerRetried,
+    derived_id, AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted,
+    ConversationStatusChanged, DecodeError, PermissionChecked, ReactionAdded, SummaryPosted, TriggerAbandoned,
+    TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::{Position, RecordedEvent};
 
@@ -41,6 +41,12 @@ pub struct TriggerState {
     pub summary: Option<SummaryPosted>,
     /// The abandonment not yet retried, with its event id.
     pub abandoned: Option<(TriggerAbandoned, Uuid)>,
+    /// What was said of that abandonment where the request was made.
+    pub abandonment_reported: Option<AbandonmentReported>,
+    /// The comment hookwise keeps up to date where the request was made: the
+    /// first it posted for this trigger (the acknowledgement, or the report
+    /// of an abandonment before it). Kept across retries.
+    pub status_comment: Option<u64>,
     /// Admin retries so far.
     pub retries: u32,
     /// Read it with [`super::status`].
@@ -65,6 +71,8 @@ impl Default for TriggerState {
             ended: None,
             summary: None,
             abandoned: None,
+            abandonment_reported: None,
+            status_comment: None,
             retries: 0,
             status: TriggerStatus::Detected,
             resumes: TriggerStatus::Detected,
@@ -119,7 +127,10 @@ impl TriggerState {
                     self.started_at_micros = Some(recorded_at_micros);
                 }
             }
-            TriggerEvent::AcknowledgementPosted(e) => self.acknowledged = Some(e.clone()),
+            TriggerEvent::AcknowledgementPosted(e) => {
+                self.status_comment.get_or_insert(e.comment_id);
+                self.acknowledged = Some(e.clone());
+            }
             TriggerEvent::ConversationStatusChanged(e) => {
                 if self.ended.is_none() && AgentOutcome::of(&e.agent_state).is_terminal() {
                     self.ended = Some(e.clone());
@@ -132,8 +143,13 @@ impl TriggerState {
                 self.abandoned = Some((e.clone(), event_id));
                 self.resumes = before;
             }
+            TriggerEvent::AbandonmentReported(e) => {
+                self.status_comment.get_or_insert(e.comment_id);
+                self.abandonment_reported = Some(e.clone());
+            }
             TriggerEvent::TriggerRetried(e) => {
                 self.abandoned = None;
+                self.abandonment_reported = None;
                 self.retries = self.retries.max(e.retry);
             }
         }
@@ -165,6 +181,8 @@ impl TriggerState {
             Step::PostAcknowledgement => self.acknowledged.is_some(),
             Step::FollowConversation => self.ended.is_some(),
             Step::PostSummary | Step::PostSuggestion => self.summary.is_some(),
+            // Nothing to report once retried (or already said).
+            Step::ReportAbandonment => self.abandonment_reported.is_some() || self.abandoned.is_none(),
         }
     }
 }

@@ -85,7 +85,12 @@ fn agent(state: &str) -> TriggerEvent {
 }
 
 fn summary(outcome: &str) -> TriggerEvent {
-    TriggerEvent::SummaryPosted(SummaryPosted { trigger_id: TRIGGER, comment_id: 10, outcome: outcome.into() })
+    TriggerEvent::SummaryPosted(SummaryPosted {
+        trigger_id: TRIGGER,
+        comment_id: 10,
+        outcome: outcome.into(),
+        edited: false,
+    })
 }
 
 fn failed(step: Step) -> TriggerEvent {
@@ -104,6 +109,15 @@ fn abandoned(step: Step) -> TriggerEvent {
         step: step.as_str().into(),
         error: "502".into(),
         attempts: 8,
+    })
+}
+
+fn reported(step: Step) -> TriggerEvent {
+    TriggerEvent::AbandonmentReported(AbandonmentReported {
+        trigger_id: TRIGGER,
+        step: step.as_str().into(),
+        comment_id: 9,
+        edited: true,
     })
 }
 
@@ -249,6 +263,9 @@ fn a_failed_attempt_leaves_the_step_to_be_tried_again() {
 fn an_abandoned_step_stops_the_trigger_until_an_admin_retries_it() {
     let mut events = vec![detected(TriggerKind::IssueComment), permission(true), reacted(), requested()];
     events.push(abandoned(Step::StartConversation));
+    // Said where the request was made, once; then nothing until a retry.
+    then(&events, Some(Step::ReportAbandonment), TriggerStatus::Abandoned);
+    events.push(reported(Step::StartConversation));
     then(&events, None, TriggerStatus::Abandoned);
 
     let state = TriggerState::from_events(&events);
@@ -261,11 +278,34 @@ fn an_abandoned_step_stops_the_trigger_until_an_admin_retries_it() {
     assert_eq!(state.retries, 1);
     assert!(state.retry("api").is_none(), "the abandonment was retried already");
 
-    // Abandoned again: the second retry is a new one.
+    // Abandoned again: reported again (a new command: the retries differ), and the second retry is a new one.
     events.push(abandoned(Step::StartConversation));
+    then(&events, Some(Step::ReportAbandonment), TriggerStatus::Abandoned);
     let state = TriggerState::from_events(&events);
     let (second, _) = state.retry("api").expect("abandoned again");
     assert_eq!(second.retry, 2);
+}
+
+#[test]
+fn an_abandonment_is_reported_only_to_someone_who_may_ask_and_never_about_itself() {
+    // Before the permission is known: nobody to tell.
+    let early = vec![detected(TriggerKind::IssueComment), abandoned(Step::CheckPermission)];
+    then(&early, None, TriggerStatus::Abandoned);
+    // A proactive suggestion nobody asked for.
+    let suggestion = vec![detected(TriggerKind::FailedWorkflow), abandoned(Step::PostSuggestion)];
+    then(&suggestion, None, TriggerStatus::Abandoned);
+    // The report itself failed: not reported again.
+    let mut events = running();
+    events.push(abandoned(Step::FollowConversation));
+    then(&events, Some(Step::ReportAbandonment), TriggerStatus::Abandoned);
+    let mut failed_report = running();
+    failed_report.push(abandoned(Step::ReportAbandonment));
+    then(&failed_report, None, TriggerStatus::Abandoned);
+    // Once reported, done; a retry makes it to do again.
+    let state = TriggerState::from_events(&events);
+    assert!(!state.has_done(Step::ReportAbandonment));
+    events.push(reported(Step::FollowConversation));
+    assert!(TriggerState::from_events(&events).has_done(Step::ReportAbandonment));
 }
 
 #[test]

@@ -86,10 +86,9 @@ async fn a_v0_batch_of_one_large_message_and_many_states_grows_the_log_by_about_
     assert!(growth <= 3 * body_len, "a {body_len}-byte batch grew the log by {growth} bytes");
 
     // The reply still carries the agent's message, cut to fit one comment.
-    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
-    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    let summary = fakes.final_word().await;
     assert!(summary.chars().count() <= COMMENT_MAX_CHARS, "{} characters", summary.chars().count());
-    assert!(summary.starts_with("I fixed the typo.éé"), "{}", &summary[..40]);
+    assert!(summary.starts_with("**Status:** finished.\n\nI fixed the typo.éé"), "{}", &summary[..40]);
     assert!(summary.contains(&format!("{TRUNCATION_MARKER}\n\n[See the whole conversation here]")));
     assert!(summary.contains("(https://agent.example/c/conv-1)"));
     app.stop().await;
@@ -195,10 +194,9 @@ async fn an_agent_server_result_is_stored_once_and_copied_capped(backend: Backen
     assert_eq!(result.chars().count(), MAX_AGENT_TEXT_CHARS);
     assert!(result.starts_with("I fixed the typo.éé") && result.ends_with(TRUNCATION_MARKER));
 
-    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
-    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
+    let summary = fakes.final_word().await;
     assert!(summary.chars().count() <= COMMENT_MAX_CHARS, "{} characters", summary.chars().count());
-    assert!(summary.starts_with("I fixed the typo.éé"));
+    assert!(summary.starts_with("**Status:** finished.\n\nI fixed the typo.éé"));
     assert!(summary.contains(&format!("{TRUNCATION_MARKER}\n\n[See the whole conversation here]")));
     app.stop().await;
 }

@@ -414,15 +414,17 @@ async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend:
     assert_eq!(other_hook.status(), 200);
 
     // 👀, "I'm on it" with the link, then the finish message, once.
-    let comments = fakes.wait_for_long("POST", "/issues/1/comments", 2, Duration::from_secs(120)).await;
+    let summary = crate::triggers::wait_for_final_word(&fakes, Duration::from_secs(120)).await;
+    let comments = fakes.requests("POST", "/issues/1/comments").await;
     let started: ConversationStarted = app.first_event().await;
     let id = started.conversation_id.clone();
     let bodies: Vec<String> = comments
         .iter()
         .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
         .collect();
+    assert_eq!(bodies.len(), 1, "one comment, edited: {bodies:?}");
     assert!(bodies[0].contains(&format!("https://agent.example/c/{id}")), "the acknowledgement links: {bodies:?}");
-    assert!(bodies[1].contains(&format!("Done: {token}")), "the summary is the finish message: {bodies:?}");
+    assert!(summary.contains(&format!("Done: {token}")), "the summary is the finish message: {summary}");
     assert!(!fakes.requests("POST", "/reactions").await.is_empty(), "👀");
 
     let changed: ConversationStatusChanged = app.first_event().await;
@@ -456,7 +458,8 @@ async fn a_mention_goes_from_delivery_to_the_agent_server_and_back_once(backend:
     assert_eq!(app.log().await.len(), before, "a redelivery stores nothing");
     let summaries = app.log().await.iter().filter(|e| e.event_type == SummaryPosted::TYPE).count();
     assert_eq!(summaries, 1);
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one summary");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one comment");
+    assert_eq!(fakes.edits().await.len(), 1, "edited once, to the summary");
     app.stop().await;
 }
 
@@ -473,17 +476,16 @@ async fn an_llm_that_fails_gets_a_short_reply_naming_the_state(backend: crate::h
     let body = crate::triggers::comment_payload(comment_id, &format!("@openhands {LLM_FAIL} ({token})"));
     assert_eq!(app.deliver("issue_comment", &format!("d-{token}"), &body).await.status(), 200);
 
-    let comments = fakes.wait_for_long("POST", "/issues/1/comments", 2, Duration::from_secs(120)).await;
-    let reply =
-        serde_json::from_slice::<Value>(&comments[1].body).expect("JSON")["body"].as_str().unwrap_or("").to_owned();
-    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
+    let reply = crate::triggers::wait_for_final_word(&fakes, Duration::from_secs(120)).await;
+    assert!(reply.starts_with("**Status:** failed.\n\nSorry, I stopped before finishing"), "{reply}");
     assert!(reply.contains("`error`"), "names the state: {reply}");
     assert!(reply.contains("LLMAuthenticationError"), "and the ConversationErrorEvent's code: {reply}");
     assert!(!reply.contains("sk-fake-llm-key"), "no secret: {reply}");
     let changed: ConversationStatusChanged = app.first_event().await;
     assert_eq!(changed.agent_state, "error");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one reply");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one comment");
+    assert_eq!(fakes.edits().await.len(), 1, "edited once, to the reply");
     app.stop().await;
 }
 
@@ -513,13 +515,15 @@ async fn an_inline_comment_works_on_the_head_branch_and_is_answered_in_its_threa
     assert_eq!(app.deliver("pull_request_review_comment", &format!("d-{token}"), &body).await.status(), 200);
 
     let replies =
-        fakes.wait_for_long("POST", &format!("/comments/{comment_id}/replies"), 2, Duration::from_secs(120)).await;
+        fakes.wait_for_long("POST", &format!("/comments/{comment_id}/replies"), 1, Duration::from_secs(120)).await;
     let bodies: Vec<String> = replies
         .iter()
         .map(|c| serde_json::from_slice::<Value>(&c.body).expect("JSON")["body"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(bodies[0].starts_with("I'm on it!"), "{bodies:?}");
-    assert!(bodies[1].contains(&format!("Done: {token}")), "{bodies:?}");
+    let done = format!("Done: {token}");
+    let edit = crate::triggers::wait_for_edit_containing(&fakes, &done, Duration::from_secs(120)).await;
+    assert!(edit.url.path().contains("/pulls/comments/"), "the reply in the thread is edited: {}", edit.url);
     let started: hookwise::events::ConversationStarted = app.first_event().await;
     let head = std::fs::read_to_string(server.workspace_root.join(&started.conversation_id).join(".git/HEAD"))
         .expect("the clone's HEAD");
@@ -722,11 +726,12 @@ async fn a_label_and_a_pull_request_comment_each_get_one_conversation_and_one_su
 
     for (kind, _, _, number, reaction, token, branch) in &kinds {
         let posted =
-            fakes.wait_for_long("POST", &format!("/issues/{number}/comments"), 2, Duration::from_secs(120)).await;
+            fakes.wait_for_long("POST", &format!("/issues/{number}/comments"), 1, Duration::from_secs(120)).await;
         let bodies = comment_bodies(&posted);
         assert!(bodies[0].starts_with("I'm on it!"), "{kind}: {bodies:?}");
         let id = linked_conversation(&bodies[0]);
-        assert!(bodies[1].contains(&format!("Done: {token}")), "{kind}: the summary is the finish message: {bodies:?}");
+        // The summary is the finish message, written into the status comment.
+        crate::triggers::wait_for_edit_containing(&fakes, &format!("Done: {token}"), Duration::from_secs(120)).await;
         let reactions = fakes.requests("POST", reaction).await;
         assert_eq!(reactions.len(), 1, "{kind}: 👀 once on {reaction}");
         assert_eq!(conversations_naming(server, token).await, 1, "{kind}: one conversation on the agent server");
@@ -737,8 +742,9 @@ async fn a_label_and_a_pull_request_comment_each_get_one_conversation_and_one_su
     // Settle, then count: one acknowledgement and one summary each.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (kind, _, _, number, ..) in &kinds {
-        assert_eq!(fakes.requests("POST", &format!("/issues/{number}/comments")).await.len(), 2, "{kind}");
+        assert_eq!(fakes.requests("POST", &format!("/issues/{number}/comments")).await.len(), 1, "{kind}");
     }
+    assert_eq!(fakes.edits().await.len(), kinds.len(), "one edit each");
     assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty());
     app.stop().await;
 }
@@ -891,7 +897,7 @@ async fn a_sigkill_after_the_agent_server_started_the_conversation_starts_no_sec
     let waited = Instant::now();
     let posted = loop {
         let posted = fakes.requests("POST", "/issues/1/comments").await;
-        if posted.len() >= 2 {
+        if !posted.is_empty() && !fakes.edits().await.is_empty() {
             break posted;
         }
         assert!(
@@ -907,7 +913,8 @@ async fn a_sigkill_after_the_agent_server_started_the_conversation_starts_no_sec
     let bodies = comment_bodies(&posted);
     assert!(bodies[0].starts_with("I'm on it!"), "{bodies:?}");
     assert_eq!(linked_conversation(&bodies[0]), id, "the acknowledgement links to the one conversation");
-    assert!(bodies[1].contains(&format!("Done: {token}")), "the summary is the finish message: {bodies:?}");
+    let summary = crate::triggers::wait_for_edit_containing(&fakes, &format!("Done: {token}"), Duration::ZERO).await;
+    assert!(summary.url.path().ends_with("/issues/comments/500"), "the summary is the status comment: {}", summary.url);
 
     // Settle, then count: one of everything.
     let store = db.open_store().await;
@@ -921,7 +928,8 @@ async fn a_sigkill_after_the_agent_server_started_the_conversation_starts_no_sec
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2, "one acknowledgement, one summary");
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one acknowledgement, edited");
+    assert_eq!(fakes.edits().await.len(), 1, "to the summary, once");
     assert_eq!(fakes.requests("POST", "/reactions").await.len(), 1, "👀 once");
     assert_eq!(conversations_naming(server, &token).await, 1, "still one conversation on the agent server");
     let count = |t: &str| log.iter().filter(|e| e.event_type == t).count();

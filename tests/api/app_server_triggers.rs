@@ -68,7 +68,8 @@ async fn a_mention_runs_on_the_app_server_from_delivery_to_summary(backend: Back
     let payload = comment_payload(9100, "@openhands fix the typo");
     assert_eq!(app.deliver("issue_comment", "d-v1", &payload).await.status(), 200);
 
-    let comments = fakes.wait_for("POST", COMMENTS, 2).await;
+    let comments = fakes.wait_for("POST", COMMENTS, 1).await;
+    let summary = fakes.final_word().await;
     let started: ConversationStarted = app.first_event().await;
     let conversation = Uuid::parse_str(&started.conversation_id).expect("hookwise's own id");
     let hex = conversation.simple();
@@ -79,8 +80,10 @@ async fn a_mention_runs_on_the_app_server_from_delivery_to_summary(backend: Back
     );
     let ack = body(&comments[0]);
     assert!(ack.starts_with("I'm on it!") && ack.contains(&started.conversation_url), "{ack}");
-    let summary = body(&comments[1]);
-    assert!(summary.starts_with("Fixed it: see the PR."), "the finish action's message: {summary}");
+    assert!(
+        summary.starts_with("**Status:** finished.\n\nFixed it: see the PR."),
+        "the finish action's message: {summary}"
+    );
     assert!(fakes.requests("POST", "/reactions").await.len() == 1, "one 👀");
     let posted: SummaryPosted = app.first_event().await;
     assert_eq!(posted.outcome, "finished");
@@ -99,39 +102,45 @@ async fn a_mention_runs_on_the_app_server_from_delivery_to_summary(backend: Back
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app_server.started_total(), 1);
     assert_eq!(app_server.started(conversation), 1);
-    assert_eq!(fakes.requests("POST", COMMENTS).await.len(), 2);
+    assert_eq!(fakes.requests("POST", COMMENTS).await.len(), 1);
+    assert_eq!(fakes.edits().await.len(), 1);
     app.stop().await;
 }
 
 async fn every_end_of_an_app_server_run_gets_its_reply(backend: Backend) {
-    let cases: Vec<(Script, &str)> = vec![
-        (Script { end: End::Stuck, ..Script::default() }, "state `stuck`"),
+    // What the run ended in, and the status line the status comment ends with.
+    let cases: Vec<(Script, &str, &str)> = vec![
+        (Script { end: End::Stuck, ..Script::default() }, "state `stuck`", "stuck"),
         (
             Script { end: End::Error { code: "LLMError".into(), detail: "quota".into() }, ..Script::default() },
             "state `error`",
+            "failed",
         ),
         (
             Script { start_task_error: Some("no sandbox".into()), ..Script::default() },
             "state `start_failed`: no sandbox",
+            "failed",
         ),
-        (Script { sandbox_status: Some("MISSING"), ..Script::default() }, "state `sandbox_missing`"),
+        (Script { sandbox_status: Some("MISSING"), ..Script::default() }, "state `sandbox_missing`", "failed"),
         (
             Script {
                 end: End::Finished { finish_message: None, agent_message: Some("All done.".into()) },
                 ..Script::default()
             },
             "All done.",
+            "finished",
         ),
     ];
-    for (script, expected) in cases {
+    for (script, expected, line) in cases {
         let fakes = Fakes::start("write").await;
         fakes.accept_comments().await;
         let app_server = StandInAppServer::start(script).await;
         let Some(app) = spawn(backend, &fakes, &app_server, &[]).await else { return };
         assert_eq!(app.deliver("issue_comment", "d-end", &comment_payload(9200, "@openhands go")).await.status(), 200);
-        let comments = fakes.wait_for("POST", COMMENTS, 2).await;
-        let reply = body(&comments[1]);
+        let reply = fakes.final_word().await;
+        assert!(reply.starts_with(&format!("**Status:** {line}.\n\n")), "expected {line:?} first in {reply}");
         assert!(reply.contains(expected), "expected {expected:?} in {reply}");
+        assert_eq!(fakes.requests("POST", COMMENTS).await.len(), 1, "{expected}: one comment, edited");
         assert_eq!(app_server.started_total(), 1, "{expected}");
         app.stop().await;
     }
@@ -149,8 +158,8 @@ async fn a_lost_failed_or_late_start_answer_still_makes_one_conversation(backend
         let app_server = StandInAppServer::start(Script { start_faults: fault.clone(), ..Script::default() }).await;
         let Some(app) = spawn(backend, &fakes, &app_server, &[]).await else { return };
         assert_eq!(app.deliver("issue_comment", "d-lost", &comment_payload(9300, "@openhands go")).await.status(), 200);
-        let comments = fakes.wait_for("POST", COMMENTS, 2).await;
-        assert!(body(&comments[1]).starts_with("Fixed it"), "{fault:?}: {}", body(&comments[1]));
+        let summary = fakes.final_word().await;
+        assert!(summary.starts_with("**Status:** finished.\n\nFixed it"), "{fault:?}: {summary}");
         assert_eq!(app_server.started_total(), 1, "{fault:?}: one conversation");
         app.stop().await;
     }

@@ -720,7 +720,7 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
             last_message: None,
         },
     );
-    push(&mut events, SummaryPosted { trigger_id, comment_id: 2000 + i, outcome: state.into() });
+    push(&mut events, SummaryPosted { trigger_id, comment_id: 2000 + i, outcome: state.into(), edited: false });
     events
 }
 
@@ -807,7 +807,7 @@ async fn conversations_follow_their_triggers(backend: Backend) {
         },
     )
     .await;
-    append(&app, t1, &SummaryPosted { trigger_id: t1, comment_id: 2, outcome: "finished".into() }).await;
+    append(&app, t1, &SummaryPosted { trigger_id: t1, comment_id: 2, outcome: "finished".into(), edited: false }).await;
 
     append(&app, t2, &detected(t2, "d-rejected", "mallory", TriggerKind::IssueComment)).await;
     append(

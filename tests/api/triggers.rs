@@ -11,6 +11,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use hookwise::cli::examples::{ExampleKind, ExampleSettings};
+use hookwise::triggers::Step;
 
 use crate::helpers::{
     answer_before_the_body, backend_tests, read_whole_log, sign, Backend, TestApp, TestDatabase, TEST_SECRET,
@@ -91,7 +92,43 @@ impl Fakes {
             .respond_with(ok(json!({"status": "ok", "conversation_id": "conv-1"})))
             .mount(&agent)
             .await;
+        Mock::given(method("PATCH"))
+            .and(wiremock::matchers::path_regex(r"^/repos/[^/]+/[^/]+/(issues|pulls)/comments/\d+$"))
+            .respond_with(EditComment)
+            .mount(&github)
+            .await;
         Fakes { github, agent }
+    }
+
+    /// Waits until `count` comments were edited (`PATCH …/comments/{id}`), in order.
+    pub(crate) async fn wait_for_edits(&self, count: usize) -> Vec<Request> {
+        self.wait_for_edits_long(count, Duration::from_secs(20)).await
+    }
+
+    /// [`Fakes::wait_for_edits`] with a limit of its own (a real agent runtime is slower).
+    pub(crate) async fn wait_for_edits_long(&self, count: usize, limit: Duration) -> Vec<Request> {
+        let started = Instant::now();
+        loop {
+            let found = self.edits().await;
+            if found.len() >= count {
+                return found;
+            }
+            assert!(started.elapsed() < limit, "waited for {count} edits, saw {}", found.len());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The comment edits received so far, in order.
+    pub(crate) async fn edits(&self) -> Vec<Request> {
+        let all = self.github.received_requests().await.unwrap_or_default();
+        all.into_iter().filter(|r| r.method.as_str() == "PATCH" && r.url.path().contains("/comments/")).collect()
+    }
+
+    /// The body of the first edit of a comment: a trigger's last word
+    /// (`HOOKWISE_REPLY_STYLE=edit`, the default), waited for.
+    pub(crate) async fn final_word(&self) -> String {
+        let edits = self.wait_for_edits(1).await;
+        body_of(&edits[0])["body"].as_str().expect("an edit has a body").to_owned()
     }
 
     /// Comments are created with ids 500, 501, …
@@ -258,27 +295,47 @@ async fn a_mention_in_an_issue_comment_goes_from_delivery_to_summary(backend: Ba
 
     let comments = fakes.wait_for("POST", "/issues/1/comments", 1).await;
     let ack = body_of(&comments[0])["body"].as_str().expect("a body").to_owned();
-    assert!(
-        ack.starts_with("I'm on it! Codertocat can [track my progress here](https://agent.example/c/conv-1)."),
-        "{ack}"
+    let log = app.log().await;
+    let trigger: TriggerDetected = app.first_event().await;
+    let started_at = log.iter().find(|e| e.event_type == "ConversationStarted").expect("started").recorded_at();
+    let ack_command = hookwise::process::command_id(trigger.trigger_id, Step::PostAcknowledgement, 0);
+    // The status comment: "I'm on it", since when the agent runs, the marker.
+    assert_eq!(
+        ack,
+        format!(
+            "I'm on it! Codertocat can [track my progress here](https://agent.example/c/conv-1).\n\n\
+             **Status:** running since {}-{:02}-{:02} {:02}:{:02} UTC.\n\n<!-- hookwise:{ack_command} -->",
+            started_at.year(),
+            u8::from(started_at.month()),
+            started_at.day(),
+            started_at.hour(),
+            started_at.minute()
+        )
     );
-    assert!(ack.contains("<!-- hookwise:"), "the acknowledgement carries its marker");
 
     let answer = callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await;
     assert_eq!(answer.status(), 202);
     let receipt: Value = answer.json().await.expect("JSON");
     assert_eq!(receipt, json!({"accepted": 3, "ignored": 0}));
 
-    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
-    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
-    assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
-    assert!(summary.contains("(https://agent.example/c/conv-1)"));
+    // The result is written into that comment: the final state, the result, the link.
+    let edits = fakes.wait_for_edits(1).await;
+    assert_eq!(edits[0].url.path(), format!("/repos/{REPO}/issues/comments/500"));
+    let summary_command = hookwise::process::command_id(trigger.trigger_id, Step::PostSummary, 0);
+    assert_eq!(
+        body_of(&edits[0]),
+        json!({"body": format!(
+            "**Status:** finished.\n\nI fixed the spelling in README.md.\n\n\
+             [See the whole conversation here](https://agent.example/c/conv-1).\n\n<!-- hookwise:{summary_command} -->"
+        )})
+    );
 
     // Settle, then count: one of everything, whatever was redelivered.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
     assert_eq!(fakes.requests("POST", "/reactions").await.len(), 1);
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2);
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one comment, edited");
+    assert_eq!(fakes.edits().await.len(), 1, "edited once");
     let log = app.log().await;
     let detected: Vec<_> = log.iter().filter(|e| e.event_type == TriggerDetected::TYPE).collect();
     assert_eq!(detected.len(), 1);
@@ -300,10 +357,15 @@ async fn a_mention_in_an_issue_comment_goes_from_delivery_to_summary(backend: Ba
     app.stop().await;
 }
 
+/// With `HOOKWISE_REPLY_STYLE=new`: "I'm on it" stays as posted and the result is a comment of its own.
 async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
     let fakes = Fakes::start("maintain").await;
     fakes.accept_comments().await;
-    let Some(app) = spawn(backend, &fakes).await else { return };
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--reply-style".to_owned(), "new".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
     let mut payload = base_payload();
     payload["action"] = json!("labeled");
     payload["label"] = json!({"name": "openhands"});
@@ -325,6 +387,9 @@ async fn a_label_starts_a_conversation_to_fix_the_issue(backend: Backend) {
     let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
     assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
     assert!(summary.contains("(https://agent.example/c/conv-1)"), "{summary}");
+    assert_eq!(body_of(&acks[0])["body"].as_str().map(|b| b.contains("**Status:**")), Some(false));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fakes.edits().await.is_empty(), "nothing is edited");
     app.stop().await;
 }
 
@@ -560,16 +625,19 @@ async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
     let ack = body_of(&acks[0])["body"].as_str().expect("a body").to_owned();
     assert!(ack.starts_with("I'm on it! Codertocat can [track my progress here](https://agent.example/c/conv-1)."));
 
-    // The agent ends in error: a short reply in the same thread names the state and reason.
+    // The agent ends in error: the reply in the thread is edited to name the state and reason.
     let failed = json!({"id": 20, "source": "environment", "observation": "agent_state_changed", "content": "",
         "extras": {"agent_state": "error", "reason": "the sandbox died"}});
     let batch = json!([{"method": "POST", "path": "sessions/conv-1/events/20.json", "content": failed.to_string()}]);
     let answer = callback(&app, CALLBACK_KEY, batch).await;
     assert_eq!(answer.status(), 202);
     assert_eq!(answer.json::<Value>().await.expect("JSON"), json!({"accepted": 1, "ignored": 0}));
-    let posted = fakes.wait_for("POST", "/replies", 2).await;
-    let reply = body_of(&posted[1])["body"].as_str().expect("a body").to_owned();
+    let edits = fakes.wait_for_edits(1).await;
+    assert_eq!(edits[0].url.path(), format!("/repos/{REPO}/pulls/comments/700"));
+    let reply = body_of(&edits[0])["body"].as_str().expect("a body").to_owned();
+    assert!(reply.starts_with("**Status:** failed.\n\n"), "{reply}");
     assert!(reply.contains("`error`") && reply.contains("the sandbox died"), "{reply}");
+    assert_eq!(fakes.requests("POST", "/replies").await.len(), 1, "one reply in the thread, edited");
     assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
     assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing outside the thread");
     app.stop().await;
@@ -577,6 +645,37 @@ async fn an_inline_comment_is_answered_in_its_review_thread(backend: Backend) {
 
 /// Answers comment posts 502 the first time although the comment was
 /// created, as a GitHub whose answer was lost would; lists what was created.
+/// The body of the first comment edit, waited for up to `limit`.
+pub(crate) async fn wait_for_final_word(fakes: &Fakes, limit: Duration) -> String {
+    let edits = fakes.wait_for_edits_long(1, limit).await;
+    body_of(&edits[0])["body"].as_str().expect("an edit has a body").to_owned()
+}
+
+/// The first comment edit whose body contains `text`, waited for up to `limit`.
+pub(crate) async fn wait_for_edit_containing(fakes: &Fakes, text: &str, limit: Duration) -> Request {
+    let started = Instant::now();
+    loop {
+        let edits = fakes.edits().await;
+        if let Some(edit) = edits.into_iter().find(|e| body_of(e)["body"].as_str().is_some_and(|b| b.contains(text))) {
+            return edit;
+        }
+        assert!(started.elapsed() < limit, "no comment was edited to contain {text:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// GitHub's answer to an edit: the comment, with the id of its path.
+pub(crate) struct EditComment;
+
+impl wiremock::Respond for EditComment {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id: u64 = request.url.path().rsplit('/').next().and_then(|id| id.parse().ok()).unwrap_or(0);
+        let body = body_of(request)["body"].clone();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": id, "body": body, "html_url": format!("https://github.com/c/{id}")}))
+    }
+}
+
 #[derive(Clone, Default)]
 struct LossyComments {
     created: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -708,7 +807,21 @@ async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backe
     let abandoned: TriggerAbandoned = app.first_event().await;
     assert_eq!(abandoned.step, "start_conversation");
     assert_eq!(abandoned.attempts, 2);
-    assert!(fakes.requests("POST", "/issues/1/comments").await.is_empty(), "nothing acknowledged yet");
+    // Said where it was asked, once: what failed and how to retry.
+    let reports = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    let report = body_of(&reports[0])["body"].as_str().expect("a body").to_owned();
+    let report_command = hookwise::process::command_id(abandoned.trigger_id, Step::ReportAbandonment, 0);
+    assert_eq!(
+        report,
+        format!(
+            "Sorry, I gave up: I could not start the agent (2 attempts; the last failed with: \
+             the agent runtime answered 500). An operator can retry it: \
+             `POST /api/v1/admin/triggers/{}/retry`.\n\n<!-- hookwise:{report_command} -->",
+            abandoned.trigger_id
+        )
+    );
+    let reported: hookwise::events::AbandonmentReported = app.first_event().await;
+    assert_eq!((reported.comment_id, reported.edited, reported.step.as_str()), (500, false, "start_conversation"));
 
     // Decided from the trigger's stream: a retry asked the moment the
     // abandonment is in the log is accepted, and two asked at once record one.
@@ -720,11 +833,14 @@ async fn an_abandoned_trigger_runs_again_when_an_admin_retries_it(backend: Backe
     assert_eq!(statuses, [200, 409], "one retry per abandonment");
     assert_eq!(retry().await.expect("answer").status(), 409, "asked again: still one retry");
 
-    let acks = fakes.wait_for("POST", "/issues/1/comments", 1).await;
+    // The report becomes the status comment: "I'm on it" is written into it.
+    let acks = fakes.wait_for_edits(1).await;
+    assert_eq!(acks[0].url.path(), format!("/repos/{REPO}/issues/comments/500"));
     assert!(body_of(&acks[0])["body"].as_str().is_some_and(|b| b.starts_with("I'm on it!")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 3, "two failures, then one conversation");
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "one comment in all");
+    assert_eq!(app.first_event::<AcknowledgementPosted>().await.comment_id, 500);
     let log = app.log().await;
     assert_eq!(log.iter().filter(|e| e.event_type == "ConversationStarted").count(), 1);
     assert_eq!(log.iter().filter(|e| e.event_type == "TriggerRetried").count(), 1);
@@ -942,8 +1058,12 @@ async fn a_reply_in_a_review_thread_is_answered_in_that_thread(backend: Backend)
     assert_eq!(acks[0].url.path(), replies);
     assert!(body_of(&acks[0])["body"].as_str().expect("body").starts_with("I'm on it! Codertocat can"));
     assert_eq!(callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await.status(), 202);
-    let answers = fakes.wait_for("POST", "/replies", 2).await;
-    assert!(body_of(&answers[1])["body"].as_str().expect("body").starts_with("I fixed the spelling in README.md."));
+    // The result is written into the reply in the thread.
+    let edits = fakes.wait_for_edits(1).await;
+    assert_eq!(edits[0].url.path(), format!("/repos/{REPO}/pulls/comments/700"));
+    let result = body_of(&edits[0])["body"].as_str().expect("body").to_owned();
+    assert!(result.starts_with("**Status:** finished.\n\nI fixed the spelling in README.md."), "{result}");
+    assert_eq!(fakes.requests("POST", "/replies").await.len(), 1);
     assert!(
         fakes.requests("POST", "/issues/2/comments").await.is_empty(),
         "no top-level comment for an inline request"
@@ -1062,10 +1182,18 @@ async fn an_agent_ending_in_error_gets_a_short_reply(backend: Backend) {
     let failed = callback(&app, CALLBACK_KEY, json!([state(9, "error", "no LLM API key")])).await;
     assert_eq!(failed.status(), 202);
 
-    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
-    let reply = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
-    assert!(reply.starts_with("Sorry, I stopped before finishing"), "{reply}");
-    assert!(reply.contains("`error`") && reply.contains("no LLM API key"), "names the state and reason: {reply}");
-    assert!(reply.contains("(https://agent.example/c/conv-1)"), "{reply}");
+    // The status comment is edited to its final state, naming the agent's state and reason.
+    let edits = fakes.wait_for_edits(1).await;
+    assert_eq!(edits[0].url.path(), format!("/repos/{REPO}/issues/comments/500"));
+    let trigger: TriggerDetected = app.first_event().await;
+    let command = hookwise::process::command_id(trigger.trigger_id, Step::PostSummary, 0);
+    assert_eq!(
+        body_of(&edits[0])["body"],
+        format!(
+            "**Status:** failed.\n\nSorry, I stopped before finishing (the agent ended in state `error`: \
+             no LLM API key). [See the conversation here](https://agent.example/c/conv-1).\n\n<!-- hookwise:{command} -->"
+        )
+    );
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1, "no second comment");
     app.stop().await;
 }

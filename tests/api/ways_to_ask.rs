@@ -94,9 +94,9 @@ async fn answered_once(app: &TestApp, fakes: &Fakes, expected: Expected<'_>) {
 
     let answer = callback(app, CALLBACK_KEY, finished_batch()).await;
     assert_eq!(answer.status(), 202);
-    let comments = fakes.wait_for("POST", "/issues/1/comments", 2).await;
-    let summary = body_of(&comments[1])["body"].as_str().expect("a body").to_owned();
-    assert!(summary.starts_with("I fixed the spelling in README.md."), "{summary}");
+    let summary = fakes.final_word().await;
+    assert!(summary.starts_with("**Status:** finished.\n\nI fixed the spelling in README.md."), "{summary}");
+    assert_eq!(fakes.edits().await[0].url.path(), format!("/repos/{REPO}/issues/comments/500"));
 
     // The read model has it finished, under its kind; then count once settled.
     let listed = format!("/api/v1/conversations?kind={}", expected.kind);
@@ -110,7 +110,8 @@ async fn answered_once(app: &TestApp, fakes: &Fakes, expected: Expected<'_>) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fakes.requests("POST", "/api/conversations").await.len(), 1);
     assert_eq!(fakes.requests("POST", "/reactions").await.len(), 1);
-    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2);
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 1);
+    assert_eq!(fakes.edits().await.len(), 1);
     assert_eq!(fakes.requests("POST", "/replies").await.len(), 0, "nothing in a review thread");
     let detected = app.log().await.into_iter().filter(|e| e.event_type == TriggerDetected::TYPE).count();
     assert_eq!(detected, 1);

@@ -52,6 +52,12 @@ pub struct Conversation {
     pub retries: u64,
     /// From detection to the acknowledgement comment, in milliseconds.
     pub time_to_acknowledgement_ms: Option<u64>,
+    /// The comment hookwise keeps up to date where the request was made
+    /// ("I'm on it", edited to the result with `HOOKWISE_REPLY_STYLE=edit`).
+    pub status_comment_id: Option<u64>,
+    pub status_comment_url: Option<String>,
+    /// When hookwise said where it was asked that it gave up (while abandoned).
+    pub abandonment_reported_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -139,6 +145,9 @@ impl From<ConversationRow> for Conversation {
             last_error: row.last_error,
             retries: row.retries,
             time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
+            status_comment_id: row.status_comment_id,
+            status_comment_url: row.status_comment_url,
+            abandonment_reported_at: row.abandonment_reported_at.map(iso),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! performed again; where the remote side cannot deduplicate (comments), a
 //! retried step first looks for its hidden marker.
 
+mod abandonment;
 mod acknowledgement;
 mod conversation;
 mod enrichment;
@@ -281,6 +282,7 @@ impl Executor {
             Step::FollowConversation => conversation::follow(&context, &state).await,
             Step::PostSummary => summary::perform(&context, &trigger, &state).await,
             Step::PostSuggestion => suggestion::perform(&context, &trigger).await,
+            Step::ReportAbandonment => abandonment::perform(&context, &trigger, &state).await,
         }
     }
 

@@ -3,7 +3,9 @@
 //! hidden marker its earlier attempt may have posted.
 
 use super::{wording, StepContext, StepError};
+use crate::config::ReplyStyle;
 use crate::events::TriggerDetected;
+use crate::triggers::TriggerState;
 
 /// Posts `body` where the request was made, unless an earlier attempt of
 /// this command already did. Returns the comment's id and link.
@@ -27,4 +29,51 @@ pub(super) async fn reply_once(
     let created =
         ctx.github.reply(installation, repo, trigger.number, review_comment, &format!("{body}\n\n{marker}")).await?;
     Ok((created.id, created.html_url))
+}
+
+/// A comment hookwise wrote where the request was made.
+pub(super) struct Written {
+    pub comment_id: u64,
+    pub comment_url: Option<String>,
+    /// The status comment edited, rather than a reply posted.
+    pub edited: bool,
+}
+
+/// Writes `body` into the trigger's status comment when replies are edited
+/// in place (`HOOKWISE_REPLY_STYLE=edit`) and there is one, else posts it as
+/// a reply of its own ([`reply_once`]). An edit is retried as it is (the same
+/// body again changes nothing); a status comment someone deleted gets the
+/// text as a reply.
+pub(super) async fn update_status_comment(
+    ctx: &StepContext<'_>,
+    trigger: &TriggerDetected,
+    state: &TriggerState,
+    body: &str,
+) -> Result<Written, StepError> {
+    if let Some(comment_id) = status_comment(ctx, state) {
+        // The marker stays, so hookwise still knows the comment for its own.
+        let edited = format!("{body}\n\n{}", wording::marker(ctx.command_id));
+        let repo = trigger.repository.full_name.as_str();
+        match ctx
+            .github
+            .edit_comment(trigger.installation_id, repo, comment_id, trigger.kind.is_inline(), &edited)
+            .await
+        {
+            Ok(comment) => return Ok(Written { comment_id, comment_url: comment.html_url, edited: true }),
+            Err(e) if matches!(e.status(), Some(404 | 410)) => {
+                tracing::info!(trigger = %trigger.trigger_id, comment_id, "the status comment is gone; replying instead");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (comment_id, comment_url) = reply_once(ctx, trigger, body).await?;
+    Ok(Written { comment_id, comment_url, edited: false })
+}
+
+/// The comment to edit, when replies are edited in place.
+pub(super) fn status_comment(ctx: &StepContext<'_>, state: &TriggerState) -> Option<u64> {
+    match ctx.settings.reply_style {
+        ReplyStyle::Edit => state.status_comment,
+        ReplyStyle::New => None,
+    }
 }

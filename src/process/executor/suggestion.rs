@@ -22,6 +22,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
     let conflicts = ctx.github.mergeable(installation, repo, trigger.number).await? == Some(false);
     let body = wording::suggestion(&failed, conflicts, &ctx.settings.rules.mention);
     let (comment_id, _) = reply::reply_once(ctx, trigger, &body).await?;
-    let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned() };
+    let posted =
+        SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome: "suggested".to_owned(), edited: false };
     Ok(StepOutcome::Done(vec![event(&posted, ctx.ids.outcome())?]))
 }

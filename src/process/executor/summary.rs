@@ -1,5 +1,6 @@
 //! `post_summary`: the agent's result where the request was made, or a short
-//! reply naming why there is none.
+//! reply naming why there is none — written into the status comment when
+//! replies are edited in place.
 
 use super::{event, reply, wording, StepContext, StepError, StepOutcome};
 use crate::agent::RunStatus;
@@ -12,12 +13,17 @@ pub(super) async fn perform(
     trigger: &TriggerDetected,
     state: &TriggerState,
 ) -> Result<StepOutcome, StepError> {
+    // A status line only where the text replaces the status comment.
+    let status = |agent_state: &str| match reply::status_comment(ctx, state) {
+        Some(_) => wording::final_status(wording::final_state_of(agent_state)),
+        None => String::new(),
+    };
     let (body, outcome) = match (&state.ended, &state.started) {
         (Some(ended), Some(started)) => {
-            let link = &started.conversation_url;
+            let (link, status) = (&started.conversation_url, status(&ended.agent_state));
             let body = match AgentOutcome::of(&ended.agent_state) {
-                AgentOutcome::Finished => wording::summary(&result_text(ctx, ended, started).await?, link),
-                _ => wording::stopped(&ended.agent_state, ended.reason.as_deref(), link),
+                AgentOutcome::Finished => wording::summary(&status, &result_text(ctx, ended, started).await?, link),
+                _ => wording::stopped(&status, &ended.agent_state, ended.reason.as_deref(), link),
             };
             (body, ended.agent_state.clone())
         }
@@ -26,8 +32,13 @@ pub(super) async fn perform(
             None => return Err(StepError::Invalid("nothing to report yet".into())),
         },
     };
-    let (comment_id, _) = reply::reply_once(ctx, trigger, &body).await?;
-    let posted = SummaryPosted { trigger_id: trigger.trigger_id, comment_id, outcome };
+    let written = reply::update_status_comment(ctx, trigger, state, &body).await?;
+    let posted = SummaryPosted {
+        trigger_id: trigger.trigger_id,
+        comment_id: written.comment_id,
+        outcome,
+        edited: written.edited,
+    };
     Ok(StepOutcome::Done(vec![event(&posted, ctx.ids.outcome())?]))
 }
 

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::events::{truncate_chars, TriggerDetected};
+use crate::events::{truncate_chars, TriggerAbandoned, TriggerDetected};
 use crate::github::rest::{Comment, Issue};
 use crate::triggers::classify::MARKER_PREFIX;
 
@@ -22,6 +22,41 @@ pub fn acknowledgement(requester: &str, conversation_url: &str) -> String {
     format!("I'm on it! {requester} can [track my progress here]({conversation_url}).")
 }
 
+/// The status comment (`HOOKWISE_REPLY_STYLE=edit`) while the agent works:
+/// the acknowledgement and since when it runs (`started_at_micros`, the log's
+/// time of the conversation's start).
+pub fn status_running(requester: &str, conversation_url: &str, started_at_micros: i64) -> String {
+    let since = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(started_at_micros) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{}\n\n**Status:** running since {:04}-{:02}-{:02} {:02}:{:02} UTC.",
+        acknowledgement(requester, conversation_url),
+        since.year(),
+        u8::from(since.month()),
+        since.day(),
+        since.hour(),
+        since.minute()
+    )
+}
+
+/// How the status comment of a finished trigger begins: its final state
+/// (`finished`, `failed`, `timed out`, …). Empty for a reply of its own
+/// (`HOOKWISE_REPLY_STYLE=new`), which needs none.
+pub fn final_status(state: &str) -> String {
+    format!("**Status:** {state}.\n\n")
+}
+
+/// The final state line of a run that ended in `agent_state`.
+pub fn final_state_of(agent_state: &str) -> &'static str {
+    match agent_state {
+        "finished" | "awaiting_user_input" => "finished",
+        "timed_out" => "timed out",
+        "stuck" => "stuck",
+        "stopped" => "stopped",
+        _ => "failed",
+    }
+}
+
 /// GitHub's limit on a comment's body, in characters.
 const COMMENT_MAX_CHARS: usize = 65_536;
 
@@ -33,17 +68,19 @@ fn fit(text: &str, around: usize) -> String {
     truncate_chars(text.to_owned(), COMMENT_MAX_CHARS.saturating_sub(around + marker_room))
 }
 
-/// The agent's result, with the link to the whole conversation.
-pub fn summary(result: &str, conversation_url: &str) -> String {
+/// The agent's result, with the link to the whole conversation, after
+/// `status` ([`final_status`] or nothing).
+pub fn summary(status: &str, result: &str, conversation_url: &str) -> String {
     let link = format!("\n\n[See the whole conversation here]({conversation_url}).");
-    format!("{}{link}", fit(result, link.chars().count()))
+    format!("{status}{}{link}", fit(result, status.chars().count() + link.chars().count()))
 }
 
-/// The run ended without a result: which state, and why when known.
-pub fn stopped(state: &str, reason: Option<&str>, conversation_url: &str) -> String {
+/// The run ended without a result: which state, and why when known, after
+/// `status` ([`final_status`] or nothing).
+pub fn stopped(status: &str, state: &str, reason: Option<&str>, conversation_url: &str) -> String {
     let text = |reason: &str| {
         format!(
-            "Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
+            "{status}Sorry, I stopped before finishing (the agent ended in state `{state}`{reason}). \
              [See the conversation here]({conversation_url})."
         )
     };
@@ -51,6 +88,34 @@ pub fn stopped(state: &str, reason: Option<&str>, conversation_url: &str) -> Str
         Some(reason) => text(&format!(": {}", fit(reason, text(": ").chars().count()))),
         None => text(""),
     }
+}
+
+/// The most of a step's error quoted where the request was made.
+const ERROR_CHARS: usize = 300;
+
+/// hookwise gave up on `step` after `attempts`: what it could not do and
+/// why, after `status` ([`final_status`] or nothing), with the conversation's
+/// link when there is one.
+pub fn abandoned(status: &str, abandoned: &TriggerAbandoned, conversation_url: Option<&str>) -> String {
+    let (step, attempts) = (abandoned.step.as_str(), abandoned.attempts);
+    let what = match step {
+        "check_permission" => "check that you may ask me here",
+        "add_reaction" => "react to your request",
+        "start_conversation" => "start the agent",
+        "post_acknowledgement" => "post my acknowledgement",
+        "follow_conversation" => "follow the agent's run",
+        "post_summary" => "post the agent's result",
+        _ => "finish",
+    };
+    let error = abandoned.error.split_whitespace().collect::<Vec<_>>().join(" ");
+    let error = cut(error.trim_end_matches([':', '.']), ERROR_CHARS);
+    let tries = if attempts == 1 { "1 attempt".to_owned() } else { format!("{attempts} attempts") };
+    let link = conversation_url.map(|url| format!(" [See the conversation here]({url}).")).unwrap_or_default();
+    format!(
+        "{status}Sorry, I gave up: I could not {what} ({tries}; the last failed with: {error}).{link} \
+         An operator can retry it: `POST /api/v1/admin/triggers/{}/retry`.",
+        abandoned.trigger_id
+    )
 }
 
 /// The agent runtime refused to start.
@@ -119,17 +184,22 @@ mod tests {
     #[test]
     fn a_long_result_or_reason_is_cut_to_fit_one_comment() {
         let url = "https://agent.example/c/1";
-        let long_summary = posted(&summary(&"ü".repeat(1 << 20), url));
+        let long_summary = posted(&summary("", &"ü".repeat(1 << 20), url));
         assert_eq!(long_summary.chars().count(), COMMENT_MAX_CHARS);
         assert!(long_summary.starts_with("üüü"));
         assert!(long_summary.contains(&format!("{TRUNCATION_MARKER}\n\n[See the whole")));
-        let long_stop = posted(&stopped("error", Some(&"r".repeat(1 << 20)), url));
+        let long_stop = posted(&stopped("", "error", Some(&"r".repeat(1 << 20)), url));
         assert_eq!(long_stop.chars().count(), COMMENT_MAX_CHARS);
         assert!(long_stop.contains(&format!("{TRUNCATION_MARKER}). [See the conversation here]({url}).")));
         // Short texts are left as they are.
-        assert_eq!(summary("Fixed.", url), format!("Fixed.\n\n[See the whole conversation here]({url})."));
+        assert_eq!(summary("", "Fixed.", url), format!("Fixed.\n\n[See the whole conversation here]({url})."));
+        // With a status line, the cut leaves room for it.
+        let status = final_status("finished");
+        let long_status = posted(&summary(&status, &"ü".repeat(1 << 20), url));
+        assert_eq!(long_status.chars().count(), COMMENT_MAX_CHARS);
+        assert!(long_status.starts_with("**Status:** finished.\n\nüü"));
         assert_eq!(
-            stopped("error", Some("no key"), url),
+            stopped("", "error", Some("no key"), url),
             format!("Sorry, I stopped before finishing (the agent ended in state `error`: no key). [See the conversation here]({url}).")
         );
     }
