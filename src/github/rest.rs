@@ -365,6 +365,23 @@ impl GitHubClient {
         self.send_json(request.json(&json!({"body": body}))).await
     }
 
+    /// One comment on an issue or pull request, or one inline review comment
+    /// (`review_comment`).
+    pub async fn comment(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        comment_id: u64,
+        review_comment: bool,
+    ) -> Result<Comment, GitHubError> {
+        let path = match review_comment {
+            true => format!("/repos/{repo}/pulls/comments/{comment_id}"),
+            false => format!("/repos/{repo}/issues/comments/{comment_id}"),
+        };
+        let request = self.installation_request(installation_id, Method::GET, &path).await?;
+        self.send_json(request).await
+    }
+
     /// Replaces the body of a comment on an issue or pull request, or of an
     /// inline review comment (`review_comment`). Setting the same body twice
     /// is harmless, so an edit needs no marker to be retried.

@@ -26,6 +26,7 @@ mod readiness;
 mod reconcile;
 mod runner;
 mod setup;
+mod status_comment;
 mod store_conformance;
 mod test_sink;
 mod triggers;

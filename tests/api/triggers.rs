@@ -246,7 +246,7 @@ pub(crate) async fn callback(app: &TestApp, key: &str, operations: Value) -> req
         .expect("callback answered")
 }
 
-fn finished_batch(conversation: &str) -> Value {
+pub(crate) fn finished_batch(conversation: &str) -> Value {
     let message = json!({"id": 12, "source": "agent", "action": "message", "args": {"content": "I fixed the spelling in README.md."}});
     let finished = json!({"id": 14, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "finished", "reason": ""}});
     json!([
@@ -1072,7 +1072,7 @@ async fn a_reply_in_a_review_thread_is_answered_in_that_thread(backend: Backend)
 }
 
 /// Starts the real binary against `fakes`; returns it with its base URL.
-fn start_binary(database_url: &str, fakes: &Fakes) -> (std::process::Child, String) {
+pub(crate) fn start_binary(database_url: &str, fakes: &Fakes) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .arg("serve")

@@ -41,9 +41,9 @@ pub(super) struct Written {
 
 /// Writes `body` into the trigger's status comment when replies are edited
 /// in place (`HOOKWISE_REPLY_STYLE=edit`) and there is one, else posts it as
-/// a reply of its own ([`reply_once`]). An edit is retried as it is (the same
-/// body again changes nothing); a status comment someone deleted gets the
-/// text as a reply.
+/// a reply of its own ([`reply_once`]). A retried edit first reads the
+/// comment and writes nothing when it holds the text already; a status
+/// comment someone deleted gets the text as a reply.
 pub(super) async fn update_status_comment(
     ctx: &StepContext<'_>,
     trigger: &TriggerDetected,
@@ -53,12 +53,18 @@ pub(super) async fn update_status_comment(
     if let Some(comment_id) = status_comment(ctx, state) {
         // The marker stays, so hookwise still knows the comment for its own.
         let edited = format!("{body}\n\n{}", wording::marker(ctx.command_id));
-        let repo = trigger.repository.full_name.as_str();
-        match ctx
-            .github
-            .edit_comment(trigger.installation_id, repo, comment_id, trigger.kind.is_inline(), &edited)
-            .await
-        {
+        let (installation, repo, inline) =
+            (trigger.installation_id, trigger.repository.full_name.as_str(), trigger.kind.is_inline());
+        // A retry (after a failure, or a crash between the edit and its
+        // record) looks first: the same text is not written twice.
+        if ctx.attempts > 1 {
+            if let Ok(current) = ctx.github.comment(installation, repo, comment_id, inline).await {
+                if current.body.as_deref() == Some(edited.as_str()) {
+                    return Ok(Written { comment_id, comment_url: current.html_url, edited: true });
+                }
+            }
+        }
+        match ctx.github.edit_comment(installation, repo, comment_id, inline, &edited).await {
             Ok(comment) => return Ok(Written { comment_id, comment_url: comment.html_url, edited: true }),
             Err(e) if matches!(e.status(), Some(404 | 410)) => {
                 tracing::info!(trigger = %trigger.trigger_id, comment_id, "the status comment is gone; replying instead");
