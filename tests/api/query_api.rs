@@ -688,6 +688,16 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
         );
         push(&mut events, failure(1));
         push(&mut events, abandoned());
+        // Said where it was asked: nothing left to do.
+        push(
+            &mut events,
+            hookwise::events::AbandonmentReported {
+                trigger_id,
+                step: "start_conversation".into(),
+                comment_id: 3000 + i,
+                edited: false,
+            },
+        );
         return events;
     }
     let conversation_id = format!("c{i}");
