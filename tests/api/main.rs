@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod agent_callback_growth;
+mod agent_context;
 mod agent_server;
 mod app_server;
 mod app_server_triggers;

@@ -8,6 +8,7 @@
 //! retried step first looks for its hidden marker.
 
 mod acknowledgement;
+mod context;
 mod conversation;
 mod enrichment;
 mod permission;
