@@ -13,6 +13,7 @@ mod classify;
 mod cli;
 mod connections;
 mod crash;
+mod explain;
 mod exposure;
 mod forward;
 mod helpers;
