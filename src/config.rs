@@ -214,6 +214,15 @@ pub enum ReplyStyle {
     New,
 }
 
+/// What the agent's context does with a comment whose author could not have asked for the agent.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UntrustedComments {
+    /// Kept, labelled as from someone who cannot ask for the agent.
+    Mark,
+    /// Left out (the context says how many).
+    Omit,
+}
+
 /// The GitHub App, the agent runtime and the trigger words.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProcessArgs {
@@ -245,6 +254,10 @@ pub struct ProcessArgs {
     /// App's slug from `GET /app` plus `[bot]`, fetched at start.
     #[arg(long, env = "HOOKWISE_BOT_LOGIN")]
     pub bot_login: Option<String>,
+    /// Comments given to the agent as context whose authors could not have asked for it
+    /// (no write permission, or a bot): `mark` them as such, or `omit` them.
+    #[arg(long, env = "HOOKWISE_UNTRUSTED_COMMENTS", value_enum, default_value = "mark")]
+    pub untrusted_comments: UntrustedComments,
     /// Which agent runtime `AGENT_API_URL` is: `openhands` (the V1 App Server:
     /// OpenHands Cloud or a self-hosted app), `openhands-agent-server` (the
     /// agent server directly) or `openhands-v0` (the legacy V0 API, OpenHands
@@ -319,6 +332,7 @@ pub struct ProcessSettings {
     pub github: Option<AppCredentials>,
     pub github_api_url: String,
     pub rules: TriggerRules,
+    pub untrusted_comments: UntrustedComments,
     pub agent: Option<AgentSettings>,
     pub callback_secret: Option<Secret>,
     pub retry_base: std::time::Duration,
@@ -385,6 +399,7 @@ impl ProcessSettings {
                 enabled: TriggerSwitch::parse_list(&args.triggers).map_err(ConfigError::Triggers)?,
                 bot_login: args.bot_login.map(|login| login.trim().to_owned()).filter(|login| !login.is_empty()),
             },
+            untrusted_comments: args.untrusted_comments,
             agent,
             callback_secret: args.agent_callback_secret.filter(|s| !s.is_empty()).map(Secret::new),
             retry_base: std::time::Duration::from_millis(args.retry_base_ms.max(1)),

@@ -8,11 +8,13 @@ use hookwise::cli::admin::{self, write_openapi};
 use hookwise::cli::check_agent::{check_agent, CheckAgentArgs};
 use hookwise::cli::env_file;
 use hookwise::cli::events::print_events;
+use hookwise::cli::explain::render;
 use hookwise::cli::send::{send, SendArgs};
 use hookwise::cli::setup::{setup, SetupArgs};
 use hookwise::cli::CliError;
-use hookwise::config::{Config, GitHubAppArgs, ServeArgs, StoreArgs};
+use hookwise::config::{Config, GitHubAppArgs, ProcessArgs, ProcessSettings, ServeArgs, StoreArgs};
 use hookwise::github::signature::{WebhookSecret, WebhookSecrets};
+use hookwise::process::explain::explain_delivery;
 use hookwise::reconcile::{reconcile, DeliveriesClient, ReconcileOptions};
 use hookwise::sql::SqlDb;
 use hookwise::store::{self, Position};
@@ -84,6 +86,20 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+    /// Say why a delivery did or did not ask for the agent: for each way of asking, whether it
+    /// matched or why not, and what became of its trigger. Uses the trigger settings of `serve`
+    /// (HOOKWISE_MENTION, HOOKWISE_TRIGGER_LABEL, HOOKWISE_TRIGGERS, HOOKWISE_BOT_LOGIN, …).
+    Explain {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        process: Box<ProcessArgs>,
+        /// The delivery's GUID (`X-GitHub-Delivery`).
+        delivery_id: String,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask GitHub to redeliver what never arrived: lists the App's recent deliveries and
     /// redelivers every one that never succeeded and is not in the log. Prints the run's report.
@@ -236,6 +252,19 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Events { store, after, follow } => {
             let store = open_log(&store).await?;
             print_events(store, Position(after), follow).await.map_err(CliError::ReadLog)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { store, process, delivery_id, json } => {
+            let rules = ProcessSettings::from_args(*process, None, String::new())?.rules;
+            let log = open_log(&store).await?;
+            let explanation = explain_delivery(log.as_ref(), &delivery_id, &rules).await;
+            log.close().await;
+            let explanation = explanation?.ok_or(CliError::NoSuchDelivery(delivery_id))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
+            } else {
+                print!("{}", render(&explanation));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { store, github, since } => {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sinks: Arc<[Arc<SinkStatus>]>,
     /// Whether this instance holds the background lease (for `/metrics`).
     pub leading: Arc<AtomicBool>,
+    /// The trigger rules the process manager classifies by (for explanations).
+    pub rules: crate::triggers::classify::TriggerRules,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {

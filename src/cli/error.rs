@@ -49,6 +49,10 @@ pub enum CliError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("the webhook secret {0}")]
     WebhookSecret(&'static str),
+    #[error("explaining: {0}")]
+    Explain(#[from] crate::process::explain::ExplainError),
+    #[error("the log has no delivery {0}")]
+    NoSuchDelivery(String),
     /// Arguments that do not go together.
     #[error("{0}")]
     Usage(&'static str),

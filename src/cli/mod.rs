@@ -6,6 +6,7 @@ pub mod env_file;
 mod error;
 pub mod events;
 pub mod examples;
+pub mod explain;
 pub mod send;
 pub mod setup;
 

@@ -47,6 +47,9 @@ pub struct Comment {
 #[derive(Debug, Deserialize)]
 pub struct User {
     pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@
 pub mod agent_events;
 pub mod enrichment;
 pub mod executor;
+pub mod explain;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod agent_callback_growth;
+mod agent_context;
 mod agent_server;
 mod app_server;
 mod app_server_triggers;
@@ -12,6 +13,7 @@ mod classify;
 mod cli;
 mod connections;
 mod crash;
+mod explain;
 mod exposure;
 mod forward;
 mod helpers;

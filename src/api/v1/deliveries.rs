@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::{iso, limit_of, ok, ok_json_bytes, time_window, Answer, ApiAuth};
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::process::explain::{explain_delivery, DeliveryExplanation, ExplainError};
 use crate::projections::deliveries::{self, DeliveryFilter, DeliveryRow};
 
 #[derive(Tags)]
@@ -75,6 +76,94 @@ pub struct DeliveryPage {
     pub items: Vec<Delivery>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_cursor: Option<u64>,
+}
+
+/// Why a delivery did or did not ask for the agent, by the rules in force
+/// now and the same classification the process manager uses.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Explanation {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    /// Whether it asks for the agent.
+    pub asks: bool,
+    /// The deciding reason's stable code: why it does not ask (`no_mention`,
+    /// `bot_sender`, `edit_already_mentioned`, …) or why its trigger stopped
+    /// (`permission_denied`, …); absent for a trigger that went on.
+    pub code: Option<String>,
+    /// The answer in one sentence.
+    pub summary: String,
+    /// Each way of asking (`HOOKWISE_TRIGGERS`' names), and why it does not ask.
+    pub ways: Vec<WayOfAsking>,
+    /// The trigger it asks for, when it does.
+    pub trigger: Option<ExplainedTrigger>,
+}
+
+/// One way of asking's verdict.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WayOfAsking {
+    /// `label`, `mention`, `review`, `assign`, `pr-label`, `edited-mention` or `failed-run`.
+    pub way: String,
+    pub asks: bool,
+    /// Why not: a stable code (absent when it asks).
+    pub code: Option<String>,
+    /// Why not, in words.
+    pub reason: Option<String>,
+}
+
+/// The trigger a delivery asks for, as its stream stands.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ExplainedTrigger {
+    pub trigger_id: String,
+    /// As in `/conversations` (`issue_comment`, `label`, …).
+    pub kind: String,
+    /// Whether its stream exists yet.
+    pub recorded: bool,
+    /// The delivery that recorded it, when another did (a redelivery, another hook).
+    pub recorded_by: Option<String>,
+    /// As in `/conversations` (`rejected`, `finished`, …).
+    pub status: Option<String>,
+    /// The rejection's code (`permission_denied`, `installation_suspended`, …).
+    pub rejection_code: Option<String>,
+    pub rejection: Option<String>,
+    /// The last error of an abandoned trigger.
+    pub abandoned_error: Option<String>,
+}
+
+impl From<DeliveryExplanation> for Explanation {
+    fn from(e: DeliveryExplanation) -> Self {
+        Explanation {
+            delivery_id: e.delivery_id,
+            event: e.event,
+            action: e.action,
+            asks: e.asks,
+            code: e.code,
+            summary: e.summary,
+            ways: e
+                .ways
+                .into_iter()
+                .map(|w| WayOfAsking {
+                    way: w.way.to_owned(),
+                    asks: w.asks,
+                    code: w.code.map(str::to_owned),
+                    reason: w.reason,
+                })
+                .collect(),
+            trigger: e.trigger.map(|t| ExplainedTrigger {
+                trigger_id: t.trigger_id.to_string(),
+                kind: t.kind.as_str().to_owned(),
+                recorded: t.recorded,
+                recorded_by: t.recorded_by,
+                status: t.status,
+                rejection_code: t.rejection_code,
+                rejection: t.rejection,
+                abandoned_error: t.abandoned_error,
+            }),
+        }
+    }
 }
 
 impl From<DeliveryRow> for Delivery {
@@ -170,5 +259,25 @@ impl DeliveriesApi {
         // Cannot fail (string keys, JSON already checked); mapped rather than unwrapped all the same.
         let json = serde_json::to_vec(&DetailJson { delivery, payload }).map_err(ApiError::database_unavailable)?;
         ok_json_bytes::<DeliveryDetail>(json)
+    }
+
+    /// Why a delivery did or did not ask for the agent: for each way of
+    /// asking, whether it matched or why not, and when it asked, what became
+    /// of its trigger (its status and rejection).
+    #[oai(path = "/deliveries/:delivery_id/explanation", method = "get", operation_id = "explain_delivery")]
+    async fn explanation(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// `X-GitHub-Delivery`.
+        delivery_id: Path<String>,
+    ) -> Answer<Explanation> {
+        match explain_delivery(state.store.as_ref(), &delivery_id.0, &state.rules).await {
+            Ok(Some(explanation)) => ok(Explanation::from(explanation)),
+            Ok(None) => Err(ApiError::not_found(format!("no delivery {}", delivery_id.0))),
+            Err(ExplainError::Store(e)) => Err(e.into()),
+            // An event hookwise wrote and cannot read back: logged, answered like the log being down.
+            Err(e @ ExplainError::Decode { .. }) => Err(ApiError::database_unavailable(e)),
+        }
     }
 }

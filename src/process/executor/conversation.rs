@@ -1,13 +1,20 @@
 //! `start_conversation` and `follow_conversation`: the agent runtime's side
 //! of a trigger, through the [`AgentRuntime`](crate::agent::AgentRuntime) port.
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
+
+use super::context::clean;
+use super::permission::grants_asking;
+use super::wording::CommentTrust;
 use super::{event, wording, StepContext, StepError, StepOutcome};
 use crate::agent::{ConversationRequest, RunStatus, Secret, StartOutcome};
 use crate::events::{
     derived_id, streams, ConversationRequested, ConversationStarted, ConversationStatusChanged, TriggerDetected,
 };
+use crate::github::rest::{Comment, User};
 use crate::store::{now_micros, ExpectedVersion};
 use crate::triggers::TriggerState;
 
@@ -49,6 +56,7 @@ pub(super) async fn start(
         ctx.github.issue(installation, repo, trigger.number),
         ctx.github.latest_comments(installation, repo, trigger.number),
     )?;
+    let trust = comment_trust(ctx, trigger, wording::context_comments(&comments)).await?;
     let github_token = match agent.needs_github_token() {
         true => Some(Secret::new(ctx.github.installation_token(installation).await?)),
         false => None,
@@ -66,9 +74,10 @@ pub(super) async fn start(
         repository: repo.to_owned(),
         branch,
         pr_number: trigger.kind.is_pull_request().then_some(trigger.number),
-        title: format!("{repo}#{}: {}", trigger.number, issue.title),
-        message: trigger.message.clone(),
-        instructions: wording::instructions(trigger, &issue, &comments),
+        title: format!("{repo}#{}: {}", trigger.number, clean(&issue.title)),
+        // The request itself, too: a comment hidden in it must not reach the agent.
+        message: clean(&trigger.message),
+        instructions: wording::instructions(trigger, &issue, &comments, &trust),
         github_token,
     };
     match agent.start(&request, retrying).await? {
@@ -79,6 +88,39 @@ pub(super) async fn start(
         }
         StartOutcome::Refused { reason } => ctx.reject(trigger, crate::triggers::CONVERSATION_REFUSED, reason),
     }
+}
+
+/// Who among the authors of the context's comments could have asked for the
+/// agent: the requester (the permission step let them), and everyone else
+/// with write permission, asked once per distinct author, all at once. A bot
+/// never could (classify ignores bots), nor could a deleted user.
+async fn comment_trust(
+    ctx: &StepContext<'_>,
+    trigger: &TriggerDetected,
+    comments: &[Comment],
+) -> Result<CommentTrust, StepError> {
+    let requester = trigger.requester.login.to_lowercase();
+    let is_bot = |user: &User| user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]");
+    // Lowercased (GitHub's logins ignore case) to the login as written.
+    let authors: BTreeMap<String, &str> = comments
+        .iter()
+        .filter_map(|c| c.user.as_ref())
+        .filter(|user| !is_bot(user))
+        .map(|user| (user.login.to_lowercase(), user.login.as_str()))
+        .filter(|(login, _)| *login != requester)
+        .collect();
+    let (installation, repo) = (trigger.installation_id, trigger.repository.full_name.as_str());
+    let permissions =
+        try_join_all(authors.values().map(|login| ctx.github.collaborator_permission(installation, repo, login)))
+            .await?;
+    let mut trusted: HashSet<String> = authors
+        .into_keys()
+        .zip(permissions)
+        .filter(|(_, permission)| grants_asking(permission))
+        .map(|(login, _)| login)
+        .collect();
+    trusted.insert(requester);
+    Ok(CommentTrust { trusted, untrusted: ctx.settings.untrusted_comments })
 }
 
 /// The conversation a trigger asks for: the same on every attempt, an

@@ -9,6 +9,7 @@
 
 mod abandonment;
 mod acknowledgement;
+mod context;
 mod conversation;
 mod enrichment;
 mod permission;

@@ -32,7 +32,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         Some(_) => {}
     }
     let permission = permission?;
-    let granted = matches!(permission.as_str(), "admin" | "maintain" | "write");
+    let granted = grants_asking(&permission);
     let checked = PermissionChecked {
         trigger_id: trigger.trigger_id,
         login: login.clone(),
@@ -47,4 +47,9 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         }
     }
     Ok(StepOutcome::Done(events))
+}
+
+/// Whether a collaborator permission lets its holder ask for the agent.
+pub(super) fn grants_asking(permission: &str) -> bool {
+    matches!(permission, "admin" | "maintain" | "write")
 }
