@@ -12,6 +12,7 @@ mod classify;
 mod cli;
 mod connections;
 mod crash;
+mod dashboard;
 mod exposure;
 mod forward;
 mod helpers;
