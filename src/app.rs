@@ -155,6 +155,10 @@ impl Application {
             admin_lock: Arc::default(),
             sinks: sinks.clone(),
             leading: Arc::new(AtomicBool::new(false)),
+            github_web_url: config.process.agent.as_ref().map_or_else(
+                || crate::agent::settings::github_web_url(&config.github_api_url),
+                |agent| agent.github_web_url.clone(),
+            ),
         };
         let process = config.process;
         let role = config.role;

@@ -49,6 +49,8 @@ pub struct AppState {
     pub sinks: Arc<[Arc<SinkStatus>]>,
     /// Whether this instance holds the background lease (for `/metrics`).
     pub leading: Arc<AtomicBool>,
+    /// GitHub's web root (`GITHUB_WEB_URL`, else from `GITHUB_API_URL`), for the dashboard's links.
+    pub github_web_url: String,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{backend_tests, eventually, payload_examples, Backend, TestApp, TestDatabase, TEST_SECRET};
-use crate::triggers::{base_payload, callback, Fakes, CALLBACK_KEY};
+use crate::triggers::{base_payload, callback, Fakes, CALLBACK_KEY, REPO};
 
 backend_tests!(the_status_and_daily_pull_request_figures_are_in_the_api);
 
@@ -162,6 +162,7 @@ async fn the_status_and_daily_pull_request_figures_are_in_the_api(backend: Backe
     let status = get_json(&app, "/api/v1/status").await;
     assert!(status["head"].as_u64().is_some_and(|h| h >= 3), "{status}");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["github_web_url"], "https://github.com", "from the default GITHUB_API_URL: {status}");
     assert!(status["background_lease_holder"].as_str().is_some_and(|h| !h.is_empty()), "{status}");
     app.stop().await;
 }
@@ -272,6 +273,9 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     }
     assert!(listed.contains(&"live-ping"), "a delivery made after the page loaded shows up without a reload: {report}");
     assert_eq!(report["conversation_row_status"], "finished", "{report}");
+    // Its GitHub thread (on the GitHub the server is configured with) and the agent's conversation.
+    let thread = format!("{}/{REPO}/issues/1", fakes.github.uri());
+    assert_eq!(report["conversation_links"], json!([thread, "https://agent.example/c/conv-1"]), "{report}");
     assert_eq!(report["conversation_page_status"], "finished", "{report}");
     assert_eq!(report["conversation_deep_link_status"], "finished", "{report}");
     assert!(report["chart_elements"].as_u64().is_some_and(|n| n >= 3), "bars and a point: {report}");

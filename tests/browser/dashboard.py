@@ -104,6 +104,7 @@ def main() -> int:
 
         row = page.wait_for_selector(f'#conversations tr[data-trigger="{args.trigger}"]')
         report["conversation_row_status"] = row.get_attribute("data-status")
+        report["conversation_links"] = row.eval_on_selector_all("a[target=_blank]", "links => links.map(a => a.href)")
         report["chart_elements"] = page.eval_on_selector_all(
             "#pr-chart rect.bar, #pr-chart circle.point", "els => els.length"
         )
@@ -147,7 +148,7 @@ def main() -> int:
         report["phone_overflow_px"] = page.evaluate(
             "Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth)"
         )
-        page.screenshot(path=str(out / "dashboard-phone.png"), full_page=True)
+        page.screenshot(path=str(out / "dashboard-phone.png"))
         browser.close()
 
     json.dump(report, sys.stdout, indent=2)

@@ -41,10 +41,22 @@ function webLink(url, text) {
   return h("span", { class: "muted" }, "—");
 }
 
+// GitHub's web root as the server knows it (GITHUB_WEB_URL); /status tells it.
+let githubWeb = "https://github.com";
+
+// GitHub sends /issues/N on to /pull/N for a pull request.
 function githubThread(c) {
   if (!c.repository || c.number === undefined || c.number === null) return null;
   const repo = c.repository.split("/").map(encodeURIComponent).join("/");
-  return `https://github.com/${repo}/issues/${encodeURIComponent(c.number)}`;
+  return `${githubWeb}/${repo}/issues/${encodeURIComponent(c.number)}`;
+}
+
+async function instanceStatus() {
+  const status = await api("/status");
+  if (typeof status.github_web_url === "string" && /^https?:\/\//i.test(status.github_web_url)) {
+    githubWeb = status.github_web_url.replace(/\/+$/, "");
+  }
+  return status;
 }
 
 function ago(iso) {
@@ -248,7 +260,7 @@ async function render() {
 }
 
 async function overview() {
-  const status = await api("/status");
+  const status = await instanceStatus();
   const since = new Date(Date.now() - (CHART_DAYS - 1) * 86400000);
   since.setUTCHours(0, 0, 0, 0);
   const [deliveries, conversations, timeline, prStats, triggers, readModels, sinks] = await Promise.all([
@@ -413,7 +425,7 @@ function sinksPanel(list) {
 
 async function conversationView(id) {
   markNav("");
-  const c = await api(`/conversations/${encodeURIComponent(id)}`);
+  const [c] = await Promise.all([api(`/conversations/${encodeURIComponent(id)}`), instanceStatus()]);
   const steps = [
     ["detected", c.detected_at], ["permission checked", c.permission_checked_at], ["reaction added", c.reacted_at],
     ["agent asked", c.requested_at], ["conversation started", c.started_at], ["“I'm on it” posted", c.acknowledged_at],
@@ -480,7 +492,7 @@ async function auditView(params) {
     items = page.items;
     next = page.next_cursor ?? null;
   } else {
-    const status = await api("/status");
+    const status = await instanceStatus();
     items = await newest("/audit", filter, status.head, 100);
   }
   const form = h("form", { class: "filters", id: "audit-filters" },

@@ -25,6 +25,8 @@ pub struct InstanceStatus {
     /// Who holds the background lease, as the database names it: on PostgreSQL the lock's session, on SQLite
     /// what the last holder wrote beside the database. Absent when unknown.
     pub background_lease_holder: Option<String>,
+    /// GitHub's web address (`GITHUB_WEB_URL`, else derived from `GITHUB_API_URL`), e.g. `https://github.com`.
+    pub github_web_url: String,
 }
 
 pub struct StatusApi;
@@ -40,6 +42,7 @@ impl StatusApi {
             head: head.0,
             holds_background_lease: state.leading.load(Ordering::Relaxed),
             background_lease_holder: state.db.background_lease_holder().await,
+            github_web_url: state.github_web_url.clone(),
         })
     }
 }
