@@ -266,6 +266,9 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     });
 
     assert_eq!(report["wrong_token_refused"], true, "{report}");
+    assert_eq!(report["wrong_token_stored"], Value::Null, "a refused token is dropped: {report}");
+    assert_eq!(report["token_in_session_storage"], true, "{report}");
+    assert_eq!(report["token_in_local_storage"], false, "the token stays in the tab's session: {report}");
     let listed: Vec<&str> =
         report["deliveries_listed"].as_array().expect("listed").iter().filter_map(Value::as_str).collect();
     for delivery in &deliveries {
