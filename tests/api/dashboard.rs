@@ -66,11 +66,36 @@ fn opened_pull_request(number: u64, head: &str) -> Vec<u8> {
 
 /// One commit by the agent pushed to `branch`.
 fn agent_push(branch: &str) -> Vec<u8> {
+    agent_commits(branch, 1)
+}
+
+/// `count` commits by the agent pushed to `branch`.
+fn agent_commits(branch: &str, count: usize) -> Vec<u8> {
     let mut payload = base_payload();
     payload["ref"] = json!(format!("refs/heads/{branch}"));
-    payload["commits"] =
-        json!([{"id": "0123456789abcdef", "author": {"name": "openhands", "username": "openhands-agent"}}]);
+    let commits: Vec<Value> = (0..count)
+        .map(|i| json!({"id": format!("{branch}-{i}"), "author": {"name": "openhands", "username": "openhands-agent"}}))
+        .collect();
+    payload["commits"] = json!(commits);
     serde_json::to_vec(&payload).expect("JSON")
+}
+
+/// Two weeks of merged pull requests, some with agent commits, for a chart
+/// worth looking at in the screenshot: `(number, days ago, agent commits)`.
+async fn deliver_two_weeks_of_pull_requests(app: &TestApp) {
+    for (number, days_ago, commits) in
+        [(20, 12, 2), (21, 10, 0), (22, 8, 1), (23, 6, 3), (24, 6, 0), (25, 4, 0), (26, 3, 2)]
+    {
+        let head = format!("branch-{number}");
+        if commits > 0 {
+            let opened = opened_pull_request(number, &head);
+            assert_eq!(app.deliver("pull_request", &format!("pr-{number}-opened"), &opened).await.status(), 200);
+            let pushed = agent_commits(&head, commits);
+            assert_eq!(app.deliver("push", &format!("pr-{number}-push"), &pushed).await.status(), 200);
+        }
+        let merged = merged_pull_request(number, &head, days_ago);
+        assert_eq!(app.deliver("pull_request", &format!("pr-{number}-merged"), &merged).await.status(), 200);
+    }
 }
 
 /// PR #7 (one agent commit) merged today, PR #8 (none) merged yesterday.
@@ -202,6 +227,8 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let app = TestApp::spawn_on(db, &flags).await;
 
+    // Older than the deliveries the page must list among its newest 15.
+    deliver_two_weeks_of_pull_requests(&app).await;
     let mut deliveries = Vec::new();
     for (event, file) in CORPUS {
         let body = std::fs::read(corpus.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));

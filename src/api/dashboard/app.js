@@ -6,6 +6,7 @@
 const TOKEN_KEY = "hookwise.api-token";
 const REFRESH_MS = 4000;
 const RECENT = 25;
+const RECENT_DELIVERIES = 15;
 const CHART_DAYS = 30;
 
 // ---------- small helpers ----------
@@ -264,7 +265,7 @@ async function overview() {
   const since = new Date(Date.now() - (CHART_DAYS - 1) * 86400000);
   since.setUTCHours(0, 0, 0, 0);
   const [deliveries, conversations, timeline, prStats, triggers, readModels, sinks] = await Promise.all([
-    newest("/deliveries", {}, status.head, RECENT),
+    newest("/deliveries", {}, status.head, RECENT_DELIVERIES),
     newest("/conversations", {}, status.head, RECENT),
     api("/stats/pull-requests/daily", { since: since.toISOString() }),
     api("/stats/pull-requests", { since: since.toISOString() }),
@@ -393,7 +394,7 @@ function conversationsPanel(items) {
 
 function deliveriesPanel(items) {
   return h("section", { class: "panel", id: "deliveries" },
-    h("h2", {}, "Recent deliveries", h("span", { class: "muted" }, `newest ${RECENT}, refreshed every ${REFRESH_MS / 1000} s`)),
+    h("h2", {}, "Recent deliveries", h("span", { class: "muted" }, `newest ${RECENT_DELIVERIES}, refreshed every ${REFRESH_MS / 1000} s`)),
     table([
       { title: "Received", cell: (d) => h("a", { href: `#/deliveries/${encodeURIComponent(d.delivery_id)}` }, ago(d.received_at)) },
       { title: "Event", cell: (d) => h("code", {}, d.event) },
