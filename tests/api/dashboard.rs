@@ -307,6 +307,7 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     let thread = format!("{}/{REPO}/issues/1", fakes.github.uri());
     assert_eq!(report["conversation_links"], json!([thread, "https://agent.example/c/conv-1"]), "{report}");
     assert_eq!(report["conversation_page_status"], "finished", "{report}");
+    assert_eq!(report["conversation_hash"], format!("#/conversations/{trigger_id}"), "a deep link: {report}");
     assert_eq!(report["conversation_deep_link_status"], "finished", "{report}");
     assert!(report["chart_elements"].as_u64().is_some_and(|n| n >= 3), "bars and a point: {report}");
     let before: Vec<&str> =
@@ -316,6 +317,7 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     assert!(before.iter().any(|k| *k != "trigger_detected"), "the unfiltered audit log has other kinds: {report}");
     assert!(!after.is_empty() && after.iter().all(|k| *k == "trigger_detected"), "the filter narrows it: {report}");
     assert!(after.len() < before.len(), "{report}");
+    assert_eq!(report["audit_hash"], "#/audit?kind=trigger_detected", "the filter is in the link: {report}");
     assert_eq!(report["phone_overflow_px"], 0, "no horizontal scrolling at 390 px: {report}");
     assert_eq!(report["console_errors"], json!([]), "{report}");
     for shot in ["dashboard.png", "dashboard-phone.png"] {
