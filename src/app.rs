@@ -156,6 +156,10 @@ impl Application {
             sinks: sinks.clone(),
             leading: Arc::new(AtomicBool::new(false)),
             rules,
+            github_web_url: config.process.agent.as_ref().map_or_else(
+                || crate::agent::settings::github_web_url(&config.github_api_url),
+                |agent| agent.github_web_url.clone(),
+            ),
         };
         let process = config.process;
         let role = config.role;

@@ -1,8 +1,9 @@
-//! HTTP on poem: intake, agent callbacks, health, metrics and the query API.
+//! HTTP on poem: intake, agent callbacks, health, metrics, the query API and the dashboard.
 //! [`routes`] is the one place that builds the route tree.
 
 mod agent_callbacks;
 mod agent_server_webhooks;
+mod dashboard;
 pub mod error;
 mod exposure;
 mod health;
@@ -50,11 +51,17 @@ pub struct AppState {
     pub leading: Arc<AtomicBool>,
     /// The trigger rules the process manager classifies by (for explanations).
     pub rules: crate::triggers::classify::TriggerRules,
+    /// GitHub's web root (`GITHUB_WEB_URL`, else from `GITHUB_API_URL`), for the dashboard's links.
+    pub github_web_url: String,
 }
 
 pub fn routes(state: AppState) -> impl Endpoint {
     let (query_api, docs, spec) = v1::endpoints();
     Route::new()
+        .at("/", get(dashboard::index))
+        .at("/dashboard/app.js", get(dashboard::script))
+        .at("/dashboard/app.css", get(dashboard::stylesheet))
+        .at("/dashboard/icon.svg", get(dashboard::icon))
         .nest("/api/v1", query_api.around(exposure::guard))
         .nest("/docs", docs)
         .at("/openapi.json", spec)

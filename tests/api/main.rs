@@ -13,6 +13,7 @@ mod classify;
 mod cli;
 mod connections;
 mod crash;
+mod dashboard;
 mod explain;
 mod exposure;
 mod forward;

@@ -10,6 +10,7 @@ mod installations;
 mod pull_requests;
 mod sinks;
 mod stats;
+mod status;
 
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request};
@@ -243,6 +244,7 @@ type Apis = (
     audit::AuditApi,
     installations::InstallationsApi,
     sinks::SinksApi,
+    status::StatusApi,
     admin::AdminApi,
 );
 
@@ -256,6 +258,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             audit::AuditApi,
             installations::InstallationsApi,
             sinks::SinksApi,
+            status::StatusApi,
             admin::AdminApi,
         ),
         "hookwise",

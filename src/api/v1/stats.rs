@@ -1,6 +1,9 @@
+use std::collections::BTreeMap;
+
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::{Object, OpenApi, Tags};
+use time::OffsetDateTime;
 
 use super::{ok, time_window, Answer, ApiAuth};
 use crate::api::AppState;
@@ -74,6 +77,62 @@ pub fn pull_request_stats(prs: &[PullRequestRow], since: Option<i64>, until: Opt
     stats
 }
 
+/// One UTC day of pull-request activity.
+#[derive(Debug, Clone, Default, PartialEq, Object)]
+pub struct PullRequestDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Created that day.
+    pub opened: u64,
+    /// Merged that day, with at least one agent commit.
+    pub merged_with_agent: u64,
+    /// Merged that day, without an agent commit.
+    pub merged_without_agent: u64,
+    /// Closed without merging that day.
+    pub closed: u64,
+    /// Agent commits on the PRs merged or closed that day.
+    pub agent_commits: u64,
+}
+
+/// Pull-request activity per day, oldest first.
+#[derive(Debug, Clone, Object)]
+pub struct PullRequestTimeline {
+    /// Only the days on which something happened.
+    pub days: Vec<PullRequestDay>,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The figures of [`pull_request_stats`] per UTC day, for the days that have any.
+pub fn pull_requests_by_day(prs: &[PullRequestRow], since: Option<i64>, until: Option<i64>) -> Vec<PullRequestDay> {
+    let mut days: BTreeMap<i64, PullRequestDay> = BTreeMap::new();
+    for pr in prs {
+        if let Some(created) = pr.created_at.filter(|&t| in_window(Some(t), since, until)) {
+            days.entry(created.div_euclid(MICROS_PER_DAY)).or_default().opened += 1;
+        }
+        let resolved = match pr.status.as_str() {
+            "merged" => pr.merged_at,
+            "closed" => pr.closed_at,
+            _ => None,
+        };
+        let Some(resolved) = resolved.filter(|&t| in_window(Some(t), since, until)) else { continue };
+        let day = days.entry(resolved.div_euclid(MICROS_PER_DAY)).or_default();
+        day.agent_commits += pr.openhands_commits;
+        match (pr.status.as_str(), pr.openhands_commits > 0) {
+            ("merged", true) => day.merged_with_agent += 1,
+            ("merged", false) => day.merged_without_agent += 1,
+            _ => day.closed += 1,
+        }
+    }
+    days.into_iter()
+        .map(|(number, mut day)| {
+            day.day =
+                OffsetDateTime::from_unix_timestamp(number * 86_400).map(|t| t.date().to_string()).unwrap_or_default();
+            day
+        })
+        .collect()
+}
+
 /// How many triggers of one kind ended in one status.
 #[derive(Debug, Clone, Object)]
 pub struct TriggerCount {
@@ -124,6 +183,25 @@ impl StatsApi {
         let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
         let prs = pull_requests::all(&state.db, repository.0).await?;
         ok(pull_request_stats(&prs, since, until))
+    }
+
+    /// The same figures per UTC day (merged with and without the agent, closed, opened, agent commits), for
+    /// the days in the window on which something happened, oldest first.
+    #[oai(path = "/stats/pull-requests/daily", method = "get", operation_id = "pull_request_stats_daily")]
+    async fn pull_requests_daily(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiAuth,
+        /// `owner/name`; all repositories when absent.
+        repository: Query<Option<String>>,
+        /// Window start (RFC 3339, inclusive).
+        since: Query<Option<String>>,
+        /// Window end (RFC 3339, exclusive).
+        until: Query<Option<String>>,
+    ) -> Answer<PullRequestTimeline> {
+        let (since, until) = time_window(since.0.as_deref(), until.0.as_deref())?;
+        let prs = pull_requests::all(&state.db, repository.0).await?;
+        ok(PullRequestTimeline { days: pull_requests_by_day(&prs, since, until) })
     }
 
     /// Triggers by kind and outcome, and the median time to acknowledgement.
