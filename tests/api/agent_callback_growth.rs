@@ -18,7 +18,7 @@ use wiremock::{Mock, ResponseTemplate};
 use crate::agent_server::{agent_server_flags, post_events, set_flag, spawn_app};
 use crate::helpers::agent_server::AGENT_SERVER_KEY;
 use crate::helpers::{backend_tests, eventually, Backend, TestApp};
-use crate::triggers::{body_of, callback, comment_payload, spawn, Fakes, CALLBACK_KEY};
+use crate::triggers::{callback, comment_payload, spawn, Fakes, CALLBACK_KEY};
 
 backend_tests!(
     a_v0_batch_of_one_large_message_and_many_states_grows_the_log_by_about_its_size,
