@@ -11,6 +11,7 @@ use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 use crate::triggers::classify::{TriggerRules, TriggerSwitch};
+use crate::triggers::thread::PerThread;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -297,6 +298,10 @@ pub struct ProcessArgs {
     /// two steps of the same trigger never run at once.
     #[arg(long, env = "HOOKWISE_EXECUTOR_CONCURRENCY", default_value_t = 16)]
     pub executor_concurrency: usize,
+    /// Requests on the same issue or pull request: `queue` (one conversation
+    /// at a time, later requests wait their turn) or `parallel`.
+    #[arg(long, env = "HOOKWISE_PER_THREAD", value_enum, default_value = "queue")]
+    pub per_thread: PerThread,
 }
 
 /// Validated [`ProcessArgs`].
@@ -313,6 +318,7 @@ pub struct ProcessSettings {
     pub claim_lease: std::time::Duration,
     /// Commands in flight at once, per executor.
     pub executor_concurrency: usize,
+    pub per_thread: PerThread,
 }
 
 impl ProcessSettings {
@@ -376,6 +382,7 @@ impl ProcessSettings {
             retry_max_attempts: args.retry_max_attempts.max(1),
             claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
             executor_concurrency: args.executor_concurrency.max(1),
+            per_thread: args.per_thread,
         })
     }
 }

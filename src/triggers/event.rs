@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use crate::events::{
     AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, DecodeError,
-    DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned, TriggerDetected,
-    TriggerRejected, TriggerRetried,
+    DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned,
+    TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::RecordedEvent;
 
@@ -27,6 +27,7 @@ pub enum TriggerEvent {
     StepFailed(StepFailed),
     TriggerAbandoned(TriggerAbandoned),
     TriggerRetried(TriggerRetried),
+    QueuedNoticePosted(QueuedNoticePosted),
 }
 
 impl TriggerEvent {
@@ -51,6 +52,7 @@ impl TriggerEvent {
             StepFailed::TYPE => read(event, TriggerEvent::StepFailed),
             TriggerAbandoned::TYPE => read(event, TriggerEvent::TriggerAbandoned),
             TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
+            QueuedNoticePosted::TYPE => read(event, TriggerEvent::QueuedNoticePosted),
             _ => Ok(None),
         }
     }

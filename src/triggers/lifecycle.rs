@@ -27,10 +27,13 @@ pub enum Step {
     PostSummary,
     /// Failed runs: one suggestion comment once every run for the sha is done.
     PostSuggestion,
+    /// "Queued behind …": the request waits for the one running on its issue
+    /// or pull request (`HOOKWISE_PER_THREAD=queue`, see [`super::thread`]).
+    PostQueuedNotice,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::CheckPermission,
         Step::AddReaction,
         Step::StartConversation,
@@ -38,6 +41,7 @@ impl Step {
         Step::FollowConversation,
         Step::PostSummary,
         Step::PostSuggestion,
+        Step::PostQueuedNotice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Step {
             Step::FollowConversation => "follow_conversation",
             Step::PostSummary => "post_summary",
             Step::PostSuggestion => "post_suggestion",
+            Step::PostQueuedNotice => "post_queued_notice",
         }
     }
 
@@ -241,7 +246,8 @@ impl StatusChange {
             TriggerEvent::PermissionChecked(_)
             | TriggerEvent::ReactionAdded(_)
             | TriggerEvent::AcknowledgementPosted(_)
-            | TriggerEvent::StepFailed(_) => StatusChange::Keep,
+            | TriggerEvent::StepFailed(_)
+            | TriggerEvent::QueuedNoticePosted(_) => StatusChange::Keep,
         }
     }
 

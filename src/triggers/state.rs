@@ -6,8 +6,8 @@ use super::lifecycle::{AgentOutcome, StatusChange, Step, TriggerStatus};
 use super::TriggerEvent;
 use crate::events::{
     derived_id, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
-    DecodeError, PermissionChecked, ReactionAdded, SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerRejected,
-    TriggerRetried,
+    DecodeError, PermissionChecked, QueuedNoticePosted, ReactionAdded, SummaryPosted, TriggerAbandoned,
+    TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::{Position, RecordedEvent};
 
@@ -43,6 +43,8 @@ pub struct TriggerState {
     pub abandoned: Option<(TriggerAbandoned, Uuid)>,
     /// Admin retries so far.
     pub retries: u32,
+    /// The "Queued behind …" reply, when the request had to wait its turn.
+    pub queued_notice: Option<QueuedNoticePosted>,
     /// Read it with [`super::status`].
     pub(super) status: TriggerStatus,
     /// The status before the open abandonment, which a retry resumes.
@@ -66,6 +68,7 @@ impl Default for TriggerState {
             summary: None,
             abandoned: None,
             retries: 0,
+            queued_notice: None,
             status: TriggerStatus::Detected,
             resumes: TriggerStatus::Detected,
             version: None,
@@ -136,6 +139,9 @@ impl TriggerState {
                 self.abandoned = None;
                 self.retries = self.retries.max(e.retry);
             }
+            TriggerEvent::QueuedNoticePosted(e) => {
+                self.queued_notice.get_or_insert_with(|| e.clone());
+            }
         }
     }
 
@@ -165,6 +171,8 @@ impl TriggerState {
             Step::PostAcknowledgement => self.acknowledged.is_some(),
             Step::FollowConversation => self.ended.is_some(),
             Step::PostSummary | Step::PostSuggestion => self.summary.is_some(),
+            // Once it runs there is nothing to wait for.
+            Step::PostQueuedNotice => self.queued_notice.is_some() || self.requested.is_some(),
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct Conversation {
     pub retries: u64,
     /// From detection to the acknowledgement comment, in milliseconds.
     pub time_to_acknowledgement_ms: Option<u64>,
+    /// How many requests on the same issue or pull request are ahead of this
+    /// one (1: it starts when the running one ends; `HOOKWISE_PER_THREAD=queue`).
+    /// Absent when it does not wait.
+    pub queue_position: Option<u64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -139,6 +143,7 @@ impl From<ConversationRow> for Conversation {
             last_error: row.last_error,
             retries: row.retries,
             time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
+            queue_position: row.queue_position,
         }
     }
 }

@@ -11,6 +11,7 @@ mod acknowledgement;
 mod conversation;
 mod enrichment;
 mod permission;
+mod queued_notice;
 mod reaction;
 mod reply;
 mod suggestion;
@@ -281,6 +282,7 @@ impl Executor {
             Step::FollowConversation => conversation::follow(&context, &state).await,
             Step::PostSummary => summary::perform(&context, &trigger, &state).await,
             Step::PostSuggestion => suggestion::perform(&context, &trigger).await,
+            Step::PostQueuedNotice => queued_notice::perform(&context, &trigger).await,
         }
     }
 
