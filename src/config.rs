@@ -11,6 +11,7 @@ use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 use crate::triggers::classify::{TriggerRules, TriggerSwitch};
+use crate::triggers::thread::PerThread;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -324,6 +325,10 @@ pub struct ProcessArgs {
     /// of its own.
     #[arg(long, env = "HOOKWISE_REPLY_STYLE", value_enum, default_value = "edit")]
     pub reply_style: ReplyStyle,
+    /// Requests on the same issue or pull request: `queue` (one conversation
+    /// at a time, later requests wait their turn) or `parallel`.
+    #[arg(long, env = "HOOKWISE_PER_THREAD", value_enum, default_value = "queue")]
+    pub per_thread: PerThread,
 }
 
 /// Validated [`ProcessArgs`].
@@ -342,6 +347,7 @@ pub struct ProcessSettings {
     /// Commands in flight at once, per executor.
     pub executor_concurrency: usize,
     pub reply_style: ReplyStyle,
+    pub per_thread: PerThread,
 }
 
 impl ProcessSettings {
@@ -407,6 +413,7 @@ impl ProcessSettings {
             claim_lease: std::time::Duration::from_millis(args.claim_lease_ms.max(1)),
             executor_concurrency: args.executor_concurrency.max(1),
             reply_style: args.reply_style,
+            per_thread: args.per_thread,
         })
     }
 }

@@ -5,11 +5,13 @@ pub mod admin;
 mod agent;
 pub mod pull_request;
 mod reconcile;
+mod thread;
 mod trigger;
 mod webhook;
 
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
+pub use thread::{QueuedNoticePosted, ThreadRequestQueued, ThreadRequestReleased};
 pub use trigger::{truncate_chars, MAX_AGENT_TEXT_CHARS, TRUNCATION_MARKER};
 pub use trigger::{
     AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
@@ -103,6 +105,15 @@ pub mod streams {
 
     pub fn trigger(trigger_id: Uuid) -> String {
         format!("{TRIGGER_PREFIX}{trigger_id}")
+    }
+
+    /// Every thread stream's name starts with this.
+    pub const THREAD_PREFIX: &str = "thread-";
+
+    /// The requests on one issue or pull request, in the order they may run
+    /// (`ThreadRequestQueued`, `ThreadRequestReleased`).
+    pub fn thread(repository_id: u64, number: u64) -> String {
+        format!("{THREAD_PREFIX}{repository_id}-{number}")
     }
 
     pub fn conversation(conversation_id: &str) -> String {

@@ -21,13 +21,15 @@ use uuid::Uuid;
 
 use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{
-    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerRetried, WebhookReceived,
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerKind, TriggerRetried,
+    WebhookReceived,
 };
 use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
+use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
 use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
 
@@ -181,11 +183,26 @@ pub struct ProcessManager {
     dialect: Dialect,
     /// Whether the batch being committed writes anything (set by `compact`).
     batch_writes: AtomicBool,
+    /// `HOOKWISE_PER_THREAD`: whether a start waits for its thread's line.
+    per_thread: PerThread,
 }
 
 impl ProcessManager {
     pub fn new(store: Arc<dyn EventStore>, rules: TriggerRules, wake: ExecutorWake, dialect: Dialect) -> Self {
-        ProcessManager { store, rules, wake, dialect, batch_writes: AtomicBool::new(false) }
+        ProcessManager {
+            store,
+            rules,
+            wake,
+            dialect,
+            batch_writes: AtomicBool::new(false),
+            per_thread: PerThread::Queue,
+        }
+    }
+
+    /// With `HOOKWISE_PER_THREAD` (the default is `queue`).
+    pub fn with_per_thread(mut self, per_thread: PerThread) -> Self {
+        self.per_thread = per_thread;
+        self
     }
 
     /// Records the trigger a delivery asks for. `NoStream`: the first
@@ -231,20 +248,86 @@ impl ProcessManager {
     /// catch-up after a crash, enqueues only what is still to do); enqueuing
     /// is idempotent by command id, so reading further than `event` is safe.
     async fn advance(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
-        let history = self.store.read_stream(&event.stream, 0, usize::MAX).await?;
-        let state = TriggerState::fold(&history).map_err(|e| HandlerError::Decode {
-            event_type: e.event_type,
-            position: e.position,
-            source: e.source,
-        })?;
+        let state = self.fold_trigger(&event.stream).await?;
         let Some(detected) = &state.detected else { return Ok(Vec::new()) };
         let mut statements = Vec::new();
         if let Ok(Some(TriggerEvent::ConversationStarted(started))) = TriggerEvent::decode(event) {
             statements.push(map_conversation(&started.conversation_id, started.trigger_id));
             statements.push(record_agent_repository(detected.repository.id));
         }
-        if let Some(step) = next_step(&state) {
-            statements.push(enqueue(detected.trigger_id, step, state.retries));
+        statements.extend(self.next_in_line(&state).await?);
+        Ok(statements)
+    }
+
+    async fn fold_trigger(&self, stream: &str) -> Result<TriggerState, HandlerError> {
+        let history = self.store.read_stream(stream, 0, usize::MAX).await?;
+        TriggerState::fold(&history).map_err(|e| HandlerError::Decode {
+            event_type: e.event_type,
+            position: e.position,
+            source: e.source,
+        })
+    }
+
+    async fn fold_thread(&self, stream: &str) -> Result<ThreadState, HandlerError> {
+        let history = self.store.read_stream(stream, 0, usize::MAX).await?;
+        ThreadState::fold(&history).map_err(|e| HandlerError::Decode {
+            event_type: e.event_type,
+            position: e.position,
+            source: e.source,
+        })
+    }
+
+    /// The trigger's next step, once the line of its issue or pull request
+    /// has had its say ([`thread::in_line`]): a start waits its turn, and a
+    /// trigger that is done leaves the line. What the line is told is
+    /// appended to its stream (ids derived from the trigger, so a replay
+    /// appends nothing); the process manager sees that event in turn and
+    /// moves whoever it lets go ([`ProcessManager::thread_moved`]).
+    async fn next_in_line(&self, state: &TriggerState) -> Result<Option<Statement>, HandlerError> {
+        let Some(detected) = &state.detected else { return Ok(None) };
+        let enqueue_step = |step: Option<Step>| step.map(|step| enqueue(detected.trigger_id, step, state.retries));
+        let next = next_step(state);
+        if detected.kind == TriggerKind::FailedWorkflow {
+            return Ok(enqueue_step(next));
+        }
+        let stream = streams::thread(detected.repository.id, detected.number);
+        let line = self.fold_thread(&stream).await?;
+        match thread::in_line(state, &line, self.per_thread) {
+            InLine::Step(step) => Ok(enqueue_step(step)),
+            InLine::Join(queued) => {
+                let joined = queued.to_new_event(queued.event_id(), None)?;
+                self.store.append(&stream, ExpectedVersion::Any, vec![joined]).await?;
+                // In line now: its first step need not wait for the join to come round.
+                let line = self.fold_thread(&stream).await?;
+                match thread::in_line(state, &line, self.per_thread) {
+                    InLine::Step(step) => Ok(enqueue_step(step)),
+                    // Not taken in (cannot be: the join is in the stream): `thread_moved` decides.
+                    InLine::Join(_) | InLine::Leave(_) => Ok(None),
+                }
+            }
+            InLine::Leave(released) => {
+                let left = released.to_new_event(released.event_id(), None)?;
+                self.store.append(&stream, ExpectedVersion::Any, vec![left]).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A thread's line changed: every trigger in it (and the one that just
+    /// left) is looked at again, so the new head starts.
+    async fn thread_moved(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        let Some(changed) = ThreadEvent::decode(event).map_err(|e| HandlerError::decode(event, e))? else {
+            return Ok(Vec::new());
+        };
+        let line = self.fold_thread(&event.stream).await?;
+        let mut triggers: Vec<Uuid> = line.line().collect();
+        if !triggers.contains(&changed.trigger_id()) {
+            triggers.push(changed.trigger_id());
+        }
+        let mut statements = Vec::new();
+        for trigger_id in triggers {
+            let state = self.fold_trigger(&streams::trigger(trigger_id)).await?;
+            statements.extend(self.next_in_line(&state).await?);
         }
         Ok(statements)
     }
@@ -310,6 +393,7 @@ impl EventHandler for ProcessManager {
             // Every event of a trigger's stream moves it (the fold passes over
             // any type it does not know).
             _ if event.stream.starts_with(streams::TRIGGER_PREFIX) => self.advance(event).await?,
+            _ if event.stream.starts_with(streams::THREAD_PREFIX) => self.thread_moved(event).await?,
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;

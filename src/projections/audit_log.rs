@@ -236,7 +236,7 @@ fn trigger_fact(event: TriggerEvent) -> Option<Fact> {
         TriggerEvent::TriggerRejected(rejected) => fact("trigger_rejected", Some(rejected.reason)),
         TriggerEvent::ReactionAdded(added) => fact("reaction_added", Some(added.target)),
         TriggerEvent::ConversationStarted(started) => fact("conversation_started", Some(started.conversation_id)),
-        TriggerEvent::AcknowledgementPosted(_) => fact("comment_posted", None),
+        TriggerEvent::AcknowledgementPosted(_) | TriggerEvent::QueuedNoticePosted(_) => fact("comment_posted", None),
         TriggerEvent::SummaryPosted(posted) => fact("summary_posted", Some(posted.outcome)),
         TriggerEvent::StepFailed(failed) => fact("step_failed", Some(failed.error)),
         TriggerEvent::TriggerAbandoned(abandoned) => fact("trigger_abandoned", Some(abandoned.error)),

@@ -13,6 +13,7 @@ use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, SqlValue, Statement};
 use crate::sql_params;
 use crate::store::RecordedEvent;
+use crate::triggers::thread::ThreadEvent;
 use crate::triggers::{AgentOutcome, StatusChange, TriggerEvent};
 
 pub struct Conversations;
@@ -49,13 +50,18 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}conversations (
     status_comment_url TEXT,
     abandonment_reported_at BIGINT,
     updated_at BIGINT NOT NULL,
-    last_position BIGINT NOT NULL
+    last_position BIGINT NOT NULL,
+    thread TEXT,
+    queued_at BIGINT,
+    queued_order BIGINT,
+    released_at BIGINT
 )"];
 
 const CREATE_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS {p}conversations_by_repository ON {p}conversations (repository, position)",
     "CREATE INDEX IF NOT EXISTS {p}conversations_by_status ON {p}conversations (status, position)",
     "CREATE INDEX IF NOT EXISTS {p}conversations_by_detected_at ON {p}conversations (detected_at)",
+    "CREATE INDEX IF NOT EXISTS {p}conversations_by_thread ON {p}conversations (thread, queued_order)",
 ];
 
 /// The trigger id of an event on a `trigger-{id}` stream.
@@ -75,7 +81,8 @@ impl ReadModel for Conversations {
 
     fn schema_version(&self) -> i64 {
         // 2: typed events and the lifecycle's status rule (a retry resumes the status it had).
-        // 3: the status comment and the abandonment's report.
+        // 3: the status comment, the abandonment's report, and the line of each
+        // issue or pull request (`HOOKWISE_PER_THREAD`).
         3
     }
 
@@ -92,6 +99,9 @@ impl ReadModel for Conversations {
     }
 
     fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        if event.stream.starts_with(streams::THREAD_PREFIX) {
+            return Ok(thread_event(t, event)?.into_iter().collect());
+        }
         let Some(trigger) = trigger_id(event) else {
             return Ok(vec![]);
         };
@@ -165,6 +175,7 @@ impl ReadModel for Conversations {
             TriggerEvent::TriggerRetried(_) => {
                 ("reason = NULL, abandoned_at = NULL, abandonment_reported_at = NULL, retries = retries + 1", vec![])
             }
+            TriggerEvent::QueuedNoticePosted(_) => ("", vec![]),
         };
         // The status moves by the lifecycle's one rule (see `triggers::StatusChange`).
         let status = StatusChange::of(&typed).sql().map(|expression| format!("status = {expression}"));
@@ -174,6 +185,25 @@ impl ReadModel for Conversations {
         }
         Ok(vec![update(t, trigger, event, &set.join(", "), params)])
     }
+}
+
+/// A trigger joined or left its thread's line: where it stands in it is
+/// counted when it is read (`queue_position`, until it asks for its conversation).
+fn thread_event(t: &Tables, event: &RecordedEvent) -> Result<Option<Statement>, HandlerError> {
+    let at = event.recorded_at_micros;
+    Ok(match ThreadEvent::decode(event).map_err(|e| HandlerError::decode(event, e))? {
+        Some(ThreadEvent::Queued(queued)) => Some(update(
+            t,
+            &queued.trigger_id.to_string(),
+            event,
+            "thread = ?, queued_at = ?, queued_order = ?, released_at = NULL",
+            sql_params![event.stream.as_str(), at, event.position.0],
+        )),
+        Some(ThreadEvent::Released(released)) => {
+            Some(update(t, &released.trigger_id.to_string(), event, "released_at = ?", sql_params![at]))
+        }
+        None => None,
+    })
 }
 
 /// The delivery id in the stream name a `TriggerDetected` written before it
@@ -229,12 +259,19 @@ pub struct ConversationRow {
     pub status_comment_url: Option<String>,
     /// When hookwise said there that it gave up (while abandoned).
     pub abandonment_reported_at: Option<i64>,
+    /// How many requests on the same issue or pull request are ahead of it
+    /// (1: it starts when the running one ends); `None` when it does not wait.
+    pub queue_position: Option<u64>,
 }
 
 const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
     reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
     started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries,
-    status_comment_id, status_comment_url, abandonment_reported_at";
+    status_comment_id, status_comment_url, abandonment_reported_at,
+    CASE WHEN queued_order IS NULL OR released_at IS NOT NULL OR requested_at IS NOT NULL THEN NULL
+        ELSE NULLIF((SELECT COUNT(*) FROM conversations AS ahead WHERE ahead.thread = conversations.thread
+            AND ahead.queued_order < conversations.queued_order AND ahead.released_at IS NULL), 0)
+    END AS queue_position";
 
 impl ConversationRow {
     fn from_row(row: &SqlRow) -> Result<Self, SqlError> {
@@ -265,6 +302,7 @@ impl ConversationRow {
             status_comment_id: row.get_by_name("status_comment_id")?,
             status_comment_url: row.get_by_name("status_comment_url")?,
             abandonment_reported_at: row.get_by_name("abandonment_reported_at")?,
+            queue_position: row.get_by_name("queue_position")?,
         })
     }
 }

@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use crate::events::{
     AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
-    DecodeError, DomainEvent, PermissionChecked, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned,
-    TriggerDetected, TriggerRejected, TriggerRetried,
+    DecodeError, DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed, SummaryPosted,
+    TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::RecordedEvent;
 
@@ -28,6 +28,7 @@ pub enum TriggerEvent {
     TriggerAbandoned(TriggerAbandoned),
     TriggerRetried(TriggerRetried),
     AbandonmentReported(AbandonmentReported),
+    QueuedNoticePosted(QueuedNoticePosted),
 }
 
 impl TriggerEvent {
@@ -53,6 +54,7 @@ impl TriggerEvent {
             TriggerAbandoned::TYPE => read(event, TriggerEvent::TriggerAbandoned),
             TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
             AbandonmentReported::TYPE => read(event, TriggerEvent::AbandonmentReported),
+            QueuedNoticePosted::TYPE => read(event, TriggerEvent::QueuedNoticePosted),
             _ => Ok(None),
         }
     }

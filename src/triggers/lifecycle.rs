@@ -30,10 +30,13 @@ pub enum Step {
     /// Say where the request was made why hookwise gave up (after a step's
     /// last attempt failed): the status comment edited, or a reply.
     ReportAbandonment,
+    /// "Queued behind …": the request waits for the one running on its issue
+    /// or pull request (`HOOKWISE_PER_THREAD=queue`, see [`super::thread`]).
+    PostQueuedNotice,
 }
 
 impl Step {
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
         Step::CheckPermission,
         Step::AddReaction,
         Step::StartConversation,
@@ -42,6 +45,7 @@ impl Step {
         Step::PostSummary,
         Step::PostSuggestion,
         Step::ReportAbandonment,
+        Step::PostQueuedNotice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Step {
             Step::PostSummary => "post_summary",
             Step::PostSuggestion => "post_suggestion",
             Step::ReportAbandonment => "report_abandonment",
+            Step::PostQueuedNotice => "post_queued_notice",
         }
     }
 
@@ -261,7 +266,8 @@ impl StatusChange {
             | TriggerEvent::ReactionAdded(_)
             | TriggerEvent::AcknowledgementPosted(_)
             | TriggerEvent::StepFailed(_)
-            | TriggerEvent::AbandonmentReported(_) => StatusChange::Keep,
+            | TriggerEvent::AbandonmentReported(_)
+            | TriggerEvent::QueuedNoticePosted(_) => StatusChange::Keep,
         }
     }
 

@@ -14,12 +14,15 @@
 //!   post_acknowledgement ─► follow_conversation ─► post_summary
 //!   (failed workflow runs: post_suggestion)
 //! any step: StepFailed … TriggerAbandoned ─(admin)─► TriggerRetried ─► that step again
+//! HOOKWISE_PER_THREAD=queue: start_conversation waits its turn on the issue or PR
+//!   ([`thread`]; post_queued_notice meanwhile)
 //! ```
 
 pub mod classify;
 mod event;
 mod lifecycle;
 mod state;
+pub mod thread;
 
 pub use event::TriggerEvent;
 pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};

@@ -6,8 +6,8 @@ use super::lifecycle::{AgentOutcome, StatusChange, Step, TriggerStatus};
 use super::TriggerEvent;
 use crate::events::{
     derived_id, AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted,
-    ConversationStatusChanged, DecodeError, PermissionChecked, ReactionAdded, SummaryPosted, TriggerAbandoned,
-    TriggerDetected, TriggerRejected, TriggerRetried,
+    ConversationStatusChanged, DecodeError, PermissionChecked, QueuedNoticePosted, ReactionAdded, SummaryPosted,
+    TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::{Position, RecordedEvent};
 
@@ -44,11 +44,14 @@ pub struct TriggerState {
     /// What was said of that abandonment where the request was made.
     pub abandonment_reported: Option<AbandonmentReported>,
     /// The comment hookwise keeps up to date where the request was made: the
-    /// first it posted for this trigger (the acknowledgement, or the report
-    /// of an abandonment before it). Kept across retries.
+    /// first it posted for this trigger (the acknowledgement, or before it the
+    /// "Queued behind …" notice or the report of an abandonment). Kept across
+    /// retries.
     pub status_comment: Option<u64>,
     /// Admin retries so far.
     pub retries: u32,
+    /// The "Queued behind …" reply, when the request had to wait its turn.
+    pub queued_notice: Option<QueuedNoticePosted>,
     /// Read it with [`super::status`].
     pub(super) status: TriggerStatus,
     /// The status before the open abandonment, which a retry resumes.
@@ -74,6 +77,7 @@ impl Default for TriggerState {
             abandonment_reported: None,
             status_comment: None,
             retries: 0,
+            queued_notice: None,
             status: TriggerStatus::Detected,
             resumes: TriggerStatus::Detected,
             version: None,
@@ -152,6 +156,10 @@ impl TriggerState {
                 self.abandonment_reported = None;
                 self.retries = self.retries.max(e.retry);
             }
+            TriggerEvent::QueuedNoticePosted(e) => {
+                self.status_comment.get_or_insert(e.comment_id);
+                self.queued_notice.get_or_insert_with(|| e.clone());
+            }
         }
     }
 
@@ -183,6 +191,8 @@ impl TriggerState {
             Step::PostSummary | Step::PostSuggestion => self.summary.is_some(),
             // Nothing to report once retried (or already said).
             Step::ReportAbandonment => self.abandonment_reported.is_some() || self.abandoned.is_none(),
+            // Once it runs there is nothing to wait for.
+            Step::PostQueuedNotice => self.queued_notice.is_some() || self.requested.is_some(),
         }
     }
 }

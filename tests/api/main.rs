@@ -22,6 +22,7 @@ mod hostile;
 mod intake;
 mod kurrent;
 mod metrics;
+mod one_at_a_time;
 mod pull_request_enrichment;
 mod query_api;
 mod reactions;

@@ -29,9 +29,12 @@ backend_tests!(
 /// limit (the server's shutdown waits for the hung call).
 const HANG: Duration = Duration::from_secs(15);
 
+/// Every trigger here is on issue #1: `parallel`, so that they wait for no
+/// line (`HOOKWISE_PER_THREAD`), only for the executor.
 async fn spawn(backend: Backend, fakes: &Fakes) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
-    let flags = fakes.flags();
+    let mut flags = fakes.flags();
+    flags.extend(["--per-thread".to_owned(), "parallel".to_owned()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Some(TestApp::spawn_on(db, &flags).await)
 }

@@ -860,7 +860,11 @@ async fn pull_request_and_inline_mentions_work_on_the_head_branch(backend: Backe
         .mount(&fakes.github)
         .await;
     fakes.accept_comments().await;
-    let Some(app) = spawn(backend, &fakes).await else { return };
+    // Both requests are on pull request #1 and run side by side.
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--per-thread".to_owned(), "parallel".to_owned()]);
+    let app = TestApp::spawn_on(db, &flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
 
     // A mention on a pull request's conversation: the head branch comes from the API.
     let mut on_pr: Value = serde_json::from_slice(&comment_payload(9500, "@openhands fix the tests")).expect("JSON");

@@ -58,6 +58,10 @@ pub struct Conversation {
     pub status_comment_url: Option<String>,
     /// When hookwise said where it was asked that it gave up (while abandoned).
     pub abandonment_reported_at: Option<String>,
+    /// How many requests on the same issue or pull request are ahead of this
+    /// one (1: it starts when the running one ends; `HOOKWISE_PER_THREAD=queue`).
+    /// Absent when it does not wait.
+    pub queue_position: Option<u64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -148,6 +152,7 @@ impl From<ConversationRow> for Conversation {
             status_comment_id: row.status_comment_id,
             status_comment_url: row.status_comment_url,
             abandonment_reported_at: row.abandonment_reported_at.map(iso),
+            queue_position: row.queue_position,
         }
     }
 }

@@ -13,6 +13,7 @@ mod context;
 mod conversation;
 mod enrichment;
 mod permission;
+mod queued_notice;
 mod reaction;
 mod reply;
 mod suggestion;
@@ -284,6 +285,7 @@ impl Executor {
             Step::PostSummary => summary::perform(&context, &trigger, &state).await,
             Step::PostSuggestion => suggestion::perform(&context, &trigger).await,
             Step::ReportAbandonment => abandonment::perform(&context, &trigger, &state).await,
+            Step::PostQueuedNotice => queued_notice::perform(&context, &trigger).await,
         }
     }
 

@@ -122,6 +122,11 @@ pub fn abandoned(status: &str, abandoned: &TriggerAbandoned, conversation_url: O
     )
 }
 
+/// A request waits for the one running on its issue or pull request.
+pub fn queued_behind(link: &str) -> String {
+    format!("Queued behind [the request I'm working on]({link}): I'll start on this one when it's done.")
+}
+
 /// The agent runtime refused to start.
 pub fn could_not_start(message: &str) -> String {
     format!("Sorry, I couldn't start working on this: {}.", message.trim_end_matches('.'))
