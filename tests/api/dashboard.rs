@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{backend_tests, eventually, payload_examples, Backend, TestApp, TestDatabase, TEST_SECRET};
-use crate::triggers::{base_payload, callback, Fakes, CALLBACK_KEY, REPO};
+use crate::triggers::{base_payload, callback, finished_batch, Fakes, CALLBACK_KEY, REPO};
 
 backend_tests!(the_status_and_daily_pull_request_figures_are_in_the_api);
 
@@ -251,7 +251,8 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
     fakes.wait_for("POST", "/issues/1/comments", 1).await;
     let finished = finished_batch("conv-1");
     assert_eq!(callback(&app, CALLBACK_KEY, finished).await.status(), 202);
-    fakes.wait_for("POST", "/issues/1/comments", 2).await;
+    // The status comment is edited into the result.
+    fakes.final_word().await;
     let finished_trigger = |page: Value| -> Option<String> {
         let items = page["items"].as_array()?;
         items.iter().find(|c| c["status"] == "finished").and_then(|c| c["trigger_id"].as_str()).map(str::to_owned)
@@ -324,13 +325,4 @@ async fn dashboard_in_a_browser(python: PathBuf, chromium: PathBuf, corpus: Path
         assert!(std::fs::metadata(out_dir.join(shot)).is_ok_and(|m| m.len() > 10_000), "{shot} was saved");
     }
     app.stop().await;
-}
-
-fn finished_batch(conversation: &str) -> Value {
-    let message = json!({"id": 12, "source": "agent", "action": "message", "args": {"content": "I fixed the spelling in README.md."}});
-    let finished = json!({"id": 14, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "finished", "reason": ""}});
-    json!([
-        {"method": "POST", "path": format!("sessions/{conversation}/events/12.json"), "content": message.to_string()},
-        {"method": "POST", "path": format!("sessions/{conversation}/events/14.json"), "content": finished.to_string()},
-    ])
 }

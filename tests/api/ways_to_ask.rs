@@ -13,7 +13,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{backend_tests, eventually, sign, Backend, TestApp, TestDatabase, TEST_SECRET};
 use crate::query_api::{get, TOKEN};
-use crate::triggers::{base_payload, body_of, callback, Fakes, CALLBACK_KEY, REPO};
+use crate::triggers::{base_payload, body_of, callback, finished_batch, Fakes, CALLBACK_KEY, REPO};
 
 backend_tests!(
     a_review_body_that_names_the_handle_is_answered_on_the_pull_request,
@@ -92,7 +92,7 @@ async fn answered_once(app: &TestApp, fakes: &Fakes, expected: Expected<'_>) {
         "{ack}"
     );
 
-    let answer = callback(app, CALLBACK_KEY, finished_batch()).await;
+    let answer = callback(app, CALLBACK_KEY, finished_batch("conv-1")).await;
     assert_eq!(answer.status(), 202);
     let summary = fakes.final_word().await;
     assert!(summary.starts_with("**Status:** finished.\n\nI fixed the spelling in README.md."), "{summary}");
@@ -115,15 +115,6 @@ async fn answered_once(app: &TestApp, fakes: &Fakes, expected: Expected<'_>) {
     assert_eq!(fakes.requests("POST", "/replies").await.len(), 0, "nothing in a review thread");
     let detected = app.log().await.into_iter().filter(|e| e.event_type == TriggerDetected::TYPE).count();
     assert_eq!(detected, 1);
-}
-
-fn finished_batch() -> Value {
-    let message = json!({"id": 12, "source": "agent", "action": "message", "args": {"content": "I fixed the spelling in README.md."}});
-    let finished = json!({"id": 14, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "finished", "reason": ""}});
-    json!([
-        {"method": "POST", "path": "sessions/conv-1/events/12.json", "content": message.to_string()},
-        {"method": "POST", "path": "sessions/conv-1/events/14.json", "content": finished.to_string()},
-    ])
 }
 
 async fn a_review_body_that_names_the_handle_is_answered_on_the_pull_request(backend: Backend) {
