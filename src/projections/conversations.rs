@@ -18,7 +18,8 @@ use crate::triggers::{AgentOutcome, StatusChange, TriggerEvent};
 
 pub struct Conversations;
 
-pub const STATUSES: &[&str] = &["detected", "rejected", "starting", "running", "finished", "failed", "abandoned"];
+pub const STATUSES: &[&str] =
+    &["detected", "rejected", "starting", "running", "finished", "failed", "abandoned", "stopped"];
 
 const TABLES: &[&str] = &["conversations"];
 
@@ -51,7 +52,9 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}conversations (
     thread TEXT,
     queued_at BIGINT,
     queued_order BIGINT,
-    released_at BIGINT
+    released_at BIGINT,
+    stopped_by TEXT,
+    stopped_at BIGINT
 )"];
 
 const CREATE_INDEXES: &[&str] = &[
@@ -78,7 +81,7 @@ impl ReadModel for Conversations {
 
     fn schema_version(&self) -> i64 {
         // 2: typed events and the lifecycle's status rule (a retry resumes the status it had).
-        // 3: the line of each issue or pull request (`HOOKWISE_PER_THREAD`).
+        // 3: the line of each issue or pull request (`HOOKWISE_PER_THREAD`), and stops.
         3
     }
 
@@ -168,6 +171,10 @@ impl ReadModel for Conversations {
             }
             TriggerEvent::TriggerRetried(_) => ("reason = NULL, abandoned_at = NULL, retries = retries + 1", vec![]),
             TriggerEvent::QueuedNoticePosted(_) => ("", vec![]),
+            TriggerEvent::ConversationStopped(stopped) => (
+                "stopped_by = COALESCE(stopped_by, ?), stopped_at = COALESCE(stopped_at, ?)",
+                sql_params![stopped.stopped_by.as_str(), at],
+            ),
         };
         // The status moves by the lifecycle's one rule (see `triggers::StatusChange`).
         let status = StatusChange::of(&typed).sql().map(|expression| format!("status = {expression}"));
@@ -249,11 +256,15 @@ pub struct ConversationRow {
     /// How many requests on the same issue or pull request are ahead of it
     /// (1: it starts when the running one ends); `None` when it does not wait.
     pub queue_position: Option<u64>,
+    /// Who stopped its run (`{handle} stop`), and when.
+    pub stopped_by: Option<String>,
+    pub stopped_at: Option<i64>,
 }
 
 const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
     reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
     started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries,
+    stopped_by, stopped_at,
     CASE WHEN queued_order IS NULL OR released_at IS NOT NULL OR requested_at IS NOT NULL THEN NULL
         ELSE NULLIF((SELECT COUNT(*) FROM conversations AS ahead WHERE ahead.thread = conversations.thread
             AND ahead.queued_order < conversations.queued_order AND ahead.released_at IS NULL), 0)
@@ -286,6 +297,8 @@ impl ConversationRow {
             last_error: row.get_by_name("last_error")?,
             retries: row.get_by_name("retries")?,
             queue_position: row.get_by_name("queue_position")?,
+            stopped_by: row.get_by_name("stopped_by")?,
+            stopped_at: row.get_by_name("stopped_at")?,
         })
     }
 }

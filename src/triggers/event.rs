@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::events::{
-    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, DecodeError,
-    DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed, SummaryPosted, TriggerAbandoned,
-    TriggerDetected, TriggerRejected, TriggerRetried,
+    AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged, ConversationStopped,
+    DecodeError, DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed, SummaryPosted,
+    TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::RecordedEvent;
 
@@ -28,6 +28,7 @@ pub enum TriggerEvent {
     TriggerAbandoned(TriggerAbandoned),
     TriggerRetried(TriggerRetried),
     QueuedNoticePosted(QueuedNoticePosted),
+    ConversationStopped(ConversationStopped),
 }
 
 impl TriggerEvent {
@@ -53,6 +54,7 @@ impl TriggerEvent {
             TriggerAbandoned::TYPE => read(event, TriggerEvent::TriggerAbandoned),
             TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
             QueuedNoticePosted::TYPE => read(event, TriggerEvent::QueuedNoticePosted),
+            ConversationStopped::TYPE => read(event, TriggerEvent::ConversationStopped),
             _ => Ok(None),
         }
     }

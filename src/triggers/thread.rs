@@ -179,6 +179,8 @@ pub fn in_line(state: &TriggerState, thread: &ThreadState, mode: PerThread) -> I
 fn ended(state: &TriggerState) -> &'static str {
     if state.abandoned.is_some() {
         "abandoned"
+    } else if state.stopped.is_some() {
+        "stopped"
     } else if state.summary.is_some() {
         "summary_posted"
     } else {

@@ -30,7 +30,7 @@ pub struct Conversation {
     pub requester: Option<String>,
     /// The delivery that caused it.
     pub delivery_id: Option<String>,
-    /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
+    /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed`, `abandoned` or `stopped`.
     pub status: String,
     /// Why it was rejected, failed or abandoned.
     pub reason: Option<String>,
@@ -56,6 +56,9 @@ pub struct Conversation {
     /// one (1: it starts when the running one ends; `HOOKWISE_PER_THREAD=queue`).
     /// Absent when it does not wait.
     pub queue_position: Option<u64>,
+    /// Who stopped its run with a `{handle} stop` comment, and when.
+    pub stopped_by: Option<String>,
+    pub stopped_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -144,6 +147,8 @@ impl From<ConversationRow> for Conversation {
             retries: row.retries,
             time_to_acknowledgement_ms: acknowledged.map(|a| u64::try_from((a - detected) / 1000).unwrap_or(0)),
             queue_position: row.queue_position,
+            stopped_by: row.stopped_by,
+            stopped_at: row.stopped_at.map(iso),
         }
     }
 }
@@ -166,7 +171,7 @@ impl ConversationsApi {
         limit: Query<Option<u32>>,
         /// `owner/name`.
         repository: Query<Option<String>>,
-        /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
+        /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed`, `abandoned` or `stopped`.
         status: Query<Option<String>>,
         /// What asked: `label`, `issue_comment`, `pr_comment`, `review_comment` or `failed_workflow`.
         kind: Query<Option<ConversationKind>>,

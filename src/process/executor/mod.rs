@@ -14,6 +14,7 @@ mod permission;
 mod queued_notice;
 mod reaction;
 mod reply;
+mod stop;
 mod suggestion;
 mod summary;
 pub mod wording;
@@ -262,6 +263,9 @@ impl Executor {
         };
         let (trigger_id, step) = match &claimed.command {
             Command::Enrichment { pull_request, .. } => return enrichment::perform(&context, pull_request).await,
+            Command::Trigger { trigger_id, step: Step::StopConversation } => {
+                return stop::perform(&context, *trigger_id).await
+            }
             Command::Trigger { trigger_id, step } => (*trigger_id, *step),
         };
         let history = self.store.read_stream(&streams::trigger(trigger_id), 0, usize::MAX).await?;
@@ -283,6 +287,7 @@ impl Executor {
             Step::PostSummary => summary::perform(&context, &trigger, &state).await,
             Step::PostSuggestion => suggestion::perform(&context, &trigger).await,
             Step::PostQueuedNotice => queued_notice::perform(&context, &trigger).await,
+            Step::StopConversation => Err(StepError::Invalid("a stop is not a trigger's step".into())),
         }
     }
 
@@ -291,6 +296,9 @@ impl Executor {
     fn stream(command: &Command) -> (String, ExpectedVersion) {
         match command {
             Command::Enrichment { pull_request, .. } => (pull_request.stream(), ExpectedVersion::Any),
+            Command::Trigger { trigger_id, step: Step::StopConversation } => {
+                (streams::stop(*trigger_id), ExpectedVersion::StreamExists)
+            }
             Command::Trigger { trigger_id, .. } => (streams::trigger(*trigger_id), ExpectedVersion::StreamExists),
         }
     }

@@ -32,7 +32,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         Some(_) => {}
     }
     let permission = permission?;
-    let granted = matches!(permission.as_str(), "admin" | "maintain" | "write");
+    let granted = may_write(&permission);
     let checked = PermissionChecked {
         trigger_id: trigger.trigger_id,
         login: login.clone(),
@@ -47,4 +47,9 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         }
     }
     Ok(StepOutcome::Done(events))
+}
+
+/// Whether a repository permission may ask for the agent (or stop it).
+pub(super) fn may_write(permission: &str) -> bool {
+    matches!(permission, "admin" | "maintain" | "write")
 }

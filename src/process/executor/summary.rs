@@ -5,7 +5,8 @@ use super::{event, reply, wording, StepContext, StepError, StepOutcome};
 use crate::agent::RunStatus;
 use crate::events::{ConversationStarted, ConversationStatusChanged, SummaryPosted, TriggerDetected};
 use crate::process::agent_events;
-use crate::triggers::{AgentOutcome, TriggerState};
+use crate::triggers::stop::STOPPED_BY_REQUEST;
+use crate::triggers::{status, AgentOutcome, TriggerState, TriggerStatus};
 
 pub(super) async fn perform(
     ctx: &StepContext<'_>,
@@ -13,6 +14,11 @@ pub(super) async fn perform(
     state: &TriggerState,
 ) -> Result<StepOutcome, StepError> {
     let (body, outcome) = match (&state.ended, &state.started) {
+        // Stopped by someone (`{handle} stop`), whatever the runtime said after.
+        (_, Some(started)) if status(state) == TriggerStatus::Stopped => {
+            let stopped_by = state.stopped.as_ref().map_or("someone", |stopped| stopped.stopped_by.as_str());
+            (wording::stopped_by(stopped_by, &started.conversation_url), STOPPED_BY_REQUEST.to_owned())
+        }
         (Some(ended), Some(started)) => {
             let link = &started.conversation_url;
             let body = match AgentOutcome::of(&ended.agent_state) {
