@@ -110,6 +110,48 @@ impl StopState {
 mod tests {
     use super::*;
 
+    fn comment(kind: TriggerKind, message: &str) -> TriggerDetected {
+        TriggerDetected {
+            trigger_id: uuid::Uuid::nil(),
+            kind,
+            repository: crate::events::RepositoryRef { id: 1, full_name: "o/r".into() },
+            installation_id: 2,
+            number: 3,
+            requester: crate::events::SenderRef { id: 4, login: "alice".into(), kind: "User".into() },
+            comment_id: Some(5),
+            message: message.into(),
+            title: None,
+            head_branch: None,
+            head_sha: None,
+            path: None,
+            line: None,
+            thread_id: None,
+            failed_workflows: Vec::new(),
+            delivery_stream: "delivery-d".into(),
+            delivery_id: Some("d".into()),
+            delivery_position: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_new_comment_saying_stop_is_a_stop() {
+        for kind in [TriggerKind::IssueComment, TriggerKind::PrComment, TriggerKind::ReviewComment] {
+            assert!(asks_to_stop(&comment(kind, "@openhands stop"), "@openhands"), "{kind:?}");
+            assert!(!asks_to_stop(&comment(kind, "@openhands fix it"), "@openhands"), "{kind:?}");
+        }
+        // An edit, a review, a label or an assignment is never a stop.
+        for kind in [
+            TriggerKind::EditedIssueComment,
+            TriggerKind::EditedPrComment,
+            TriggerKind::EditedReviewComment,
+            TriggerKind::PrReview,
+            TriggerKind::Label,
+            TriggerKind::IssueAssigned,
+        ] {
+            assert!(!asks_to_stop(&comment(kind, "@openhands stop"), "@openhands"), "{kind:?}");
+        }
+    }
+
     #[test]
     fn the_word_right_after_the_handle_is_stop() {
         let cases = [

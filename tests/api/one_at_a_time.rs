@@ -219,6 +219,19 @@ async fn the_line_survives_a_restart(backend: Backend) {
     // A new process on the same database: the second still waits, and starts when the first ends.
     let app = spawn_on(db, &flags).await;
     assert_eq!(starts(&fakes).await, vec!["@openhands first"]);
+    // The read model rebuilt from the log shows the same line.
+    let rebuilt = app
+        .http
+        .post(app.url("/api/v1/admin/rebuild/conversations"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(rebuilt.status(), 200);
+    eventually(Duration::from_secs(10), "the rebuilt line", || async {
+        queue_positions(&app).await == vec![Value::Null, json!(1)]
+    })
+    .await;
     finish(&app, "conv-1", "First done.").await;
     fakes.wait_for("POST", "/api/conversations", 2).await;
     assert_eq!(starts(&fakes).await, vec!["@openhands first", "@openhands second"]);
