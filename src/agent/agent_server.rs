@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome};
+use super::runtime::{
+    AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome, StopOutcome,
+};
 use super::settings::AgentSettings;
 use super::transport;
 
@@ -323,6 +325,18 @@ impl AgentRuntime for AgentServer {
             // idle, running, paused, waiting_for_confirmation, deleting, …
             _ => Ok(RunStatus::Running),
         }
+    }
+
+    /// `POST /api/conversations/{id}/pause`: the run stops after the current
+    /// LLM call and can be resumed on the agent server.
+    async fn stop(&self, conversation_id: &str) -> Result<StopOutcome, AgentError> {
+        let call = self.http.post(self.url(&format!("/api/conversations/{conversation_id}/pause")));
+        let response = self.authed(call).send().await.map_err(transport)?;
+        if response.status().as_u16() == 404 {
+            return Ok(StopOutcome::CannotStop { reason: "the agent server no longer knows this conversation".into() });
+        }
+        Self::read(response, None).await?;
+        Ok(StopOutcome::Stopped)
     }
 
     /// The clone is authenticated with the installation token, and the agent

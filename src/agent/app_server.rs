@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
+use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome, StopOutcome};
 use super::settings::AgentSettings;
 use super::transport;
 
@@ -110,6 +110,9 @@ struct StartTaskPage {
 #[derive(Debug, Clone, Deserialize)]
 struct Conversation {
     id: String,
+    /// Where it runs: a stop pauses it.
+    #[serde(default)]
+    sandbox_id: Option<String>,
     #[serde(default)]
     sandbox_status: Option<String>,
     #[serde(default)]
@@ -369,6 +372,24 @@ impl AgentRuntime for AppServer {
             // conversation shows up.
             Some(Found::StartTask(_)) => Ok(RunStatus::Starting),
             None => Ok(RunStatus::Unknown),
+        }
+    }
+
+    /// The App Server's documented pause is its sandbox's
+    /// (`POST /api/v1/sandboxes/{sandbox_id}/pause`): the run stops with it
+    /// and can be resumed there.
+    async fn stop(&self, conversation_id: &str) -> Result<StopOutcome, AgentError> {
+        let unknown = || StopOutcome::CannotStop { reason: "the App Server does not know this conversation".into() };
+        let Ok(id) = Uuid::parse_str(conversation_id.trim()) else { return Ok(unknown()) };
+        let Some(sandbox) = self.conversation(id).await?.and_then(|c| c.sandbox_id) else { return Ok(unknown()) };
+        let call = self.authorized(self.http.post(self.url(&format!("/sandboxes/{sandbox}/pause"))));
+        let response = call.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = super::read_answer(response).await?;
+        match status {
+            200..=299 => Ok(StopOutcome::Stopped),
+            404 => Ok(StopOutcome::CannotStop { reason: "the App Server no longer knows its sandbox".into() }),
+            _ => Err(AgentError::Status { status, message: reason(&body) }),
         }
     }
 

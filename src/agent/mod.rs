@@ -15,7 +15,9 @@ pub mod v0_callbacks;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome};
+pub use runtime::{
+    AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, Secret, StartOutcome, StopOutcome,
+};
 
 use settings::{AgentRuntimeKind, AgentSettings};
 

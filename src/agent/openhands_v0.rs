@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome};
+use super::runtime::{AgentError, AgentRuntime, CheckLine, ConversationRequest, RunStatus, StartOutcome, StopOutcome};
 use super::settings::AgentSettings;
 
 #[derive(Debug, Serialize)]
@@ -82,6 +82,22 @@ impl AgentRuntime for OpenHandsV0 {
     /// V0 reports through its callbacks; nothing to ask.
     async fn status(&self, _conversation_id: &str) -> Result<RunStatus, AgentError> {
         Ok(RunStatus::Running)
+    }
+
+    /// `POST /api/conversations/{id}/stop`: V0 closes the conversation's agent loop.
+    async fn stop(&self, conversation_id: &str) -> Result<StopOutcome, AgentError> {
+        let mut call = self.http.post(format!("{}/api/conversations/{conversation_id}/stop", self.settings.api_url));
+        if let Some(key) = &self.settings.api_key {
+            call = call.bearer_auth(key.expose());
+        }
+        let response = call.send().await.map_err(super::transport)?;
+        let status = response.status();
+        let body = super::read_answer(response).await?;
+        match status.as_u16() {
+            200..=299 => Ok(StopOutcome::Stopped),
+            404 => Ok(StopOutcome::CannotStop { reason: "the V0 server no longer knows this conversation".into() }),
+            code => Err(AgentError::Status { status: code, message: body.chars().take(300).collect() }),
+        }
     }
 
     /// V0 picks its own ids.

@@ -82,6 +82,15 @@ impl RunStatus {
     }
 }
 
+/// What `stop` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The runtime paused or stopped the run.
+    Stopped,
+    /// The runtime has no way to stop it (or no longer knows it): `reason` says which.
+    CannotStop { reason: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No answer or an unreadable one: the runtime may or may not have acted.
@@ -132,6 +141,14 @@ pub trait AgentRuntime: Send + Sync {
 
     /// The link people open to watch the conversation.
     fn conversation_url(&self, conversation_id: &str) -> String;
+
+    /// Stops a running conversation at someone's request (`{handle} stop`):
+    /// the agent server pauses it, the App Server pauses its sandbox, V0
+    /// stops its agent loop. Asking twice is harmless.
+    async fn stop(&self, conversation_id: &str) -> Result<StopOutcome, AgentError> {
+        let _ = conversation_id;
+        Ok(StopOutcome::CannotStop { reason: format!("the {} runtime offers no way to stop a run", self.name()) })
+    }
 
     /// Whether the runtime gives the conversation the requested id (V1), so
     /// that hookwise knows it before the start answers.

@@ -5,12 +5,14 @@ pub mod admin;
 mod agent;
 pub mod pull_request;
 mod reconcile;
+mod stop;
 mod thread;
 mod trigger;
 mod webhook;
 
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
+pub use stop::{ConversationStopped, StopAnswered, StopRequested};
 pub use thread::{QueuedNoticePosted, ThreadRequestQueued, ThreadRequestReleased};
 pub use trigger::{truncate_chars, MAX_AGENT_TEXT_CHARS, TRUNCATION_MARKER};
 pub use trigger::{
@@ -105,6 +107,14 @@ pub mod streams {
 
     pub fn trigger(trigger_id: Uuid) -> String {
         format!("{TRIGGER_PREFIX}{trigger_id}")
+    }
+
+    /// Every stop stream's name starts with this.
+    pub const STOP_PREFIX: &str = "stop-";
+
+    /// A request to stop the agent (`{handle} stop`), by its id.
+    pub fn stop(stop_id: Uuid) -> String {
+        format!("{STOP_PREFIX}{stop_id}")
     }
 
     /// Every thread stream's name starts with this.

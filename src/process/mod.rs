@@ -21,14 +21,15 @@ use uuid::Uuid;
 
 use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{
-    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerKind, TriggerRetried,
-    WebhookReceived,
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, StopRequested, TriggerDetected,
+    TriggerKind, TriggerRetried, WebhookReceived,
 };
 use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
+use crate::triggers::stop::{self, StopState};
 use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
 use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
@@ -213,6 +214,9 @@ impl ProcessManager {
         let Some(trigger) = classify(received, payload, &event.stream, event.position.0, &self.rules) else {
             return Ok(());
         };
+        if stop::asks_to_stop(&trigger, &self.rules.mention) {
+            return self.request_stop(trigger).await;
+        }
         let event_id = derived_id(&["trigger-detected", &trigger.trigger_id.to_string()]);
         let new_event = trigger.to_new_event(event_id, None)?;
         match self.store.append(&streams::trigger(trigger.trigger_id), ExpectedVersion::NoStream, vec![new_event]).await
@@ -220,6 +224,32 @@ impl ProcessManager {
             Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `{handle} stop`: a stop of its own, not a trigger. `NoStream`, as for
+    /// a trigger: the first delivery of the comment wins.
+    async fn request_stop(&self, request: TriggerDetected) -> Result<(), HandlerError> {
+        let stop_id = request.trigger_id;
+        let requested = StopRequested { stop_id, request };
+        let new_event = requested.to_new_event(derived_id(&["stop-requested", &stop_id.to_string()]), None)?;
+        match self.store.append(&streams::stop(stop_id), ExpectedVersion::NoStream, vec![new_event]).await {
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A stop's stream moved: its one step, while it is not answered.
+    async fn stop_moved(&self, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        let history = self.store.read_stream(&event.stream, 0, usize::MAX).await?;
+        let state = StopState::fold(&history).map_err(|e| HandlerError::Decode {
+            event_type: e.event_type,
+            position: e.position,
+            source: e.source,
+        })?;
+        Ok(match &state.requested {
+            Some(requested) if state.is_open() => vec![enqueue(requested.stop_id, Step::StopConversation, 0)],
+            _ => Vec::new(),
+        })
     }
 
     /// A `pull_request.closed` delivery: the PR's enrichment, where the agent has acted.
@@ -394,6 +424,7 @@ impl EventHandler for ProcessManager {
             // any type it does not know).
             _ if event.stream.starts_with(streams::TRIGGER_PREFIX) => self.advance(event).await?,
             _ if event.stream.starts_with(streams::THREAD_PREFIX) => self.thread_moved(event).await?,
+            _ if event.stream.starts_with(streams::STOP_PREFIX) => self.stop_moved(event).await?,
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;

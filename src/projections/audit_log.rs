@@ -6,7 +6,7 @@ use super::read_model::{ReadModel, Tables};
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
-use crate::events::{streams, DecodeError, DomainEvent, WebhookReceived};
+use crate::events::{streams, DecodeError, DomainEvent, StopAnswered, StopRequested, WebhookReceived};
 use crate::process::ENRICH_PULL_REQUEST;
 use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
@@ -201,6 +201,20 @@ fn fact_of(event: &RecordedEvent) -> Result<Option<Fact>, DecodeError> {
                 ..Fact::default()
             })
         }
+        StopRequested::TYPE => {
+            let request = StopRequested::decode(event)?.request;
+            Some(Fact {
+                kind: "stop_requested",
+                actor: Some(request.requester.login),
+                target: Some(format!("{}#{}", request.repository.full_name, request.number)),
+                repository: Some(request.repository.full_name),
+                detail: None,
+            })
+        }
+        StopAnswered::TYPE => {
+            let answered = StopAnswered::decode(event)?;
+            Some(Fact { kind: "stop_answered", detail: Some(answered.outcome), ..Fact::default() })
+        }
         _ => TriggerEvent::decode(event)?.and_then(trigger_fact),
     })
 }
@@ -245,6 +259,12 @@ fn trigger_fact(event: TriggerEvent) -> Option<Fact> {
             kind: "admin_action",
             actor: Some(retried.requested_by),
             detail: Some(retried.step),
+            ..Fact::default()
+        },
+        TriggerEvent::ConversationStopped(stopped) => Fact {
+            kind: "conversation_stopped",
+            actor: Some(stopped.stopped_by),
+            detail: Some(stopped.conversation_id),
             ..Fact::default()
         },
         TriggerEvent::ConversationRequested(_) | TriggerEvent::ConversationStatusChanged(_) => return None,

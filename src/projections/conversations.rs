@@ -18,7 +18,8 @@ use crate::triggers::{AgentOutcome, StatusChange, TriggerEvent};
 
 pub struct Conversations;
 
-pub const STATUSES: &[&str] = &["detected", "rejected", "starting", "running", "finished", "failed", "abandoned"];
+pub const STATUSES: &[&str] =
+    &["detected", "rejected", "starting", "running", "finished", "failed", "abandoned", "stopped"];
 
 const TABLES: &[&str] = &["conversations"];
 
@@ -54,7 +55,9 @@ const CREATE_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS {p}conversations (
     thread TEXT,
     queued_at BIGINT,
     queued_order BIGINT,
-    released_at BIGINT
+    released_at BIGINT,
+    stopped_by TEXT,
+    stopped_at BIGINT
 )"];
 
 const CREATE_INDEXES: &[&str] = &[
@@ -81,8 +84,8 @@ impl ReadModel for Conversations {
 
     fn schema_version(&self) -> i64 {
         // 2: typed events and the lifecycle's status rule (a retry resumes the status it had).
-        // 3: the status comment, the abandonment's report, and the line of each
-        // issue or pull request (`HOOKWISE_PER_THREAD`).
+        // 3: the status comment, the abandonment's report, the line of each issue
+        // or pull request (`HOOKWISE_PER_THREAD`), and stops.
         3
     }
 
@@ -176,6 +179,10 @@ impl ReadModel for Conversations {
                 ("reason = NULL, abandoned_at = NULL, abandonment_reported_at = NULL, retries = retries + 1", vec![])
             }
             TriggerEvent::QueuedNoticePosted(_) => ("", vec![]),
+            TriggerEvent::ConversationStopped(stopped) => (
+                "stopped_by = COALESCE(stopped_by, ?), stopped_at = COALESCE(stopped_at, ?)",
+                sql_params![stopped.stopped_by.as_str(), at],
+            ),
         };
         // The status moves by the lifecycle's one rule (see `triggers::StatusChange`).
         let status = StatusChange::of(&typed).sql().map(|expression| format!("status = {expression}"));
@@ -262,12 +269,16 @@ pub struct ConversationRow {
     /// How many requests on the same issue or pull request are ahead of it
     /// (1: it starts when the running one ends); `None` when it does not wait.
     pub queue_position: Option<u64>,
+    /// Who stopped its run (`{handle} stop`), and when.
+    pub stopped_by: Option<String>,
+    pub stopped_at: Option<i64>,
 }
 
 const COLUMNS: &str = "trigger_id, position, kind, repository, number, requester, delivery_id, status,
     reason, conversation_id, conversation_url, detected_at, permission_checked_at, reacted_at, requested_at,
     started_at, acknowledged_at, summary_posted_at, finished_at, failed_at, abandoned_at, last_error, retries,
     status_comment_id, status_comment_url, abandonment_reported_at,
+    stopped_by, stopped_at,
     CASE WHEN queued_order IS NULL OR released_at IS NOT NULL OR requested_at IS NOT NULL THEN NULL
         ELSE NULLIF((SELECT COUNT(*) FROM conversations AS ahead WHERE ahead.thread = conversations.thread
             AND ahead.queued_order < conversations.queued_order AND ahead.released_at IS NULL), 0)
@@ -303,6 +314,8 @@ impl ConversationRow {
             status_comment_url: row.get_by_name("status_comment_url")?,
             abandonment_reported_at: row.get_by_name("abandonment_reported_at")?,
             queue_position: row.get_by_name("queue_position")?,
+            stopped_by: row.get_by_name("stopped_by")?,
+            stopped_at: row.get_by_name("stopped_at")?,
         })
     }
 }

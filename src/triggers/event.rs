@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use crate::events::{
     AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted, ConversationStatusChanged,
-    DecodeError, DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed, SummaryPosted,
-    TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
+    ConversationStopped, DecodeError, DomainEvent, PermissionChecked, QueuedNoticePosted, ReactionAdded, StepFailed,
+    SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::RecordedEvent;
 
@@ -29,6 +29,7 @@ pub enum TriggerEvent {
     TriggerRetried(TriggerRetried),
     AbandonmentReported(AbandonmentReported),
     QueuedNoticePosted(QueuedNoticePosted),
+    ConversationStopped(ConversationStopped),
 }
 
 impl TriggerEvent {
@@ -55,6 +56,7 @@ impl TriggerEvent {
             TriggerRetried::TYPE => read(event, TriggerEvent::TriggerRetried),
             AbandonmentReported::TYPE => read(event, TriggerEvent::AbandonmentReported),
             QueuedNoticePosted::TYPE => read(event, TriggerEvent::QueuedNoticePosted),
+            ConversationStopped::TYPE => read(event, TriggerEvent::ConversationStopped),
             _ => Ok(None),
         }
     }

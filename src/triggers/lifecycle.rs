@@ -33,10 +33,13 @@ pub enum Step {
     /// "Queued behind …": the request waits for the one running on its issue
     /// or pull request (`HOOKWISE_PER_THREAD=queue`, see [`super::thread`]).
     PostQueuedNotice,
+    /// Not a trigger's step: a stop's one step (`{handle} stop`, stream
+    /// `stop-{id}`, its outbox subject the stop id; see [`super::stop`]).
+    StopConversation,
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::CheckPermission,
         Step::AddReaction,
         Step::StartConversation,
@@ -46,6 +49,7 @@ impl Step {
         Step::PostSuggestion,
         Step::ReportAbandonment,
         Step::PostQueuedNotice,
+        Step::StopConversation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Step {
             Step::PostSuggestion => "post_suggestion",
             Step::ReportAbandonment => "report_abandonment",
             Step::PostQueuedNotice => "post_queued_notice",
+            Step::StopConversation => "stop_conversation",
         }
     }
 
@@ -151,7 +156,7 @@ pub fn next_step(state: &TriggerState) -> Option<Step> {
     if state.acknowledged.is_none() {
         return Some(Step::PostAcknowledgement);
     }
-    if state.ended.is_none() {
+    if state.ended.is_none() && state.stopped.is_none() {
         return Some(Step::FollowConversation);
     }
     Some(Step::PostSummary)
@@ -178,10 +183,12 @@ pub enum TriggerStatus {
     Finished,
     Failed,
     Abandoned,
+    /// Stopped on someone's request (`{handle} stop`).
+    Stopped,
 }
 
 impl TriggerStatus {
-    pub const ALL: [TriggerStatus; 7] = [
+    pub const ALL: [TriggerStatus; 8] = [
         TriggerStatus::Detected,
         TriggerStatus::Rejected,
         TriggerStatus::Starting,
@@ -189,6 +196,7 @@ impl TriggerStatus {
         TriggerStatus::Finished,
         TriggerStatus::Failed,
         TriggerStatus::Abandoned,
+        TriggerStatus::Stopped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -200,6 +208,7 @@ impl TriggerStatus {
             TriggerStatus::Finished => "finished",
             TriggerStatus::Failed => "failed",
             TriggerStatus::Abandoned => "abandoned",
+            TriggerStatus::Stopped => "stopped",
         }
     }
 
@@ -248,17 +257,23 @@ impl StatusChange {
             TriggerEvent::ConversationStatusChanged(changed) => match AgentOutcome::of(&changed.agent_state) {
                 AgentOutcome::Running => StatusChange::ToFrom { to: S::Running, from: &[S::Detected, S::Starting] },
                 AgentOutcome::Finished => {
-                    StatusChange::ToUnless { to: S::Finished, unless: &[S::Rejected, S::Abandoned] }
+                    StatusChange::ToUnless { to: S::Finished, unless: &[S::Rejected, S::Abandoned, S::Stopped] }
                 }
-                AgentOutcome::Failed => StatusChange::ToUnless { to: S::Failed, unless: &[S::Rejected, S::Abandoned] },
+                AgentOutcome::Failed => {
+                    StatusChange::ToUnless { to: S::Failed, unless: &[S::Rejected, S::Abandoned, S::Stopped] }
+                }
                 AgentOutcome::Unknown => StatusChange::Keep,
             },
             TriggerEvent::SummaryPosted(posted) => match AgentOutcome::of(&posted.outcome) {
-                AgentOutcome::Failed => StatusChange::ToUnless { to: S::Failed, unless: &[S::Rejected] },
+                AgentOutcome::Failed => StatusChange::ToUnless { to: S::Failed, unless: &[S::Rejected, S::Stopped] },
                 // A summary, a suggestion, or the reply to a refusal (whose rejection stays).
                 _ => StatusChange::ToFrom { to: S::Finished, from: &[S::Detected, S::Starting, S::Running] },
             },
             TriggerEvent::TriggerAbandoned(_) => StatusChange::To(S::Abandoned),
+            // A run that ended first keeps its end.
+            TriggerEvent::ConversationStopped(_) => {
+                StatusChange::ToFrom { to: S::Stopped, from: &[S::Starting, S::Running] }
+            }
             TriggerEvent::TriggerRetried(retried) => {
                 StatusChange::To(retried.resumes.as_deref().and_then(TriggerStatus::parse).unwrap_or(S::Detected))
             }

@@ -22,6 +22,7 @@ pub mod classify;
 mod event;
 mod lifecycle;
 mod state;
+pub mod stop;
 pub mod thread;
 
 pub use event::TriggerEvent;

@@ -6,8 +6,8 @@ use super::lifecycle::{AgentOutcome, StatusChange, Step, TriggerStatus};
 use super::TriggerEvent;
 use crate::events::{
     derived_id, AbandonmentReported, AcknowledgementPosted, ConversationRequested, ConversationStarted,
-    ConversationStatusChanged, DecodeError, PermissionChecked, QueuedNoticePosted, ReactionAdded, SummaryPosted,
-    TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
+    ConversationStatusChanged, ConversationStopped, DecodeError, PermissionChecked, QueuedNoticePosted, ReactionAdded,
+    SummaryPosted, TriggerAbandoned, TriggerDetected, TriggerRejected, TriggerRetried,
 };
 use crate::store::{Position, RecordedEvent};
 
@@ -52,6 +52,8 @@ pub struct TriggerState {
     pub retries: u32,
     /// The "Queued behind …" reply, when the request had to wait its turn.
     pub queued_notice: Option<QueuedNoticePosted>,
+    /// The stop someone asked for (`{handle} stop`): the run counts as ended.
+    pub stopped: Option<ConversationStopped>,
     /// Read it with [`super::status`].
     pub(super) status: TriggerStatus,
     /// The status before the open abandonment, which a retry resumes.
@@ -78,6 +80,7 @@ impl Default for TriggerState {
             status_comment: None,
             retries: 0,
             queued_notice: None,
+            stopped: None,
             status: TriggerStatus::Detected,
             resumes: TriggerStatus::Detected,
             version: None,
@@ -160,6 +163,9 @@ impl TriggerState {
                 self.status_comment.get_or_insert(e.comment_id);
                 self.queued_notice.get_or_insert_with(|| e.clone());
             }
+            TriggerEvent::ConversationStopped(e) => {
+                self.stopped.get_or_insert_with(|| e.clone());
+            }
         }
     }
 
@@ -187,12 +193,14 @@ impl TriggerState {
             Step::AddReaction => self.reaction.is_some(),
             Step::StartConversation => self.started.is_some() || self.rejected.is_some(),
             Step::PostAcknowledgement => self.acknowledged.is_some(),
-            Step::FollowConversation => self.ended.is_some(),
+            Step::FollowConversation => self.ended.is_some() || self.stopped.is_some(),
             Step::PostSummary | Step::PostSuggestion => self.summary.is_some(),
             // Nothing to report once retried (or already said).
             Step::ReportAbandonment => self.abandonment_reported.is_some() || self.abandoned.is_none(),
             // Once it runs there is nothing to wait for.
             Step::PostQueuedNotice => self.queued_notice.is_some() || self.requested.is_some(),
+            // A stop's step, never a trigger's.
+            Step::StopConversation => false,
         }
     }
 }

@@ -353,3 +353,34 @@ fn every_step_name_parses_back() {
         assert_eq!(TriggerStatus::parse(status.as_str()), Some(status));
     }
 }
+
+fn stopped() -> TriggerEvent {
+    TriggerEvent::ConversationStopped(ConversationStopped {
+        trigger_id: TRIGGER,
+        conversation_id: "c".into(),
+        stopped_by: "bob".into(),
+        stop_id: Uuid::from_u128(8),
+    })
+}
+
+#[test]
+fn a_stopped_run_is_ended_and_stays_stopped_whatever_the_runtime_says_after() {
+    let mut events = running();
+    events.push(stopped());
+    then(&events, Some(Step::PostSummary), TriggerStatus::Stopped);
+    assert!(!stop::is_running(&TriggerState::from_events(&events)));
+    // The runtime reports the pause, or an end, after the stop: still stopped.
+    for state in ["paused", "finished", "error"] {
+        let mut later = events.clone();
+        later.push(agent(state));
+        then(&later, Some(Step::PostSummary), TriggerStatus::Stopped);
+    }
+    events.push(summary(stop::STOPPED_BY_REQUEST));
+    then(&events, None, TriggerStatus::Stopped);
+    // A run that ended before the stop landed keeps its end.
+    let mut ended = running();
+    ended.push(agent("finished"));
+    ended.push(stopped());
+    then(&ended, Some(Step::PostSummary), TriggerStatus::Finished);
+    assert!(stop::is_running(&TriggerState::from_events(&running())));
+}

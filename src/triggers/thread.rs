@@ -159,7 +159,8 @@ pub fn in_line(state: &TriggerState, thread: &ThreadState, mode: PerThread) -> I
     }
     let trigger_id = detected.trigger_id;
     match (next, thread.position(trigger_id)) {
-        (None, Some(_)) => {
+        // Done, or given up (the report of it need not hold up the line).
+        (None | Some(Step::ReportAbandonment), Some(_)) => {
             let retry = thread.retry_of(trigger_id).unwrap_or(state.retries);
             InLine::Leave(ThreadRequestReleased { trigger_id, retry, reason: ended(state).to_owned() })
         }
@@ -179,6 +180,8 @@ pub fn in_line(state: &TriggerState, thread: &ThreadState, mode: PerThread) -> I
 fn ended(state: &TriggerState) -> &'static str {
     if state.abandoned.is_some() {
         "abandoned"
+    } else if state.stopped.is_some() {
+        "stopped"
     } else if state.summary.is_some() {
         "summary_posted"
     } else {
@@ -350,8 +353,8 @@ mod tests {
             in_line(&TriggerState::from_events(&events), &left, PerThread::Queue),
             InLine::Join(ThreadRequestQueued { trigger_id: a, retry: 1 })
         );
-        // Not in line and done: nothing to do.
-        assert_eq!(in_line(&abandoned, &left, PerThread::Queue), InLine::Step(None));
+        // Out of the line and given up: only saying so is left to do (it held up nobody).
+        assert_eq!(in_line(&abandoned, &left, PerThread::Queue), InLine::Step(Some(Step::ReportAbandonment)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hookwise::agent::agent_server::AgentServer;
 use hookwise::agent::settings::{AgentRuntimeKind, AgentSettings, LlmSettings};
-use hookwise::agent::{AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome};
+use hookwise::agent::{AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome, StopOutcome};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -249,6 +249,23 @@ async fn without_an_llm_the_start_is_refused_and_unknown_ids_are_unknown() {
     }
     let runtime = AgentServer::new(settings(server));
     assert_eq!(runtime.status(&Uuid::new_v4().to_string()).await.expect("answers"), RunStatus::Unknown);
+}
+
+/// A stop pauses the conversation on the real agent server (its route and key
+/// accepted); a conversation it does not know cannot be stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_pauses_the_conversation_and_an_unknown_one_cannot_be_stopped() {
+    let Some(server) = shared_agent_server().await else { return };
+    let runtime = AgentServer::new(settings(server));
+    let (request, _) = request("");
+    let id = request.conversation_id.hyphenated().to_string();
+    runtime.start(&request, false).await.expect("start answers");
+    assert_eq!(runtime.stop(&id).await.expect("the pause answers"), StopOutcome::Stopped, "{}", server.log_tail());
+    assert_eq!(runtime.stop(&id).await.expect("a second pause answers"), StopOutcome::Stopped);
+    match runtime.stop(&Uuid::new_v4().to_string()).await.expect("answers") {
+        StopOutcome::CannotStop { reason } => assert!(reason.contains("no longer knows"), "{reason}"),
+        other => panic!("expected CannotStop, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookwise::agent::app_server::AppServer;
 use hookwise::agent::settings::{AgentRuntimeKind, AgentSettings};
-use hookwise::agent::{AgentError, AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome};
+use hookwise::agent::{AgentError, AgentRuntime, ConversationRequest, RunStatus, Secret, StartOutcome, StopOutcome};
 use uuid::Uuid;
 
 use crate::helpers::app_server::{End, Script, StandInAppServer, StartFault};
@@ -115,6 +115,24 @@ async fn app_server_starts_and_follows_a_conversation_to_the_finish_message() {
         format!("{}/conversations/{hex}", server.url),
         "as the App Server shows it"
     );
+}
+
+/// A stop pauses the conversation's sandbox, the App Server's documented pause.
+#[tokio::test]
+async fn app_server_stop_pauses_the_conversations_sandbox() {
+    let server = StandInAppServer::start(Script::default()).await;
+    let adapter = adapter(&server);
+    let request = request(None);
+    adapter.start(&request, false).await.expect("started");
+    let id = request.conversation_id.to_string();
+    assert!(follow(&adapter, &id).await.contains(&RunStatus::Running), "it ran");
+    assert_eq!(adapter.stop(&id).await.expect("the pause answers"), StopOutcome::Stopped);
+    assert_eq!(server.paused(), vec![request.conversation_id.simple().to_string()]);
+    match adapter.stop(&Uuid::new_v4().to_string()).await.expect("answers") {
+        StopOutcome::CannotStop { reason } => assert!(reason.contains("does not know"), "{reason}"),
+        other => panic!("expected CannotStop, got {other:?}"),
+    }
+    assert_eq!(server.paused().len(), 1, "nothing else was paused");
 }
 
 #[tokio::test]

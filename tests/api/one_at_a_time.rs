@@ -1,12 +1,15 @@
 //! One conversation at a time per issue or pull request
 //! (`HOOKWISE_PER_THREAD`): a request made while another runs on the same
 //! pull request waits its turn, says so, and starts when the first ends.
+//! And stop from GitHub (`@openhands stop`): a writer's stop stops the
+//! running one, anyone else's does nothing.
 //! wiremock stands in for GitHub and for the agent runtime (V0, whose runs
 //! end when its callbacks say so, so the test decides when).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hookwise::events::{DomainEvent, StopAnswered};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
@@ -18,6 +21,9 @@ backend_tests!(
     two_requests_on_one_pull_request_run_one_after_the_other,
     the_line_survives_a_restart,
     parallel_starts_both_at_once,
+    a_writers_stop_stops_the_running_one_and_the_next_starts,
+    a_readers_stop_does_nothing,
+    a_stop_with_nothing_running_gets_one_short_reply,
 );
 
 const TOKEN: &str = "test-api-token";
@@ -123,13 +129,50 @@ async fn starts(fakes: &Fakes) -> Vec<String> {
         .collect()
 }
 
-/// `queue_position` of every conversation on the API, oldest first.
-async fn queue_positions(app: &TestApp) -> Vec<Value> {
+/// Every conversation on the API, oldest first.
+async fn conversations(app: &TestApp) -> Vec<Value> {
     let response =
         app.http.get(app.url("/api/v1/conversations")).bearer_auth(TOKEN).send().await.expect("the API answers");
     assert_eq!(response.status(), 200);
     let page: Value = response.json().await.expect("JSON");
-    page["items"].as_array().expect("items").iter().map(|c| c["queue_position"].clone()).collect()
+    page["items"].as_array().expect("items").clone()
+}
+
+/// `queue_position` of every conversation on the API, oldest first.
+async fn queue_positions(app: &TestApp) -> Vec<Value> {
+    conversations(app).await.iter().map(|c| c["queue_position"].clone()).collect()
+}
+
+/// The V0 runtime stops conversation `conv-{n}` when asked.
+async fn stoppable(fakes: &Fakes, conversation: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/api/conversations/{conversation}/stop")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"status": "ok", "conversation_id": conversation})),
+        )
+        .mount(&fakes.agent)
+        .await;
+}
+
+/// A comment on #1 by `login`, whose permission GitHub reports as `permission`.
+async fn comment_by(fakes: &Fakes, login: &str, permission: &str, comment_id: u64, body: &str) -> Vec<u8> {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/collaborators/{login}/permission")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"permission": permission})))
+        .mount(&fakes.github)
+        .await;
+    let mut payload: Value = serde_json::from_slice(&pr_comment(comment_id, body)).expect("JSON");
+    payload["sender"] = json!({"id": 99, "login": login, "type": "User"});
+    serde_json::to_vec(&payload).expect("JSON")
+}
+
+/// The stop's answer, once it is in the log.
+async fn stop_answer(app: &TestApp) -> StopAnswered {
+    app.first_event::<StopAnswered>().await
+}
+
+fn count(log: &[hookwise::store::RecordedEvent], event_type: &str) -> usize {
+    log.iter().filter(|e| e.event_type == event_type).count()
 }
 
 async fn two_requests_on_one_pull_request_run_one_after_the_other(backend: Backend) {
@@ -194,6 +237,19 @@ async fn the_line_survives_a_restart(backend: Backend) {
     // A new process on the same database: the second still waits, and starts when the first ends.
     let app = spawn_on(db, &flags).await;
     assert_eq!(starts(&fakes).await, vec!["@openhands first"]);
+    // The read model rebuilt from the log shows the same line.
+    let rebuilt = app
+        .http
+        .post(app.url("/api/v1/admin/rebuild/conversations"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(rebuilt.status(), 200);
+    eventually(Duration::from_secs(10), "the rebuilt line", || async {
+        queue_positions(&app).await == vec![Value::Null, json!(1)]
+    })
+    .await;
     finish(&app, "conv-1", "First done.").await;
     fakes.wait_for("POST", "/api/conversations", 2).await;
     assert_eq!(starts(&fakes).await, vec!["@openhands first", "@openhands second"]);
@@ -217,5 +273,113 @@ async fn parallel_starts_both_at_once(backend: Backend) {
         queue_positions(&app).await == vec![Value::Null, Value::Null]
     })
     .await;
+    app.stop().await;
+}
+
+async fn a_writers_stop_stops_the_running_one_and_the_next_starts(backend: Backend) {
+    let fakes = fakes().await;
+    stoppable(&fakes, "conv-1").await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = spawn_on(db, &flags(&fakes, &[])).await;
+    assert_eq!(app.deliver("issue_comment", "d-first", &pr_comment(9731, "@openhands first")).await.status(), 200);
+    assert_eq!(app.deliver("issue_comment", "d-second", &pr_comment(9732, "@openhands second")).await.status(), 200);
+    wait_for_comment(&fakes, "the second request's notice", "Queued behind", 1).await;
+
+    let stop = pr_comment(9733, "@OpenHands STOP please");
+    assert_eq!(app.deliver("issue_comment", "d-stop", &stop).await.status(), 200);
+    let calls = fakes.wait_for("POST", "/api/conversations/conv-1/stop", 1).await;
+    assert_eq!(calls[0].headers.get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer agent-key"));
+    // The first's status comment ends in its final state, exactly.
+    wait_for_comment(&fakes, "the first's final word", "**Status:** stopped by @Codertocat.", 1).await;
+    let first_trigger = app
+        .log()
+        .await
+        .iter()
+        .filter(|e| e.event_type == "TriggerDetected")
+        .map(|e| hookwise::events::TriggerDetected::decode(e).expect("decodes"))
+        .find(|t| t.comment_id == Some(9731))
+        .expect("the first request");
+    let summary_command =
+        hookwise::process::command_id(first_trigger.trigger_id, hookwise::triggers::Step::PostSummary, 0);
+    let final_words: Vec<Value> = fakes
+        .edits()
+        .await
+        .iter()
+        .map(|r| body_of(r)["body"].clone())
+        .filter(|b| b.as_str().is_some_and(|b| b.contains("stopped by")))
+        .collect();
+    assert_eq!(
+        final_words,
+        vec![json!(format!(
+            "**Status:** stopped by @Codertocat.\n\n[See the conversation here](https://agent.example/c/conv-1).\n\n\
+             <!-- hookwise:{summary_command} -->"
+        ))]
+    );
+    // The line moves on: the second starts.
+    fakes.wait_for("POST", "/api/conversations", 2).await;
+    assert_eq!(starts(&fakes).await, vec!["@openhands first", "@openhands second"]);
+    wait_for_comment(&fakes, "the second's acknowledgement", "I'm on it!", 2).await;
+
+    let answer = stop_answer(&app).await;
+    assert_eq!((answer.outcome.as_str(), answer.comment_id), ("stopped", None), "{answer:?}");
+    assert_eq!(answer.stopped.len(), 1);
+    eventually(Duration::from_secs(10), "the API shows the stop", || async {
+        let rows = conversations(&app).await;
+        rows.len() == 2
+            && rows[0]["status"] == "stopped"
+            && rows[0]["stopped_by"] == "Codertocat"
+            && rows[0]["summary_posted_at"].is_string()
+    })
+    .await;
+    let first = conversations(&app).await.swap_remove(0);
+    assert!(first["stopped_at"].is_string() && first["summary_posted_at"].is_string(), "{first}");
+    assert!(first["failed_at"].is_null() && first["finished_at"].is_null(), "a stop is neither: {first}");
+    let log = app.log().await;
+    assert_eq!(count(&log, "TriggerDetected"), 2, "a stop is no request for the agent");
+    assert_eq!(count(&log, "ConversationStopped"), 1);
+    assert_eq!(fakes.requests("POST", "/stop").await.len(), 1, "stopped once");
+    assert!(comments(&fakes).await.iter().all(|c| !c.starts_with("There is nothing")));
+    app.stop().await;
+}
+
+async fn a_readers_stop_does_nothing(backend: Backend) {
+    let fakes = fakes().await;
+    stoppable(&fakes, "conv-1").await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = spawn_on(db, &flags(&fakes, &[])).await;
+    assert_eq!(app.deliver("issue_comment", "d-first", &pr_comment(9741, "@openhands first")).await.status(), 200);
+    wait_for_comment(&fakes, "the acknowledgement", "I'm on it!", 1).await;
+
+    let stop = comment_by(&fakes, "Reader", "read", 9742, "@openhands stop").await;
+    assert_eq!(app.deliver("issue_comment", "d-stop", &stop).await.status(), 200);
+    let answer = stop_answer(&app).await;
+    assert_eq!((answer.outcome.as_str(), answer.permission.as_str()), ("denied", "read"), "{answer:?}");
+    // Nothing stopped, nothing said.
+    assert!(fakes.requests("POST", "/stop").await.is_empty());
+    assert_eq!(comments(&fakes).await.len(), 1, "only the acknowledgement: {:?}", comments(&fakes).await);
+    assert_eq!(count(&app.log().await, "ConversationStopped"), 0);
+    eventually(Duration::from_secs(10), "the run still shown running", || async {
+        conversations(&app).await.first().is_some_and(|row| row["status"] == "running")
+    })
+    .await;
+    app.stop().await;
+}
+
+async fn a_stop_with_nothing_running_gets_one_short_reply(backend: Backend) {
+    let fakes = fakes().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let app = spawn_on(db, &flags(&fakes, &[])).await;
+    let stop = pr_comment(9751, "@openhands stop");
+    for _ in 0..3 {
+        assert_eq!(app.deliver("issue_comment", "d-stop", &stop).await.status(), 200);
+    }
+    let answer = stop_answer(&app).await;
+    assert_eq!(answer.outcome, "nothing_running", "{answer:?}");
+    let posted = comments(&fakes).await;
+    assert_eq!(posted.len(), 1, "one reply, however often GitHub delivers the stop: {posted:?}");
+    assert!(posted[0].starts_with("There is nothing running here to stop."), "{posted:?}");
+    assert_eq!(answer.comment_id, Some(500));
+    assert!(starts(&fakes).await.is_empty());
+    assert_eq!(count(&app.log().await, "TriggerDetected"), 0);
     app.stop().await;
 }

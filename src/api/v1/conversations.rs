@@ -30,7 +30,7 @@ pub struct Conversation {
     pub requester: Option<String>,
     /// The delivery that caused it.
     pub delivery_id: Option<String>,
-    /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
+    /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed`, `abandoned` or `stopped`.
     pub status: String,
     /// Why it was rejected, failed or abandoned.
     pub reason: Option<String>,
@@ -62,6 +62,9 @@ pub struct Conversation {
     /// one (1: it starts when the running one ends; `HOOKWISE_PER_THREAD=queue`).
     /// Absent when it does not wait.
     pub queue_position: Option<u64>,
+    /// Who stopped its run with a `{handle} stop` comment, and when.
+    pub stopped_by: Option<String>,
+    pub stopped_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -153,6 +156,8 @@ impl From<ConversationRow> for Conversation {
             status_comment_url: row.status_comment_url,
             abandonment_reported_at: row.abandonment_reported_at.map(iso),
             queue_position: row.queue_position,
+            stopped_by: row.stopped_by,
+            stopped_at: row.stopped_at.map(iso),
         }
     }
 }
@@ -175,7 +180,7 @@ impl ConversationsApi {
         limit: Query<Option<u32>>,
         /// `owner/name`.
         repository: Query<Option<String>>,
-        /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed` or `abandoned`.
+        /// `detected`, `rejected`, `starting`, `running`, `finished`, `failed`, `abandoned` or `stopped`.
         status: Query<Option<String>>,
         /// What asked: `label`, `issue_comment`, `pr_comment`, `review_comment` or `failed_workflow`.
         kind: Query<Option<ConversationKind>>,

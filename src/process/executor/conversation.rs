@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::context::clean;
-use super::permission::grants_asking;
+use super::permission::may_write;
 use super::wording::CommentTrust;
 use super::{event, wording, StepContext, StepError, StepOutcome};
 use crate::agent::{ConversationRequest, RunStatus, Secret, StartOutcome};
@@ -116,7 +116,7 @@ async fn comment_trust(
     let mut trusted: HashSet<String> = authors
         .into_keys()
         .zip(permissions)
-        .filter(|(_, permission)| grants_asking(permission))
+        .filter(|(_, permission)| may_write(permission))
         .map(|(login, _)| login)
         .collect();
     trusted.insert(requester);

@@ -16,6 +16,7 @@ mod permission;
 mod queued_notice;
 mod reaction;
 mod reply;
+mod stop;
 mod suggestion;
 mod summary;
 pub mod wording;
@@ -264,6 +265,9 @@ impl Executor {
         };
         let (trigger_id, step) = match &claimed.command {
             Command::Enrichment { pull_request, .. } => return enrichment::perform(&context, pull_request).await,
+            Command::Trigger { trigger_id, step: Step::StopConversation } => {
+                return stop::perform(&context, *trigger_id).await
+            }
             Command::Trigger { trigger_id, step } => (*trigger_id, *step),
         };
         let history = self.store.read_stream(&streams::trigger(trigger_id), 0, usize::MAX).await?;
@@ -286,6 +290,7 @@ impl Executor {
             Step::PostSuggestion => suggestion::perform(&context, &trigger).await,
             Step::ReportAbandonment => abandonment::perform(&context, &trigger, &state).await,
             Step::PostQueuedNotice => queued_notice::perform(&context, &trigger).await,
+            Step::StopConversation => Err(StepError::Invalid("a stop is not a trigger's step".into())),
         }
     }
 
@@ -294,6 +299,9 @@ impl Executor {
     fn stream(command: &Command) -> (String, ExpectedVersion) {
         match command {
             Command::Enrichment { pull_request, .. } => (pull_request.stream(), ExpectedVersion::Any),
+            Command::Trigger { trigger_id, step: Step::StopConversation } => {
+                (streams::stop(*trigger_id), ExpectedVersion::StreamExists)
+            }
             Command::Trigger { trigger_id, .. } => (streams::trigger(*trigger_id), ExpectedVersion::StreamExists),
         }
     }

@@ -32,7 +32,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
         Some(_) => {}
     }
     let permission = permission?;
-    let granted = grants_asking(&permission);
+    let granted = may_write(&permission);
     let checked = PermissionChecked {
         trigger_id: trigger.trigger_id,
         login: login.clone(),
@@ -49,7 +49,7 @@ pub(super) async fn perform(ctx: &StepContext<'_>, trigger: &TriggerDetected) ->
     Ok(StepOutcome::Done(events))
 }
 
-/// Whether a collaborator permission lets its holder ask for the agent.
-pub(super) fn grants_asking(permission: &str) -> bool {
+/// Whether a repository permission may ask for the agent (or stop it).
+pub(super) fn may_write(permission: &str) -> bool {
     matches!(permission, "admin" | "maintain" | "write")
 }

@@ -6,7 +6,8 @@ use super::{event, reply, wording, StepContext, StepError, StepOutcome};
 use crate::agent::RunStatus;
 use crate::events::{ConversationStarted, ConversationStatusChanged, SummaryPosted, TriggerDetected};
 use crate::process::agent_events;
-use crate::triggers::{AgentOutcome, TriggerState};
+use crate::triggers::stop::STOPPED_BY_REQUEST;
+use crate::triggers::{self, AgentOutcome, TriggerState, TriggerStatus};
 
 pub(super) async fn perform(
     ctx: &StepContext<'_>,
@@ -14,11 +15,18 @@ pub(super) async fn perform(
     state: &TriggerState,
 ) -> Result<StepOutcome, StepError> {
     // A status line only where the text replaces the status comment.
-    let status = |agent_state: &str| match reply::status_comment(ctx, state) {
-        Some(_) => wording::final_status(wording::final_state_of(agent_state)),
-        None => String::new(),
+    let in_status_comment = reply::status_comment(ctx, state).is_some();
+    let status = |agent_state: &str| match in_status_comment {
+        true => wording::final_status(wording::final_state_of(agent_state)),
+        false => String::new(),
     };
     let (body, outcome) = match (&state.ended, &state.started) {
+        // Stopped by someone (`{handle} stop`), whatever the runtime said after.
+        (_, Some(started)) if triggers::status(state) == TriggerStatus::Stopped => {
+            let stopped_by = state.stopped.as_ref().map_or("someone", |stopped| stopped.stopped_by.as_str());
+            let body = wording::stopped_by(in_status_comment, stopped_by, &started.conversation_url);
+            (body, STOPPED_BY_REQUEST.to_owned())
+        }
         (Some(ended), Some(started)) => {
             let (link, status) = (&started.conversation_url, status(&ended.agent_state));
             let body = match AgentOutcome::of(&ended.agent_state) {

@@ -127,6 +127,24 @@ pub fn queued_behind(link: &str) -> String {
     format!("Queued behind [the request I'm working on]({link}): I'll start on this one when it's done.")
 }
 
+/// The summary of a run someone stopped (`{handle} stop`).
+pub fn stopped_by(in_status_comment: bool, login: &str, conversation_url: &str) -> String {
+    match in_status_comment {
+        true => {
+            format!("{}[See the conversation here]({conversation_url}).", final_status(&format!("stopped by @{login}")))
+        }
+        false => format!("Stopped by @{login}. [See the conversation here]({conversation_url})."),
+    }
+}
+
+/// `{handle} stop` with nothing running on the issue or pull request.
+pub const NOTHING_TO_STOP: &str = "There is nothing running here to stop.";
+
+/// `{handle} stop`, and the runtime cannot stop the run.
+pub fn cannot_stop(reason: &str) -> String {
+    format!("Sorry, I can't stop this run: {}.", reason.trim_end_matches('.'))
+}
+
 /// The agent runtime refused to start.
 pub fn could_not_start(message: &str) -> String {
     format!("Sorry, I couldn't start working on this: {}.", message.trim_end_matches('.'))

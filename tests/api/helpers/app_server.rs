@@ -102,6 +102,8 @@ struct State {
     posts: usize,
     lookups: usize,
     bodies: Vec<Value>,
+    /// Sandboxes paused (`POST /api/v1/sandboxes/{id}/pause`), in order.
+    paused: Vec<String>,
 }
 
 pub struct StandInAppServer {
@@ -152,6 +154,11 @@ impl StandInAppServer {
     /// The bodies of the start POSTs, in order.
     pub fn start_bodies(&self) -> Vec<Value> {
         self.lock().bodies.clone()
+    }
+
+    /// The sandboxes paused, in order.
+    pub fn paused(&self) -> Vec<String> {
+        self.lock().paused.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -234,6 +241,16 @@ impl Server {
                 match Uuid::parse_str(id) {
                     Ok(id) => Answer::Json(200, self.events(id, request.query("kind__eq"))),
                     Err(_) => Answer::Json(500, json!({"detail": "badly formed hexadecimal UUID string"})),
+                }
+            }
+            ("POST", _) if path.starts_with("/api/v1/sandboxes/") && path.ends_with("/pause") => {
+                let sandbox = &path["/api/v1/sandboxes/".len()..path.len() - "/pause".len()];
+                let mut state = self.lock();
+                if state.tasks.iter().any(|t| t.conversation_id.simple().to_string() == sandbox) {
+                    state.paused.push(sandbox.to_owned());
+                    Answer::Json(200, json!({"success": true}))
+                } else {
+                    Answer::Json(404, json!({"detail": "Item not found"}))
                 }
             }
             _ => Answer::Json(404, json!({"detail": "Not Found"})),
