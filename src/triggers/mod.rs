@@ -16,6 +16,8 @@
 //! any step: StepFailed … TriggerAbandoned ─(admin)─► TriggerRetried ─► that step again
 //! HOOKWISE_PER_THREAD=queue: start_conversation waits its turn on the issue or PR
 //!   ([`thread`]; post_queued_notice meanwhile)
+//! after the last attempt of a step: report_abandonment (the status comment says so)
+//! `{handle} stop` ([`stop`]): stop-{id} ─► stop_conversation ─► ConversationStopped ─► post_summary
 //! ```
 
 pub mod classify;
@@ -24,6 +26,38 @@ mod lifecycle;
 mod state;
 pub mod stop;
 pub mod thread;
+
+/// What the lifecycle's unit tests build their triggers from.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use uuid::Uuid;
+
+    use crate::events::{RepositoryRef, SenderRef, TriggerDetected, TriggerKind};
+
+    /// A request of `kind` on issue `o/r#3`, by `alice`, saying `message`.
+    pub fn detected(trigger_id: Uuid, kind: TriggerKind, message: &str) -> TriggerDetected {
+        TriggerDetected {
+            trigger_id,
+            kind,
+            repository: RepositoryRef { id: 1, full_name: "o/r".into() },
+            installation_id: 2,
+            number: 3,
+            requester: SenderRef { id: 4, login: "alice".into(), kind: "User".into() },
+            comment_id: Some(5),
+            message: message.into(),
+            title: None,
+            head_branch: None,
+            head_sha: None,
+            path: None,
+            line: None,
+            thread_id: None,
+            failed_workflows: Vec::new(),
+            delivery_stream: "delivery-d".into(),
+            delivery_id: Some("d".into()),
+            delivery_position: 1,
+        }
+    }
+}
 
 pub use event::TriggerEvent;
 pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};

@@ -111,26 +111,7 @@ mod tests {
     use super::*;
 
     fn comment(kind: TriggerKind, message: &str) -> TriggerDetected {
-        TriggerDetected {
-            trigger_id: uuid::Uuid::nil(),
-            kind,
-            repository: crate::events::RepositoryRef { id: 1, full_name: "o/r".into() },
-            installation_id: 2,
-            number: 3,
-            requester: crate::events::SenderRef { id: 4, login: "alice".into(), kind: "User".into() },
-            comment_id: Some(5),
-            message: message.into(),
-            title: None,
-            head_branch: None,
-            head_sha: None,
-            path: None,
-            line: None,
-            thread_id: None,
-            failed_workflows: Vec::new(),
-            delivery_stream: "delivery-d".into(),
-            delivery_id: Some("d".into()),
-            delivery_position: 1,
-        }
+        crate::triggers::fixtures::detected(uuid::Uuid::nil(), kind, message)
     }
 
     #[test]

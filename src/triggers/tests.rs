@@ -10,26 +10,7 @@ use crate::events::*;
 const TRIGGER: Uuid = Uuid::from_u128(7);
 
 fn detected(kind: TriggerKind) -> TriggerEvent {
-    TriggerEvent::TriggerDetected(Box::new(TriggerDetected {
-        trigger_id: TRIGGER,
-        kind,
-        repository: RepositoryRef { id: 1, full_name: "o/r".into() },
-        installation_id: 2,
-        number: 3,
-        requester: SenderRef { id: 4, login: "alice".into(), kind: "User".into() },
-        comment_id: Some(5),
-        message: "@openhands fix it".into(),
-        title: None,
-        head_branch: None,
-        head_sha: None,
-        path: None,
-        line: None,
-        thread_id: None,
-        failed_workflows: Vec::new(),
-        delivery_stream: "delivery-d".into(),
-        delivery_id: Some("d".into()),
-        delivery_position: 1,
-    }))
+    TriggerEvent::TriggerDetected(Box::new(super::fixtures::detected(TRIGGER, kind, "@openhands fix it")))
 }
 
 fn permission(granted: bool) -> TriggerEvent {

@@ -193,32 +193,12 @@ fn ended(state: &TriggerState) -> &'static str {
 mod tests {
     use super::*;
     use crate::events::{
-        PermissionChecked, QueuedNoticePosted, ReactionAdded, RepositoryRef, SenderRef, SummaryPosted,
-        TriggerAbandoned, TriggerDetected, TriggerRetried,
+        PermissionChecked, QueuedNoticePosted, ReactionAdded, SummaryPosted, TriggerAbandoned, TriggerRetried,
     };
     use crate::triggers::TriggerEvent;
 
     fn detected(trigger_id: Uuid, kind: TriggerKind) -> TriggerEvent {
-        TriggerEvent::TriggerDetected(Box::new(TriggerDetected {
-            trigger_id,
-            kind,
-            repository: RepositoryRef { id: 1, full_name: "o/r".into() },
-            installation_id: 2,
-            number: 3,
-            requester: SenderRef { id: 4, login: "someone".into(), kind: "User".into() },
-            comment_id: Some(5),
-            message: "@openhands go".into(),
-            title: None,
-            head_branch: None,
-            head_sha: None,
-            path: None,
-            line: None,
-            thread_id: None,
-            failed_workflows: Vec::new(),
-            delivery_stream: "delivery-d".into(),
-            delivery_id: Some("d".into()),
-            delivery_position: 1,
-        }))
+        TriggerEvent::TriggerDetected(Box::new(crate::triggers::fixtures::detected(trigger_id, kind, "@openhands go")))
     }
 
     /// A trigger whose next step is to start its conversation.
