@@ -6,7 +6,7 @@ use super::read_model::{ReadModel, Tables};
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
-use crate::events::{streams, DecodeError, DomainEvent, WebhookReceived};
+use crate::events::{streams, DecodeError, DomainEvent, RepositorySettingsRead, WebhookReceived};
 use crate::process::ENRICH_PULL_REQUEST;
 use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
@@ -77,8 +77,9 @@ impl ReadModel for AuditLog {
     fn schema_version(&self) -> i64 {
         // 3: the filter indexes carry the time; 4: time ranges per block of
         // positions; 5: typed events (details from the events' own fields);
-        // 6: delivery streams renamed `delivery-{guid}` (docs/decisions/delivery-identity.md).
-        6
+        // 6: delivery streams renamed `delivery-{guid}` (docs/decisions/delivery-identity.md);
+        // 7: invalid repository settings files.
+        7
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -198,6 +199,17 @@ fn fact_of(event: &RecordedEvent) -> Result<Option<Fact>, DecodeError> {
                 kind: "admin_action",
                 actor: Some(retried.requested_by),
                 detail: Some(ENRICH_PULL_REQUEST.to_owned()),
+                ..Fact::default()
+            })
+        }
+        // Only a file that cannot be used: the operator's defaults apply in its repository.
+        RepositorySettingsRead::TYPE => {
+            let read = RepositorySettingsRead::decode(event)?;
+            read.problem.map(|problem| Fact {
+                kind: "repository_settings_invalid",
+                target: Some(format!("{}@{}", crate::triggers::settings::SETTINGS_PATH, read.blob_sha.unwrap_or_default())),
+                repository: Some(read.repository),
+                detail: Some(problem),
                 ..Fact::default()
             })
         }

@@ -85,6 +85,8 @@ pub struct TriggerRules {
     /// The App's bot user (`my-app[bot]`), compared case-insensitively;
     /// `None`: unknown, so assignments ask nothing.
     pub bot_login: Option<String>,
+    /// Bots a repository's `allow` names (lowercase): they may ask; no other bot does.
+    pub allowed_bots: BTreeSet<String>,
 }
 
 impl TriggerRules {
@@ -101,6 +103,7 @@ impl Default for TriggerRules {
             proactive: false,
             enabled: TriggerSwitch::ALL.into_iter().collect(),
             bot_login: None,
+            allowed_bots: BTreeSet::new(),
         }
     }
 }
@@ -509,9 +512,11 @@ impl Delivery<'_> {
             return Err(NotAsking::ProactiveOff);
         }
         // Never act for a bot, the App itself included.
-        if let Some(sender) =
-            received.sender.as_ref().filter(|s| s.kind.eq_ignore_ascii_case("bot") || s.login.ends_with("[bot]"))
-        {
+        if let Some(sender) = received.sender.as_ref().filter(|s| {
+            (s.kind.eq_ignore_ascii_case("bot") || s.login.ends_with("[bot]"))
+                && !(rules.allowed_bots.contains(&s.login.to_ascii_lowercase())
+                    && !rules.bot_login.as_deref().is_some_and(|app| app.eq_ignore_ascii_case(&s.login)))
+        }) {
             return Err(NotAsking::BotSender { login: sender.login.clone() });
         }
         match way {
@@ -554,6 +559,7 @@ impl Delivery<'_> {
             delivery_stream: self.stream.to_owned(),
             delivery_id: Some(received.delivery_id.clone()),
             delivery_position: self.position,
+            repository_settings: None,
         })
     }
 

@@ -21,6 +21,7 @@
 pub mod classify;
 mod event;
 mod lifecycle;
+pub mod settings;
 mod state;
 pub mod thread;
 

@@ -29,6 +29,7 @@ fn detected(kind: TriggerKind) -> TriggerEvent {
         delivery_stream: "delivery-d".into(),
         delivery_id: Some("d".into()),
         delivery_position: 1,
+        repository_settings: None,
     }))
 }
 
@@ -38,6 +39,7 @@ fn permission(granted: bool) -> TriggerEvent {
         login: "alice".into(),
         permission: if granted { "write" } else { "read" }.into(),
         granted,
+        granted_by: None,
     })
 }
 

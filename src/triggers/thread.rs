@@ -215,6 +215,7 @@ mod tests {
             delivery_stream: "delivery-d".into(),
             delivery_id: Some("d".into()),
             delivery_position: 1,
+            repository_settings: None,
         }))
     }
 
@@ -227,6 +228,7 @@ mod tests {
                 login: "someone".into(),
                 permission: "write".into(),
                 granted: true,
+                granted_by: None,
             }),
             TriggerEvent::ReactionAdded(ReactionAdded {
                 trigger_id,
@@ -319,6 +321,7 @@ mod tests {
             trigger_id: a,
             comment_id: 1,
             outcome: "finished".into(),
+            edited: false,
         }));
         assert_eq!(
             in_line(&TriggerState::from_events(&events), &thread, PerThread::Queue),
