@@ -225,10 +225,10 @@ impl ProcessManager {
             }
             None => (self.rules.clone(), None, true),
         };
-        let reading = match repository_settings::read_wanted(received, payload, read) {
-            Some((subject, repository)) => vec![enqueue_settings_read(subject, &repository)?],
-            None => Vec::new(),
-        };
+        let reading = repository_settings::reads_wanted(received, payload, read)
+            .into_iter()
+            .map(|(subject, repository)| enqueue_settings_read(subject, &repository))
+            .collect::<Result<Vec<_>, _>>()?;
         let Some(mut trigger) = classify(received, payload, &event.stream, event.position.0, &rules) else {
             return Ok(reading);
         };

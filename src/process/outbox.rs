@@ -125,7 +125,10 @@ pub fn enqueue_enrichment(subject: Uuid, pr: &PullRequestRef) -> Result<Statemen
 
 /// Enqueues a reading of a repository's settings file; its command id is
 /// its subject's, so the same cause enqueues it once.
-pub fn enqueue_settings_read(subject: Uuid, repository: &RepositorySettingsRef) -> Result<Statement, serde_json::Error> {
+pub fn enqueue_settings_read(
+    subject: Uuid,
+    repository: &RepositorySettingsRef,
+) -> Result<Statement, serde_json::Error> {
     let arguments = serde_json::to_string(repository)?;
     let now = now_micros();
     Ok(Statement::new(

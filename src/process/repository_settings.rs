@@ -68,8 +68,19 @@ struct Commit {
 }
 
 #[derive(Deserialize)]
+struct ListedRepository {
+    id: u64,
+    full_name: String,
+}
+
+#[derive(Deserialize)]
 struct Payload {
     repository: Option<Repository>,
+    /// `installation.created`: the repositories it may act on.
+    repositories: Option<Vec<ListedRepository>>,
+    /// `installation_repositories.added`.
+    #[serde(default)]
+    repositories_added: Vec<ListedRepository>,
     #[serde(rename = "ref")]
     pushed_ref: Option<String>,
     after: Option<String>,
@@ -77,12 +88,44 @@ struct Payload {
     commits: Vec<Commit>,
 }
 
-/// The reading a delivery asks for, with its subject id (the same cause
-/// always gives the same one): the repository's first, when it was never
-/// read; another on a push to the default branch whose commits touch the file.
-pub fn read_wanted(received: &WebhookReceived, payload: &[u8], read: bool) -> Option<(Uuid, RepositorySettingsRef)> {
-    let (installation_id, repository) = (received.installation_id?, received.repository.as_ref()?);
+/// The subject of a repository's first reading.
+fn first_reading(repository_id: u64) -> Uuid {
+    derived_id(&["repository-settings", &repository_id.to_string(), "first"])
+}
+
+/// The readings a delivery asks for, each with its subject id (the same
+/// cause always gives the same one, so it is enqueued once): a repository's
+/// first, when it was never read (or an installation of the App lists it,
+/// so its file is read before anyone asks there); another on a push to the
+/// default branch whose commits touch the file.
+pub fn reads_wanted(received: &WebhookReceived, payload: &[u8], read: bool) -> Vec<(Uuid, RepositorySettingsRef)> {
+    let Some(installation_id) = received.installation_id else { return Vec::new() };
     let parsed: Option<Payload> = serde_json::from_slice(payload).ok();
+    let Some(repository) = received.repository.as_ref() else {
+        let Some(parsed) = parsed.filter(|_| received.event.starts_with("installation")) else { return Vec::new() };
+        let listed = parsed.repositories.into_iter().flatten().chain(parsed.repositories_added);
+        return listed
+            .map(|r| {
+                let target = RepositorySettingsRef {
+                    installation_id,
+                    repository_id: r.id,
+                    repository: r.full_name,
+                    branch: None,
+                };
+                (first_reading(r.id), target)
+            })
+            .collect();
+    };
+    read_wanted(received, installation_id, repository, parsed, read).into_iter().collect()
+}
+
+fn read_wanted(
+    received: &WebhookReceived,
+    installation_id: u64,
+    repository: &crate::events::RepositoryRef,
+    parsed: Option<Payload>,
+    read: bool,
+) -> Option<(Uuid, RepositorySettingsRef)> {
     let branch = parsed.as_ref().and_then(|p| p.repository.as_ref()).and_then(|r| r.default_branch.clone());
     let target = RepositorySettingsRef {
         installation_id,
@@ -94,13 +137,14 @@ pub fn read_wanted(received: &WebhookReceived, payload: &[u8], read: bool) -> Op
     if received.event == "push" {
         let push = parsed?;
         let default_ref = format!("refs/heads/{}", branch?);
-        let touches = push.commits.iter().any(|c| {
-            c.added.iter().chain(&c.modified).chain(&c.removed).any(|path| path == SETTINGS_PATH)
-        });
+        let touches = push
+            .commits
+            .iter()
+            .any(|c| c.added.iter().chain(&c.modified).chain(&c.removed).any(|path| path == SETTINGS_PATH));
         if push.pushed_ref.as_deref() == Some(default_ref.as_str()) && touches {
             let after = push.after.unwrap_or_else(|| received.delivery_id.clone());
             return Some((derived_id(&["repository-settings", &id, "push", &after]), target));
         }
     }
-    (!read).then(|| (derived_id(&["repository-settings", &id, "first"]), target))
+    (!read).then(|| (first_reading(repository.id), target))
 }

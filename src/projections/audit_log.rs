@@ -207,7 +207,11 @@ fn fact_of(event: &RecordedEvent) -> Result<Option<Fact>, DecodeError> {
             let read = RepositorySettingsRead::decode(event)?;
             read.problem.map(|problem| Fact {
                 kind: "repository_settings_invalid",
-                target: Some(format!("{}@{}", crate::triggers::settings::SETTINGS_PATH, read.blob_sha.unwrap_or_default())),
+                target: Some(format!(
+                    "{}@{}",
+                    crate::triggers::settings::SETTINGS_PATH,
+                    read.blob_sha.unwrap_or_default()
+                )),
                 repository: Some(read.repository),
                 detail: Some(problem),
                 ..Fact::default()

@@ -156,7 +156,8 @@ mod tests {
         let operator = TriggerRules::default();
         let settings = parse(b"label: agent-fix\ntriggers: [label, telepathy]\n");
         assert!(settings.is_err());
-        let settings = parse(b"label: agent-fix\ntriggers: [label]\nallow: ['ci-bot[bot]', acme/team]\n").expect("valid");
+        let settings =
+            parse(b"label: agent-fix\ntriggers: [label]\nallow: ['ci-bot[bot]', acme/team]\n").expect("valid");
         let rules = rules_for(&operator, &settings);
         assert_eq!(rules.label, "agent-fix");
         assert_eq!(rules.mention, operator.mention);

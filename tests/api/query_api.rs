@@ -656,7 +656,10 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
         },
     );
     let granted = !i.is_multiple_of(4);
-    push(&mut events, PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted, granted_by: None });
+    push(
+        &mut events,
+        PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted, granted_by: None },
+    );
     if !granted {
         push(
             &mut events,
@@ -781,7 +784,13 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     append(
         &app,
         t1,
-        &PermissionChecked { trigger_id: t1, login: "alice".into(), permission: "write".into(), granted: true, granted_by: None },
+        &PermissionChecked {
+            trigger_id: t1,
+            login: "alice".into(),
+            permission: "write".into(),
+            granted: true,
+            granted_by: None,
+        },
     )
     .await;
     append(&app, t1, &ReactionAdded { trigger_id: t1, target: "comment".into(), reaction_id: Some(1) }).await;
@@ -825,7 +834,13 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     append(
         &app,
         t2,
-        &PermissionChecked { trigger_id: t2, login: "mallory".into(), permission: "read".into(), granted: false, granted_by: None },
+        &PermissionChecked {
+            trigger_id: t2,
+            login: "mallory".into(),
+            permission: "read".into(),
+            granted: false,
+            granted_by: None,
+        },
     )
     .await;
     append(
