@@ -176,6 +176,10 @@ async fn a_repository_file_changes_the_label_and_lets_a_team_ask(backend: Backen
     assert_eq!(detected[0].delivery_id.as_deref(), Some("d-new-label"));
     let in_force = detected[0].repository_settings.as_ref().expect("the settings in force are recorded");
     assert_eq!(in_force.blob_sha, "blob-1");
+    // The explanation says so, by the repository's label.
+    let (status, why) = get(&app, "/api/v1/deliveries/d-old-label/explanation").await;
+    assert_eq!((status, &why["asks"]), (200, &json!(false)), "{why}");
+    assert_eq!(why["ways"][0]["reason"], "the label `openhands` is not the trigger label `agent-fix`", "{why}");
 
     // alice has only read permission but is an active member of acme/helpers.
     let checked = wait_for_events::<PermissionChecked>(&app, 1).await;
