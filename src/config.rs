@@ -404,6 +404,7 @@ impl ProcessSettings {
                 proactive: args.proactive,
                 enabled: TriggerSwitch::parse_list(&args.triggers).map_err(ConfigError::Triggers)?,
                 bot_login: args.bot_login.map(|login| login.trim().to_owned()).filter(|login| !login.is_empty()),
+                allowed_bots: Default::default(),
             },
             untrusted_comments: args.untrusted_comments,
             agent,

@@ -5,6 +5,7 @@ pub mod admin;
 mod agent;
 pub mod pull_request;
 mod reconcile;
+mod repository;
 mod stop;
 mod thread;
 mod trigger;
@@ -12,6 +13,7 @@ mod webhook;
 
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
+pub use repository::{RepositorySettings, RepositorySettingsRead, SettingsInForce};
 pub use stop::{ConversationStopped, StopAnswered, StopRequested};
 pub use thread::{QueuedNoticePosted, ThreadRequestQueued, ThreadRequestReleased};
 pub use trigger::{truncate_chars, MAX_AGENT_TEXT_CHARS, TRUNCATION_MARKER};
@@ -140,6 +142,14 @@ pub mod streams {
 
     pub fn installation(installation_id: u64) -> String {
         format!("installation-{installation_id}")
+    }
+
+    /// Every repository stream's name starts with this.
+    pub const REPOSITORY_PREFIX: &str = "repository-";
+
+    /// A repository's settings as read (`RepositorySettingsRead`).
+    pub fn repository(repository_id: u64) -> String {
+        format!("{REPOSITORY_PREFIX}{repository_id}")
     }
 
     /// Operators' actions (rebuilds, replays, retries).

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DomainEvent, RepositoryRef, SenderRef};
+use super::{DomainEvent, RepositoryRef, SenderRef, SettingsInForce};
 
 /// What asked for the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,6 +125,10 @@ pub struct TriggerDetected {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
     pub delivery_position: u64,
+    /// The repository's `.github/hookwise.yml` in force when this was
+    /// decided; `None`: the operator's settings alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_settings: Option<SettingsInForce>,
 }
 
 impl DomainEvent for TriggerDetected {
@@ -140,6 +144,11 @@ pub struct PermissionChecked {
     /// `admin`, `maintain`, `write`, `triage`, `read` or `none`.
     pub permission: String,
     pub granted: bool,
+    /// The rule that let the requester ask: `permission`, `allow` (named in
+    /// the repository's `allow`) or `team:org/slug`; absent in older events
+    /// and on a denial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<String>,
 }
 
 impl DomainEvent for PermissionChecked {

@@ -458,3 +458,79 @@ mod tests {
         assert_eq!(last_page(Some(r#"<https://x/y?page=1>; rel="prev""#)), None);
     }
 }
+
+/// A file as the contents API gives it: its blob sha, its size and its
+/// bytes (`None` when it is larger than the caller reads).
+#[derive(Debug)]
+pub struct RepositoryFile {
+    pub sha: String,
+    pub size: usize,
+    pub content: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+struct Contents {
+    sha: String,
+    /// Base64 with line breaks; absent or empty for a file over 1 MB.
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    size: usize,
+}
+
+#[derive(Deserialize)]
+struct TeamMembership {
+    state: String,
+}
+
+impl GitHubClient {
+    /// The file at `path` on `branch` (GitHub's default branch when `None`),
+    /// or `None` when there is none. A file larger than `max_bytes` comes back
+    /// without its content.
+    pub async fn repository_file(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        path: &str,
+        branch: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<Option<RepositoryFile>, GitHubError> {
+        let mut request =
+            self.installation_request(installation_id, Method::GET, &format!("/repos/{repo}/contents/{path}")).await?;
+        if let Some(branch) = branch {
+            request = request.query(&[("ref", branch)]);
+        }
+        let contents: Contents = match self.send_json(request).await {
+            Ok(contents) => contents,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if contents.size > max_bytes {
+            return Ok(Some(RepositoryFile { sha: contents.sha, size: contents.size, content: None }));
+        }
+        use base64::Engine as _;
+        let encoded: String = contents.content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| GitHubError::Transport(format!("unreadable file content: {e}")))?;
+        Ok(Some(RepositoryFile { sha: contents.sha, size: contents.size, content: Some(content) }))
+    }
+
+    /// Whether `login` is an active member of `org`'s team `team_slug`
+    /// (a pending invitation is not; an unknown team or user is not).
+    pub async fn is_active_team_member(
+        &self,
+        installation_id: u64,
+        org: &str,
+        team_slug: &str,
+        login: &str,
+    ) -> Result<bool, GitHubError> {
+        let path = format!("/orgs/{org}/teams/{team_slug}/memberships/{login}");
+        let request = self.installation_request(installation_id, Method::GET, &path).await?;
+        match self.send_json::<TeamMembership>(request).await {
+            Ok(membership) => Ok(membership.state == "active"),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! `GET /api/v1/deliveries/{id}/explanation`): the process manager's own
 //! classification ([`classify::explain`]) of the stored delivery, and, when
 //! it asked, what became of its trigger as the trigger's stream tells it.
-//! Read-only; the rules are the ones in force now.
+//! Read-only; the rules are the operator's in force now, with the repository's
+//! `.github/hookwise.yml` as the log had it before the delivery.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -84,6 +85,15 @@ pub async fn explain_delivery(
     let received = WebhookReceived::decode(&event)
         .map_err(|e| ExplainError::Decode { what: "the delivery", message: e.to_string() })?;
     let payload = event.payload.as_deref().unwrap_or_default();
+    // The repository's `.github/hookwise.yml` as the process manager had it for this delivery.
+    let in_force = match &received.repository {
+        Some(repository) => super::repository_settings::as_of(store, repository.id, event.position).await?.settings,
+        None => None,
+    };
+    let rules = &match &in_force {
+        Some(in_force) => crate::triggers::settings::rules_for(rules, &in_force.settings),
+        None => rules.clone(),
+    };
     let verdicts = classify::explain(&received, payload, &event.stream, event.position.0, rules);
     let detected = verdicts.iter().find_map(|(_, verdict)| verdict.as_ref().ok());
     let trigger = match detected {

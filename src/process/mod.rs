@@ -11,6 +11,7 @@ pub mod enrichment;
 pub mod executor;
 pub mod explain;
 pub mod outbox;
+pub mod repository_settings;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use crate::triggers::classify::{classify, TriggerRules};
 use crate::triggers::stop::{self, StopState};
 use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
-use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
+use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, enqueue_settings_read, ExecutorWake};
 
 pub const NAME: &str = "process_manager";
 
@@ -113,7 +114,7 @@ pub fn enrichment_command_id(subject: Uuid, retry: u32) -> Uuid {
 /// The outbox step of a pull request's enrichment, which is no trigger's step.
 pub const ENRICH_PULL_REQUEST: &str = "enrich_pull_request";
 
-fn derive_command_id(subject: Uuid, step: &str, retry: u32) -> Uuid {
+pub(crate) fn derive_command_id(subject: Uuid, step: &str, retry: u32) -> Uuid {
     if retry == 0 {
         derived_id(&["command", &subject.to_string(), step])
     } else {
@@ -206,22 +207,43 @@ impl ProcessManager {
         self
     }
 
-    /// Records the trigger a delivery asks for. `NoStream`: the first
-    /// delivery that asks wins; a redelivery, the same comment through
-    /// another hook, or a replay finds the stream and does nothing.
-    async fn detect(&self, event: &RecordedEvent, received: &WebhookReceived) -> Result<(), HandlerError> {
-        let Some(payload) = event.payload.as_deref() else { return Ok(()) };
-        let Some(trigger) = classify(received, payload, &event.stream, event.position.0, &self.rules) else {
-            return Ok(());
+    /// Records the trigger a delivery asks for, by the operator's rules with
+    /// the repository's settings as the log has them before the delivery
+    /// ([`repository_settings`]), and returns the settings reading it asks
+    /// for. `NoStream`: the first delivery that asks wins; a redelivery, the
+    /// same comment through another hook, or a replay finds the stream and
+    /// does nothing.
+    async fn detect(&self, event: &RecordedEvent, received: &WebhookReceived) -> Result<Vec<Statement>, HandlerError> {
+        let Some(payload) = event.payload.as_deref() else { return Ok(Vec::new()) };
+        let (rules, in_force, read) = match &received.repository {
+            Some(repository) => {
+                let as_of = repository_settings::as_of(self.store.as_ref(), repository.id, event.position).await?;
+                let rules = match &as_of.settings {
+                    Some(in_force) => crate::triggers::settings::rules_for(&self.rules, &in_force.settings),
+                    None => self.rules.clone(),
+                };
+                (rules, as_of.settings, as_of.read)
+            }
+            None => (self.rules.clone(), None, true),
         };
-        if stop::asks_to_stop(&trigger, &self.rules.mention) {
-            return self.request_stop(trigger).await;
+        let reading = repository_settings::reads_wanted(received, payload, read)
+            .into_iter()
+            .map(|(subject, repository)| enqueue_settings_read(subject, &repository))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(mut trigger) = classify(received, payload, &event.stream, event.position.0, &rules) else {
+            return Ok(reading);
+        };
+        trigger.repository_settings = in_force;
+        // The repository's handle, when its settings name one.
+        if stop::asks_to_stop(&trigger, &rules.mention) {
+            self.request_stop(trigger).await?;
+            return Ok(reading);
         }
         let event_id = derived_id(&["trigger-detected", &trigger.trigger_id.to_string()]);
         let new_event = trigger.to_new_event(event_id, None)?;
         match self.store.append(&streams::trigger(trigger.trigger_id), ExpectedVersion::NoStream, vec![new_event]).await
         {
-            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(()),
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(reading),
             Err(e) => Err(e.into()),
         }
     }
@@ -399,12 +421,11 @@ impl EventHandler for ProcessManager {
         Ok(match event.event_type.as_str() {
             WebhookReceived::TYPE => {
                 let received: WebhookReceived = decode(event)?;
-                self.detect(event, &received).await?;
+                let mut statements = self.detect(event, &received).await?;
                 if received.event == "pull_request" && received.action.as_deref() == Some("closed") {
-                    Self::closed_pull_request(event, &received)?
-                } else {
-                    Vec::new()
+                    statements.extend(Self::closed_pull_request(event, &received)?);
                 }
+                statements
             }
             EnrichmentRetried::TYPE => {
                 let retried: EnrichmentRetried = decode(event)?;

@@ -10,6 +10,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::repository_settings::{RepositorySettingsRef, READ_REPOSITORY_SETTINGS};
 use super::{command_id, enrichment_command_id, PullRequestRef, ENRICH_PULL_REQUEST};
 use crate::sql::{Dialect, SqlDb, SqlError, SqlValue, Statement};
 use crate::sql_params;
@@ -46,6 +47,8 @@ pub enum Command {
     Trigger { trigger_id: Uuid, step: Step },
     /// A closed pull request's figures (no trigger's step).
     Enrichment { subject_id: Uuid, pull_request: PullRequestRef },
+    /// Reading a repository's `.github/hookwise.yml` (no trigger's step).
+    RepositorySettings { subject_id: Uuid, repository: RepositorySettingsRef },
 }
 
 impl Command {
@@ -54,6 +57,7 @@ impl Command {
         match self {
             Command::Trigger { step, .. } => step.as_str(),
             Command::Enrichment { .. } => ENRICH_PULL_REQUEST,
+            Command::RepositorySettings { .. } => READ_REPOSITORY_SETTINGS,
         }
     }
 
@@ -61,7 +65,7 @@ impl Command {
     pub fn subject(&self) -> Uuid {
         match self {
             Command::Trigger { trigger_id, .. } => *trigger_id,
-            Command::Enrichment { subject_id, .. } => *subject_id,
+            Command::Enrichment { subject_id, .. } | Command::RepositorySettings { subject_id, .. } => *subject_id,
         }
     }
 }
@@ -115,6 +119,29 @@ pub fn enqueue_enrichment(subject: Uuid, pr: &PullRequestRef) -> Result<Statemen
             now,
             arguments,
             pr.repository_id
+        ],
+    ))
+}
+
+/// Enqueues a reading of a repository's settings file; its command id is
+/// its subject's, so the same cause enqueues it once.
+pub fn enqueue_settings_read(
+    subject: Uuid,
+    repository: &RepositorySettingsRef,
+) -> Result<Statement, serde_json::Error> {
+    let arguments = serde_json::to_string(repository)?;
+    let now = now_micros();
+    Ok(Statement::new(
+        "INSERT INTO outbox (command_id, subject_id, step, status, attempts, due_at, created_at, updated_at, arguments)
+         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
+        sql_params![
+            super::derive_command_id(subject, READ_REPOSITORY_SETTINGS, 0).to_string(),
+            subject.to_string(),
+            READ_REPOSITORY_SETTINGS,
+            now,
+            now,
+            now,
+            arguments
         ],
     ))
 }
@@ -245,6 +272,13 @@ pub async fn claim(db: &SqlDb, lease: Duration, in_flight: &[Uuid]) -> Result<Op
             .and_then(|a| serde_json::from_str(a).ok())
             .ok_or_else(|| invalid("an enrichment without its pull request".into()))?;
         Command::Enrichment { subject_id: uuid(row.get(2)?)?, pull_request }
+    } else if step == READ_REPOSITORY_SETTINGS {
+        let arguments: Option<String> = row.get(5)?;
+        let repository = arguments
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .ok_or_else(|| invalid("a settings reading without its repository".into()))?;
+        Command::RepositorySettings { subject_id: uuid(row.get(2)?)?, repository }
     } else {
         let step = Step::parse(&step).ok_or_else(|| invalid(format!("unknown step {step}")))?;
         Command::Trigger { trigger_id: uuid(row.get(1)?)?, step }

@@ -6,7 +6,9 @@ use super::read_model::{ReadModel, Tables};
 use super::time_ranges::{self, time_ranges_table, time_ranges_upsert};
 use crate::events::admin::{ReadModelRebuilt, ReadModelReplayed};
 use crate::events::pull_request::{EnrichmentAbandoned, EnrichmentRetried};
-use crate::events::{streams, DecodeError, DomainEvent, StopAnswered, StopRequested, WebhookReceived};
+use crate::events::{
+    streams, DecodeError, DomainEvent, RepositorySettingsRead, StopAnswered, StopRequested, WebhookReceived,
+};
 use crate::process::ENRICH_PULL_REQUEST;
 use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
@@ -77,8 +79,9 @@ impl ReadModel for AuditLog {
     fn schema_version(&self) -> i64 {
         // 3: the filter indexes carry the time; 4: time ranges per block of
         // positions; 5: typed events (details from the events' own fields);
-        // 6: delivery streams renamed `delivery-{guid}` (docs/decisions/delivery-identity.md).
-        6
+        // 6: delivery streams renamed `delivery-{guid}` (docs/decisions/delivery-identity.md);
+        // 7: invalid repository settings files.
+        7
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -214,6 +217,21 @@ fn fact_of(event: &RecordedEvent) -> Result<Option<Fact>, DecodeError> {
         StopAnswered::TYPE => {
             let answered = StopAnswered::decode(event)?;
             Some(Fact { kind: "stop_answered", detail: Some(answered.outcome), ..Fact::default() })
+        }
+        // Only a file that cannot be used: the operator's defaults apply in its repository.
+        RepositorySettingsRead::TYPE => {
+            let read = RepositorySettingsRead::decode(event)?;
+            read.problem.map(|problem| Fact {
+                kind: "repository_settings_invalid",
+                target: Some(format!(
+                    "{}@{}",
+                    crate::triggers::settings::SETTINGS_PATH,
+                    read.blob_sha.unwrap_or_default()
+                )),
+                repository: Some(read.repository),
+                detail: Some(problem),
+                ..Fact::default()
+            })
         }
         _ => TriggerEvent::decode(event)?.and_then(trigger_fact),
     })

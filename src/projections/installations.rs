@@ -1,11 +1,12 @@
 //! `installations`: the GitHub App's installations and their repositories,
-//! from `installation` and `installation_repositories` deliveries.
+//! from `installation` and `installation_repositories` deliveries, and each
+//! repository's `.github/hookwise.yml` as last read (`RepositorySettingsRead`).
 
 use serde::Deserialize;
 
 use super::query::{next_cursor, Filter, Page};
 use super::read_model::{ReadModel, Tables};
-use crate::events::{DomainEvent, WebhookReceived};
+use crate::events::{DomainEvent, RepositorySettingsRead, WebhookReceived};
 use crate::runner::HandlerError;
 use crate::sql::{SqlDb, SqlError, SqlRow, Statement};
 use crate::sql_params;
@@ -13,7 +14,7 @@ use crate::store::RecordedEvent;
 
 pub struct Installations;
 
-const TABLES: &[&str] = &["installations", "installation_repositories"];
+const TABLES: &[&str] = &["installations", "installation_repositories", "repository_settings"];
 
 const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {p}installations (
@@ -32,6 +33,15 @@ const CREATE_TABLES: &[&str] = &[
     repository_id BIGINT NOT NULL,
     full_name TEXT NOT NULL,
     PRIMARY KEY (installation_id, repository_id)
+)",
+    "CREATE TABLE IF NOT EXISTS {p}repository_settings (
+    repository_id BIGINT PRIMARY KEY,
+    installation_id BIGINT NOT NULL,
+    full_name TEXT NOT NULL,
+    blob_sha TEXT,
+    status TEXT NOT NULL,
+    problem TEXT,
+    read_at BIGINT NOT NULL
 )",
 ];
 
@@ -74,7 +84,8 @@ impl ReadModel for Installations {
     }
 
     fn schema_version(&self) -> i64 {
-        1
+        // 2: repositories' settings files.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -90,6 +101,33 @@ impl ReadModel for Installations {
     }
 
     fn apply(&self, t: &Tables, event: &RecordedEvent) -> Result<Vec<Statement>, HandlerError> {
+        if event.event_type == RepositorySettingsRead::TYPE {
+            let read = RepositorySettingsRead::decode(event).map_err(|e| HandlerError::decode(event, e))?;
+            let status = match (&read.blob_sha, &read.problem) {
+                (_, Some(_)) => "invalid",
+                (None, None) => "absent",
+                (Some(_), None) => "in_force",
+            };
+            return Ok(vec![Statement::new(
+                t.sql(
+                    "INSERT INTO {p}repository_settings (repository_id, installation_id, full_name, blob_sha, status,
+                        problem, read_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (repository_id) DO UPDATE SET installation_id = excluded.installation_id,
+                        full_name = excluded.full_name, blob_sha = excluded.blob_sha, status = excluded.status,
+                        problem = excluded.problem, read_at = excluded.read_at",
+                ),
+                sql_params![
+                    read.repository_id,
+                    read.installation_id,
+                    read.repository.as_str(),
+                    read.blob_sha.as_deref(),
+                    status,
+                    read.problem.as_deref(),
+                    event.recorded_at_micros
+                ],
+            )]);
+        }
         if event.event_type != WebhookReceived::TYPE {
             return Ok(vec![]);
         }
@@ -178,6 +216,8 @@ pub struct InstallationRow {
     pub repository_selection: Option<String>,
     /// By full name.
     pub repositories: Vec<InstallationRepositoryRow>,
+    /// Each repository's `.github/hookwise.yml` as last read, by full name.
+    pub repository_settings: Vec<RepositorySettingsRow>,
     /// Microseconds since the epoch.
     pub created_at: i64,
     pub updated_at: i64,
@@ -188,6 +228,18 @@ pub struct InstallationRow {
 pub struct InstallationRepositoryRow {
     pub repository_id: u64,
     pub full_name: String,
+}
+
+/// One row of `repository_settings`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositorySettingsRow {
+    pub repository_id: u64,
+    pub full_name: String,
+    pub blob_sha: Option<String>,
+    /// `in_force`, `invalid` (the operator's defaults apply) or `absent`.
+    pub status: String,
+    pub problem: Option<String>,
+    pub read_at: i64,
 }
 
 const COLUMNS: &str =
@@ -203,6 +255,7 @@ impl InstallationRow {
             status: row.get_by_name("status")?,
             repository_selection: row.get_by_name("repository_selection")?,
             repositories: Vec::new(),
+            repository_settings: Vec::new(),
             created_at: row.get_by_name("created_at")?,
             updated_at: row.get_by_name("updated_at")?,
         })
@@ -224,6 +277,26 @@ async fn with_repositories(db: &SqlDb, mut items: Vec<InstallationRow>) -> Resul
                 Ok(InstallationRepositoryRow {
                     repository_id: r.get_by_name("repository_id")?,
                     full_name: r.get_by_name("full_name")?,
+                })
+            })
+            .collect::<Result<_, SqlError>>()?;
+        let rows = db
+            .query(
+                "SELECT repository_id, full_name, blob_sha, status, problem, read_at FROM repository_settings
+                 WHERE installation_id = ? ORDER BY full_name",
+                sql_params![item.installation_id],
+            )
+            .await?;
+        item.repository_settings = rows
+            .iter()
+            .map(|r| {
+                Ok(RepositorySettingsRow {
+                    repository_id: r.get_by_name("repository_id")?,
+                    full_name: r.get_by_name("full_name")?,
+                    blob_sha: r.get_by_name("blob_sha")?,
+                    status: r.get_by_name("status")?,
+                    problem: r.get_by_name("problem")?,
+                    read_at: r.get_by_name("read_at")?,
                 })
             })
             .collect::<Result<_, SqlError>>()?;

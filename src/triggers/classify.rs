@@ -85,9 +85,17 @@ pub struct TriggerRules {
     /// The App's bot user (`my-app[bot]`), compared case-insensitively;
     /// `None`: unknown, so assignments ask nothing.
     pub bot_login: Option<String>,
+    /// Bots a repository's `allow` names (lowercase): they may ask; no other bot does.
+    pub allowed_bots: BTreeSet<String>,
 }
 
 impl TriggerRules {
+    /// A bot asks only when the repository's `allow` names it, and the App's own bot user never does.
+    fn lets_bot_ask(&self, login: &str) -> bool {
+        let is_the_app = self.bot_login.as_deref().is_some_and(|app| app.eq_ignore_ascii_case(login));
+        !is_the_app && self.allowed_bots.contains(&login.to_ascii_lowercase())
+    }
+
     pub fn allows(&self, switch: TriggerSwitch) -> bool {
         self.enabled.contains(&switch) && (switch != TriggerSwitch::FailedRun || self.proactive)
     }
@@ -101,8 +109,13 @@ impl Default for TriggerRules {
             proactive: false,
             enabled: TriggerSwitch::ALL.into_iter().collect(),
             bot_login: None,
+            allowed_bots: BTreeSet::new(),
         }
     }
+}
+
+fn is_bot(sender: &crate::events::SenderRef) -> bool {
+    sender.kind.eq_ignore_ascii_case("bot") || sender.login.ends_with("[bot]")
 }
 
 /// Whether `text` mentions `handle`: case-insensitive; the handle starts the
@@ -509,9 +522,7 @@ impl Delivery<'_> {
             return Err(NotAsking::ProactiveOff);
         }
         // Never act for a bot, the App itself included.
-        if let Some(sender) =
-            received.sender.as_ref().filter(|s| s.kind.eq_ignore_ascii_case("bot") || s.login.ends_with("[bot]"))
-        {
+        if let Some(sender) = received.sender.as_ref().filter(|s| is_bot(s) && !rules.lets_bot_ask(&s.login)) {
             return Err(NotAsking::BotSender { login: sender.login.clone() });
         }
         match way {
@@ -554,6 +565,7 @@ impl Delivery<'_> {
             delivery_stream: self.stream.to_owned(),
             delivery_id: Some(received.delivery_id.clone()),
             delivery_position: self.position,
+            repository_settings: None,
         })
     }
 
@@ -792,6 +804,24 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(mentions(text, "@openhands"), expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_bot_asks_only_when_the_repository_names_it_and_the_app_never() {
+        let payload = br#"{"issue":{"number":4},"comment":{"id":9,"body":"@openhands go"}}"#;
+        let from = |login: &str| WebhookReceived {
+            sender: Some(SenderRef { id: 1, login: login.into(), kind: "Bot".into() }),
+            ..comment_created()
+        };
+        let rules = TriggerRules {
+            bot_login: Some("hookwise[bot]".into()),
+            allowed_bots: ["ci-bot[bot]".to_owned(), "hookwise[bot]".to_owned()].into(),
+            ..TriggerRules::default()
+        };
+        assert!(classify(&from("CI-Bot[bot]"), payload, "s", 1, &rules).is_some());
+        assert!(classify(&from("renovate[bot]"), payload, "s", 1, &rules).is_none());
+        assert!(classify(&from("hookwise[bot]"), payload, "s", 1, &rules).is_none());
+        assert!(classify(&from("ci-bot[bot]"), payload, "s", 1, &TriggerRules::default()).is_none());
     }
 
     #[test]

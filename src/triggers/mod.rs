@@ -23,6 +23,7 @@
 pub mod classify;
 mod event;
 mod lifecycle;
+pub mod settings;
 mod state;
 pub mod stop;
 pub mod thread;
@@ -55,6 +56,7 @@ pub(crate) mod fixtures {
             delivery_stream: "delivery-d".into(),
             delivery_id: Some("d".into()),
             delivery_position: 1,
+            repository_settings: None,
         }
     }
 }

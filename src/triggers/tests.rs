@@ -19,6 +19,7 @@ fn permission(granted: bool) -> TriggerEvent {
         login: "alice".into(),
         permission: if granted { "write" } else { "read" }.into(),
         granted,
+        granted_by: None,
     })
 }
 

@@ -210,6 +210,7 @@ mod tests {
                 login: "someone".into(),
                 permission: "write".into(),
                 granted: true,
+                granted_by: None,
             }),
             TriggerEvent::ReactionAdded(ReactionAdded {
                 trigger_id,

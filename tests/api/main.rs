@@ -28,6 +28,7 @@ mod query_api;
 mod reactions;
 mod readiness;
 mod reconcile;
+mod repository_settings;
 mod runner;
 mod setup;
 mod status_comment;

@@ -652,10 +652,14 @@ fn bulk_trigger(i: u64) -> Vec<hookwise::store::NewEvent> {
             delivery_stream: format!("delivery-7-bulk-0-{i}"),
             delivery_id: None,
             delivery_position: 1 + i,
+            repository_settings: None,
         },
     );
     let granted = !i.is_multiple_of(4);
-    push(&mut events, PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted });
+    push(
+        &mut events,
+        PermissionChecked { trigger_id, login: "user".into(), permission: "write".into(), granted, granted_by: None },
+    );
     if !granted {
         push(
             &mut events,
@@ -774,12 +778,19 @@ async fn conversations_follow_their_triggers(backend: Backend) {
         delivery_stream: streams::delivery(delivery),
         delivery_id: Some(delivery.to_owned()),
         delivery_position: positions[delivery],
+        repository_settings: None,
     };
     append(&app, t1, &detected(t1, "d-finished", "alice", TriggerKind::IssueComment)).await;
     append(
         &app,
         t1,
-        &PermissionChecked { trigger_id: t1, login: "alice".into(), permission: "write".into(), granted: true },
+        &PermissionChecked {
+            trigger_id: t1,
+            login: "alice".into(),
+            permission: "write".into(),
+            granted: true,
+            granted_by: None,
+        },
     )
     .await;
     append(&app, t1, &ReactionAdded { trigger_id: t1, target: "comment".into(), reaction_id: Some(1) }).await;
@@ -823,7 +834,13 @@ async fn conversations_follow_their_triggers(backend: Backend) {
     append(
         &app,
         t2,
-        &PermissionChecked { trigger_id: t2, login: "mallory".into(), permission: "read".into(), granted: false },
+        &PermissionChecked {
+            trigger_id: t2,
+            login: "mallory".into(),
+            permission: "read".into(),
+            granted: false,
+            granted_by: None,
+        },
     )
     .await;
     append(

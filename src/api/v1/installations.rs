@@ -20,6 +20,21 @@ pub struct InstallationRepository {
     pub full_name: String,
 }
 
+/// A repository's `.github/hookwise.yml` as last read from its default branch.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RepositorySettingsStatus {
+    pub repository_id: u64,
+    pub full_name: String,
+    /// The file's blob sha (absent: there is no file).
+    pub blob_sha: Option<String>,
+    /// `in_force`, `invalid` (the operator's defaults apply; see `problem`) or `absent`.
+    pub status: String,
+    /// What is wrong with the file.
+    pub problem: Option<String>,
+    pub read_at: String,
+}
+
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Installation {
@@ -33,6 +48,8 @@ pub struct Installation {
     /// `all` or `selected`.
     pub repository_selection: Option<String>,
     pub repositories: Vec<InstallationRepository>,
+    /// Each repository's settings file, as last read (repositories not yet seen are not listed).
+    pub repository_settings: Vec<RepositorySettingsStatus>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -57,6 +74,18 @@ impl From<InstallationRow> for Installation {
                 .repositories
                 .into_iter()
                 .map(|r| InstallationRepository { id: r.repository_id, full_name: r.full_name })
+                .collect(),
+            repository_settings: row
+                .repository_settings
+                .into_iter()
+                .map(|r| RepositorySettingsStatus {
+                    repository_id: r.repository_id,
+                    full_name: r.full_name,
+                    blob_sha: r.blob_sha,
+                    status: r.status,
+                    problem: r.problem,
+                    read_at: iso(r.read_at),
+                })
                 .collect(),
             created_at: iso(row.created_at),
             updated_at: iso(row.updated_at),

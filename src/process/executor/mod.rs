@@ -16,6 +16,7 @@ mod permission;
 mod queued_notice;
 mod reaction;
 mod reply;
+mod repository_settings;
 mod stop;
 mod suggestion;
 mod summary;
@@ -268,6 +269,9 @@ impl Executor {
             Command::Trigger { trigger_id, step: Step::StopConversation } => {
                 return stop::perform(&context, *trigger_id).await
             }
+            Command::RepositorySettings { repository, .. } => {
+                return repository_settings::perform(&context, repository).await
+            }
             Command::Trigger { trigger_id, step } => (*trigger_id, *step),
         };
         let history = self.store.read_stream(&streams::trigger(trigger_id), 0, usize::MAX).await?;
@@ -302,6 +306,9 @@ impl Executor {
             Command::Trigger { trigger_id, step: Step::StopConversation } => {
                 (streams::stop(*trigger_id), ExpectedVersion::StreamExists)
             }
+            Command::RepositorySettings { repository, .. } => {
+                (streams::repository(repository.repository_id), ExpectedVersion::Any)
+            }
             Command::Trigger { trigger_id, .. } => (streams::trigger(*trigger_id), ExpectedVersion::StreamExists),
         }
     }
@@ -333,6 +340,11 @@ impl Executor {
         let (stream, expected) = Self::stream(&claimed.command);
         let attempt = claimed.attempts.to_string();
         let enrichment = matches!(claimed.command, Command::Enrichment { .. });
+        if matches!(claimed.command, Command::RepositorySettings { .. }) {
+            // A reading that failed leaves the settings as they were; it is no
+            // trigger's, so only its outbox row (and the log above) tells of it.
+            return self.fail_quietly(claimed, &error, message).await;
+        }
         if error.is_retryable() && claimed.attempts < self.settings.retry_max_attempts {
             let delay = error
                 .retry_after()
@@ -379,6 +391,24 @@ impl Executor {
             };
             count_attempt(claimed, "abandoned");
             self.store.append(&stream, expected, vec![abandoned]).await?;
+            Ok(outbox::mark(&self.db, claimed.command_id, OutboxStatus::Abandoned, None, Some(&message)).await?)
+        }
+    }
+}
+
+impl Executor {
+    async fn fail_quietly(&self, claimed: &Claimed, error: &StepError, message: String) -> Result<(), StepError> {
+        if error.is_retryable() && claimed.attempts < self.settings.retry_max_attempts {
+            let delay = error
+                .retry_after()
+                .unwrap_or_else(|| outbox::backoff(self.settings.retry_base, claimed.attempts))
+                .min(MAX_RETRY_DELAY);
+            let retry_at = now_micros() + delay.as_micros() as i64;
+            count_attempt(claimed, "retry");
+            Ok(outbox::mark(&self.db, claimed.command_id, OutboxStatus::Pending, Some(retry_at), Some(&message))
+                .await?)
+        } else {
+            count_attempt(claimed, "abandoned");
             Ok(outbox::mark(&self.db, claimed.command_id, OutboxStatus::Abandoned, None, Some(&message)).await?)
         }
     }

@@ -229,6 +229,11 @@ pub fn instructions(trigger: &TriggerDetected, issue: &Issue, comments: &[Commen
             "\n({left_out} of the latest comments left out: their authors cannot ask for the agent.)\n"
         ));
     }
+    // The repository's own (`.github/hookwise.yml` on its default branch, as in force when asked).
+    let repository_instructions = trigger.repository_settings.as_ref().and_then(|s| s.settings.instructions.as_deref());
+    if let Some(extra) = repository_instructions.map(clean).filter(|i| !i.trim().is_empty()) {
+        text.push_str(&format!("\nThe repository's instructions:\n{}\n", cut(&extra, 4000)));
+    }
     text.push_str(&format!("\n(hookwise:{})\n", trigger.trigger_id));
     text
 }
