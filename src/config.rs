@@ -11,6 +11,7 @@ use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 use crate::triggers::classify::{TriggerRules, TriggerSwitch};
+use crate::triggers::limits::{DailyLimits, LimitsClock};
 use crate::triggers::thread::PerThread;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -329,6 +330,12 @@ pub struct ProcessArgs {
     /// at a time, later requests wait their turn) or `parallel`.
     #[arg(long, env = "HOOKWISE_PER_THREAD", value_enum, default_value = "queue")]
     pub per_thread: PerThread,
+    /// Conversations one requester may start per UTC day (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_PER_USER_PER_DAY", default_value_t = 0)]
+    pub max_per_user_per_day: u32,
+    /// Conversations one repository may start per UTC day (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_PER_REPO_PER_DAY", default_value_t = 0)]
+    pub max_per_repo_per_day: u32,
 }
 
 /// Validated [`ProcessArgs`].
@@ -348,6 +355,9 @@ pub struct ProcessSettings {
     pub executor_concurrency: usize,
     pub reply_style: ReplyStyle,
     pub per_thread: PerThread,
+    pub daily_limits: DailyLimits,
+    /// The clock the daily limits count by (the system's; tests set their own).
+    pub limits_clock: LimitsClock,
 }
 
 impl ProcessSettings {
@@ -414,6 +424,8 @@ impl ProcessSettings {
             executor_concurrency: args.executor_concurrency.max(1),
             reply_style: args.reply_style,
             per_thread: args.per_thread,
+            daily_limits: DailyLimits { per_user: args.max_per_user_per_day, per_repo: args.max_per_repo_per_day },
+            limits_clock: LimitsClock::default(),
         })
     }
 }

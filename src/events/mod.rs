@@ -2,6 +2,7 @@
 //! stored event (of any schema version) is read back.
 
 pub mod admin;
+mod admission;
 mod agent;
 pub mod pull_request;
 mod reconcile;
@@ -9,6 +10,7 @@ mod thread;
 mod trigger;
 mod webhook;
 
+pub use admission::RequestAdmitted;
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
 pub use thread::{QueuedNoticePosted, ThreadRequestQueued, ThreadRequestReleased};
@@ -130,6 +132,11 @@ pub mod streams {
 
     pub fn installation(installation_id: u64) -> String {
         format!("installation-{installation_id}")
+    }
+
+    /// The requests let start on one UTC day (`RequestAdmitted`), `day` as `YYYY-MM-DD`.
+    pub fn admissions(day: &str) -> String {
+        format!("admissions-{day}")
     }
 
     /// Operators' actions (rebuilds, replays, retries).

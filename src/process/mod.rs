@@ -21,14 +21,15 @@ use uuid::Uuid;
 
 use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{
-    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerKind, TriggerRetried,
-    WebhookReceived,
+    derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, TriggerKind, TriggerRejected,
+    TriggerRetried, WebhookReceived,
 };
 use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
+use crate::triggers::limits::{self, Admission, DailyAdmissions, DailyLimits, LimitsClock};
 use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
 use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
@@ -185,6 +186,9 @@ pub struct ProcessManager {
     batch_writes: AtomicBool,
     /// `HOOKWISE_PER_THREAD`: whether a start waits for its thread's line.
     per_thread: PerThread,
+    /// `HOOKWISE_MAX_PER_{USER,REPO}_PER_DAY`, and the clock they count by.
+    daily_limits: DailyLimits,
+    limits_clock: LimitsClock,
 }
 
 impl ProcessManager {
@@ -196,7 +200,16 @@ impl ProcessManager {
             dialect,
             batch_writes: AtomicBool::new(false),
             per_thread: PerThread::Queue,
+            daily_limits: DailyLimits::default(),
+            limits_clock: LimitsClock::default(),
         }
+    }
+
+    /// With the operator's daily limits (none by default).
+    pub fn with_daily_limits(mut self, limits: DailyLimits, clock: LimitsClock) -> Self {
+        self.daily_limits = limits;
+        self.limits_clock = clock;
+        self
     }
 
     /// With `HOOKWISE_PER_THREAD` (the default is `queue`).
@@ -293,14 +306,14 @@ impl ProcessManager {
         let stream = streams::thread(detected.repository.id, detected.number);
         let line = self.fold_thread(&stream).await?;
         match thread::in_line(state, &line, self.per_thread) {
-            InLine::Step(step) => Ok(enqueue_step(step)),
+            InLine::Step(step) => Ok(enqueue_step(self.admit(state, step).await?)),
             InLine::Join(queued) => {
                 let joined = queued.to_new_event(queued.event_id(), None)?;
                 self.store.append(&stream, ExpectedVersion::Any, vec![joined]).await?;
                 // In line now: its first step need not wait for the join to come round.
                 let line = self.fold_thread(&stream).await?;
                 match thread::in_line(state, &line, self.per_thread) {
-                    InLine::Step(step) => Ok(enqueue_step(step)),
+                    InLine::Step(step) => Ok(enqueue_step(self.admit(state, step).await?)),
                     // Not taken in (cannot be: the join is in the stream): `thread_moved` decides.
                     InLine::Join(_) | InLine::Leave(_) => Ok(None),
                 }
@@ -311,6 +324,61 @@ impl ProcessManager {
                 Ok(None)
             }
         }
+    }
+
+    /// A start, once the daily limits have had their say: admitted on the
+    /// day's stream (with its expected version, so two instances cannot both
+    /// take the last place), or the trigger is rejected with reason `limit`
+    /// and no step (its reply follows from the rejection).
+    async fn admit(&self, state: &TriggerState, step: Option<Step>) -> Result<Option<Step>, HandlerError> {
+        let (Some(Step::StartConversation), Some(detected)) = (step, &state.detected) else { return Ok(step) };
+        if !self.daily_limits.any() || state.requested.is_some() {
+            return Ok(step);
+        }
+        let now = self.limits_clock.now_micros();
+        // Admitted just before midnight but not yet started (a crash): still admitted.
+        let yesterday = self.fold_admissions(&streams::admissions(&limits::previous_utc_day(now))).await?;
+        if yesterday.admitted.contains(&detected.trigger_id) {
+            return Ok(step);
+        }
+        let stream = streams::admissions(&limits::utc_day(now));
+        loop {
+            let today = self.fold_admissions(&stream).await?;
+            match limits::decide(self.daily_limits, &today, detected) {
+                Admission::Already => return Ok(step),
+                Admission::Admit(admitted) => {
+                    let expected = today.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    let new_event = admitted.to_new_event(admitted.event_id(), None)?;
+                    match self.store.append(&stream, expected, vec![new_event]).await {
+                        Ok(_) => return Ok(step),
+                        // Another instance admitted meanwhile: count again.
+                        Err(StoreError::WrongExpectedVersion { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Admission::Over(limit) => {
+                    let rejected = TriggerRejected {
+                        trigger_id: detected.trigger_id,
+                        reason: crate::triggers::LIMIT.to_owned(),
+                        message: limits::over_limit_message(limit, &detected.requester.login, now),
+                    };
+                    let event_id = derived_id(&["limit-rejected", &detected.trigger_id.to_string()]);
+                    let new_event = rejected.to_new_event(event_id, None)?;
+                    let trigger_stream = streams::trigger(detected.trigger_id);
+                    let expected = state.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    // The trigger moved meanwhile: its next event decides again.
+                    match self.store.append(&trigger_stream, expected, vec![new_event]).await {
+                        Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fold_admissions(&self, stream: &str) -> Result<DailyAdmissions, HandlerError> {
+        let history = self.store.read_stream(stream, 0, usize::MAX).await?;
+        DailyAdmissions::fold(&history).map_err(|(event, source)| HandlerError::decode(event, source))
     }
 
     /// A thread's line changed: every trigger in it (and the one that just

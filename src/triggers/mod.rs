@@ -16,16 +16,19 @@
 //! any step: StepFailed … TriggerAbandoned ─(admin)─► TriggerRetried ─► that step again
 //! HOOKWISE_PER_THREAD=queue: start_conversation waits its turn on the issue or PR
 //!   ([`thread`]; post_queued_notice meanwhile)
+//! daily limits: start_conversation admitted on the day's stream, or TriggerRejected
+//!   { reason: limit } ─► post_summary ([`limits`])
 //! ```
 
 pub mod classify;
 mod event;
 mod lifecycle;
+pub mod limits;
 mod state;
 pub mod thread;
 
 pub use event::TriggerEvent;
-pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};
+pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED, LIMIT};
 pub use state::{FoldError, TriggerState};
 
 #[cfg(test)]

@@ -319,6 +319,7 @@ mod tests {
             trigger_id: a,
             comment_id: 1,
             outcome: "finished".into(),
+            edited: false,
         }));
         assert_eq!(
             in_line(&TriggerState::from_events(&events), &thread, PerThread::Queue),
