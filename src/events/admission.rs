@@ -25,8 +25,10 @@ impl DomainEvent for RequestAdmitted {
 }
 
 impl RequestAdmitted {
-    /// Once per trigger: an admin's retry of an admitted trigger does not count again.
-    pub fn event_id(&self) -> Uuid {
-        derived_id(&["request-admitted", &self.trigger_id.to_string()])
+    /// Once per trigger and day (`stream`): an admin's retry of an admitted
+    /// trigger does not count again. The stream is part of it because event
+    /// ids are unique across the whole log.
+    pub fn event_id(&self, stream: &str) -> Uuid {
+        derived_id(&["request-admitted", stream, &self.trigger_id.to_string()])
     }
 }

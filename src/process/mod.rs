@@ -348,7 +348,7 @@ impl ProcessManager {
                 Admission::Already => return Ok(step),
                 Admission::Admit(admitted) => {
                     let expected = today.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                    let new_event = admitted.to_new_event(admitted.event_id(), None)?;
+                    let new_event = admitted.to_new_event(admitted.event_id(&stream), None)?;
                     match self.store.append(&stream, expected, vec![new_event]).await {
                         Ok(_) => return Ok(step),
                         // Another instance admitted meanwhile: count again.

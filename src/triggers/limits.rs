@@ -199,7 +199,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(version, a)| {
-                let new = a.to_new_event(a.event_id(), None).expect("JSON");
+                let new = a.to_new_event(a.event_id("admissions-2026-12-01"), None).expect("JSON");
                 RecordedEvent {
                     position: Position(version as u64 + 1),
                     stream: "admissions-2026-12-01".into(),
