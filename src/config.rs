@@ -11,7 +11,7 @@ use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 use crate::triggers::classify::{TriggerRules, TriggerSwitch};
-use crate::triggers::limits::{DailyLimits, LimitsClock};
+use crate::triggers::limits::{DailyLimits, LimitsClock, RunningLimits};
 use crate::triggers::thread::PerThread;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -336,6 +336,12 @@ pub struct ProcessArgs {
     /// Conversations one repository may start per UTC day (0: no limit).
     #[arg(long, env = "HOOKWISE_MAX_PER_REPO_PER_DAY", default_value_t = 0)]
     pub max_per_repo_per_day: u32,
+    /// Conversations running at once, in all (0: no limit); more wait their turn.
+    #[arg(long, env = "HOOKWISE_MAX_RUNNING", default_value_t = 0)]
+    pub max_running: u32,
+    /// Conversations running at once in one repository (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_RUNNING_PER_REPO", default_value_t = 0)]
+    pub max_running_per_repo: u32,
 }
 
 /// Validated [`ProcessArgs`].
@@ -356,6 +362,7 @@ pub struct ProcessSettings {
     pub reply_style: ReplyStyle,
     pub per_thread: PerThread,
     pub daily_limits: DailyLimits,
+    pub running_limits: RunningLimits,
     /// The clock the daily limits count by (the system's; tests set their own).
     pub limits_clock: LimitsClock,
 }
@@ -425,6 +432,7 @@ impl ProcessSettings {
             reply_style: args.reply_style,
             per_thread: args.per_thread,
             daily_limits: DailyLimits { per_user: args.max_per_user_per_day, per_repo: args.max_per_repo_per_day },
+            running_limits: RunningLimits { global: args.max_running, per_repo: args.max_running_per_repo },
             limits_clock: LimitsClock::default(),
         })
     }

@@ -139,6 +139,16 @@ pub mod streams {
         format!("admissions-{day}")
     }
 
+    /// Every running-limit line's name starts with this.
+    pub const RUNNING_PREFIX: &str = "running-";
+    /// The line of conversations running at once (`HOOKWISE_MAX_RUNNING`;
+    /// `ThreadRequestQueued`, `ThreadRequestReleased`).
+    pub const RUNNING_ALL: &str = "running-all";
+    /// The same, per repository (`HOOKWISE_MAX_RUNNING_PER_REPO`).
+    pub fn running_repo(repository_id: u64) -> String {
+        format!("{RUNNING_PREFIX}repo-{repository_id}")
+    }
+
     /// Operators' actions (rebuilds, replays, retries).
     pub const ADMIN: &str = "admin";
 

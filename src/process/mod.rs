@@ -29,7 +29,7 @@ use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
-use crate::triggers::limits::{self, Admission, DailyAdmissions, DailyLimits, LimitsClock};
+use crate::triggers::limits::{self, Admission, DailyAdmissions, DailyLimits, LimitsClock, RunningLimits, RunningTurn};
 use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
 use outbox::{enqueue, enqueue_enrichment, enqueue_enrichment_retry, ExecutorWake};
@@ -189,6 +189,8 @@ pub struct ProcessManager {
     /// `HOOKWISE_MAX_PER_{USER,REPO}_PER_DAY`, and the clock they count by.
     daily_limits: DailyLimits,
     limits_clock: LimitsClock,
+    /// `HOOKWISE_MAX_RUNNING`, `HOOKWISE_MAX_RUNNING_PER_REPO`.
+    running_limits: RunningLimits,
 }
 
 impl ProcessManager {
@@ -202,7 +204,14 @@ impl ProcessManager {
             per_thread: PerThread::Queue,
             daily_limits: DailyLimits::default(),
             limits_clock: LimitsClock::default(),
+            running_limits: RunningLimits::default(),
         }
+    }
+
+    /// With the operator's running limits (none by default).
+    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
+        self.running_limits = limits;
+        self
     }
 
     /// With the operator's daily limits (none by default).
@@ -303,6 +312,10 @@ impl ProcessManager {
         if detected.kind == TriggerKind::FailedWorkflow {
             return Ok(enqueue_step(next));
         }
+        if next.is_none() {
+            // Done: it leaves the running lines it is in.
+            self.running_turns(state).await?;
+        }
         let stream = streams::thread(detected.repository.id, detected.number);
         let line = self.fold_thread(&stream).await?;
         match thread::in_line(state, &line, self.per_thread) {
@@ -332,7 +345,13 @@ impl ProcessManager {
     /// and no step (its reply follows from the rejection).
     async fn admit(&self, state: &TriggerState, step: Option<Step>) -> Result<Option<Step>, HandlerError> {
         let (Some(Step::StartConversation), Some(detected)) = (step, &state.detected) else { return Ok(step) };
-        if !self.daily_limits.any() || state.requested.is_some() {
+        if state.requested.is_some() {
+            return Ok(step);
+        }
+        if !self.running_turns(state).await? {
+            return Ok(None);
+        }
+        if !self.daily_limits.any() {
             return Ok(step);
         }
         let now = self.limits_clock.now_micros();
@@ -374,6 +393,35 @@ impl ProcessManager {
                 }
             }
         }
+    }
+
+    /// Takes the trigger through its running lines ([`RunningLimits::lines`]):
+    /// joins each it is not in, leaves each when it is done. `false` when its
+    /// start must wait for a place; every release makes the process manager
+    /// look again at the line ([`ProcessManager::thread_moved`]).
+    async fn running_turns(&self, state: &TriggerState) -> Result<bool, HandlerError> {
+        let Some(detected) = &state.detected else { return Ok(true) };
+        for (stream, max) in self.running_limits.lines(detected.repository.id) {
+            loop {
+                let line = self.fold_thread(&stream).await?;
+                let new_event = match limits::running_turn(state, &line, max) {
+                    RunningTurn::Go => break,
+                    RunningTurn::Wait => return Ok(false),
+                    RunningTurn::Join(queued) => {
+                        let id = limits::running_event_id(&stream, "running-queued", queued.trigger_id, queued.retry);
+                        queued.to_new_event(id, None)?
+                    }
+                    RunningTurn::Leave(released) => {
+                        let id =
+                            limits::running_event_id(&stream, "running-released", released.trigger_id, released.retry);
+                        released.to_new_event(id, None)?
+                    }
+                };
+                // Its place is where the log put it: fold again and decide.
+                self.store.append(&stream, ExpectedVersion::Any, vec![new_event]).await?;
+            }
+        }
+        Ok(true)
     }
 
     async fn fold_admissions(&self, stream: &str) -> Result<DailyAdmissions, HandlerError> {
@@ -462,6 +510,8 @@ impl EventHandler for ProcessManager {
             // any type it does not know).
             _ if event.stream.starts_with(streams::TRIGGER_PREFIX) => self.advance(event).await?,
             _ if event.stream.starts_with(streams::THREAD_PREFIX) => self.thread_moved(event).await?,
+            // A running line is a line like a thread's: the next may start.
+            _ if event.stream.starts_with(streams::RUNNING_PREFIX) => self.thread_moved(event).await?,
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;

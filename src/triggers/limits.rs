@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::events::{DecodeError, DomainEvent, RequestAdmitted, TriggerDetected};
+use super::thread::{self, ThreadState};
+use super::{next_step, TriggerState};
+use crate::events::{
+    derived_id, streams, DecodeError, DomainEvent, RequestAdmitted, ThreadRequestQueued, ThreadRequestReleased,
+    TriggerDetected,
+};
 use crate::store::RecordedEvent;
 
 const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
@@ -61,6 +66,76 @@ impl DailyAdmissions {
         }
         Ok(day)
     }
+}
+
+/// `HOOKWISE_MAX_RUNNING` and `HOOKWISE_MAX_RUNNING_PER_REPO`; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunningLimits {
+    pub global: u32,
+    pub per_repo: u32,
+}
+
+impl RunningLimits {
+    /// The lines a start of `repository_id` must pass, each with its limit,
+    /// in the order it passes them: its repository's first, so a request
+    /// waiting for its repository takes no global place.
+    pub fn lines(self, repository_id: u64) -> Vec<(String, u32)> {
+        let mut lines = Vec::new();
+        if self.per_repo > 0 {
+            lines.push((streams::running_repo(repository_id), self.per_repo));
+        }
+        if self.global > 0 {
+            lines.push((streams::RUNNING_ALL.to_owned(), self.global));
+        }
+        lines
+    }
+}
+
+/// What one running line makes of a trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunningTurn {
+    /// About to start and not in line: it joins (at the end).
+    Join(ThreadRequestQueued),
+    /// In line with `max` or more ahead of it: its start waits.
+    Wait,
+    /// Past this line: its start may go on (or there is nothing to start).
+    Go,
+    /// Done and still in line: it leaves, and the next may start.
+    Leave(ThreadRequestReleased),
+}
+
+/// The running line's say on `state`, a line whose first `max` may run. The
+/// same events as the per-thread line ([`thread`]), on a stream of their own.
+pub fn running_turn(state: &TriggerState, line: &ThreadState, max: u32) -> RunningTurn {
+    let Some(detected) = &state.detected else { return RunningTurn::Go };
+    let trigger_id = detected.trigger_id;
+    let position = line.position(trigger_id);
+    if next_step(state).is_none() {
+        return match position {
+            Some(_) => RunningTurn::Leave(ThreadRequestReleased {
+                trigger_id,
+                retry: line.retry_of(trigger_id).unwrap_or(state.retries),
+                reason: thread::ended(state).to_owned(),
+            }),
+            None => RunningTurn::Go,
+        };
+    }
+    // Asked for its conversation already (before the limit was set, or a retry of a later step).
+    if state.requested.is_some() {
+        return RunningTurn::Go;
+    }
+    match position {
+        None if line.has_left(trigger_id, state.retries) => RunningTurn::Go,
+        None => RunningTurn::Join(ThreadRequestQueued { trigger_id, retry: state.retries }),
+        Some(ahead) if ahead >= max as usize => RunningTurn::Wait,
+        Some(_) => RunningTurn::Go,
+    }
+}
+
+/// The id of a running line's event: event ids are unique across the log,
+/// so the stream is part of it (the per-thread line uses the trigger's alone).
+pub fn running_event_id(stream: &str, kind: &str, trigger_id: Uuid, retry: u32) -> Uuid {
+    derived_id(&[kind, stream, &trigger_id.to_string(), &retry.to_string()])
 }
 
 /// What becomes of a request about to start.
@@ -245,6 +320,68 @@ mod tests {
         assert_eq!(admit(limits, &day, &trigger(3, 12, 1)), Admission::Over(DailyLimit::PerRepo(2)));
         assert!(matches!(admit(limits, &day, &trigger(4, 12, 2)), Admission::Admit(_)), "another repository");
         assert!(matches!(admit(DailyLimits::default(), &day, &trigger(5, 10, 1)), Admission::Admit(_)));
+    }
+
+    /// A trigger whose next step is to start its conversation.
+    fn ready(id: u128) -> Vec<crate::triggers::TriggerEvent> {
+        use crate::events::{PermissionChecked, ReactionAdded};
+        use crate::triggers::TriggerEvent;
+        let trigger_id = Uuid::from_u128(id);
+        vec![
+            TriggerEvent::TriggerDetected(Box::new(trigger(id, 10, 1))),
+            TriggerEvent::PermissionChecked(PermissionChecked {
+                trigger_id,
+                login: "someone".into(),
+                permission: "write".into(),
+                granted: true,
+            }),
+            TriggerEvent::ReactionAdded(ReactionAdded {
+                trigger_id,
+                target: "issue_comment".into(),
+                reaction_id: None,
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_first_max_in_a_running_line_start_and_the_others_wait() {
+        use crate::events::SummaryPosted;
+        use crate::triggers::thread::ThreadEvent;
+        use crate::triggers::TriggerEvent;
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let joined = |id| ThreadEvent::Queued(ThreadRequestQueued { trigger_id: id, retry: 0 });
+        let state = |id| TriggerState::from_events(&ready(id));
+        assert_eq!(
+            running_turn(&state(3), &ThreadState::default(), 2),
+            RunningTurn::Join(ThreadRequestQueued { trigger_id: c, retry: 0 })
+        );
+        let line = ThreadState::from_events(&[joined(a), joined(b), joined(c)]);
+        assert_eq!(running_turn(&state(2), &line, 2), RunningTurn::Go, "the second of two places");
+        assert_eq!(running_turn(&state(3), &line, 2), RunningTurn::Wait, "one over the limit");
+        let mut done = ready(1);
+        done.push(TriggerEvent::SummaryPosted(SummaryPosted {
+            trigger_id: a,
+            comment_id: 1,
+            outcome: "finished".into(),
+            edited: false,
+        }));
+        assert_eq!(
+            running_turn(&TriggerState::from_events(&done), &line, 2),
+            RunningTurn::Leave(ThreadRequestReleased { trigger_id: a, retry: 0, reason: "summary_posted".into() })
+        );
+        let after = ThreadState::from_events(&[
+            joined(a),
+            joined(b),
+            joined(c),
+            ThreadEvent::Released(ThreadRequestReleased { trigger_id: a, retry: 0, reason: "summary_posted".into() }),
+        ]);
+        assert_eq!(running_turn(&state(3), &after, 2), RunningTurn::Go, "a place freed");
+        assert_eq!(running_turn(&TriggerState::from_events(&done), &after, 2), RunningTurn::Go, "left: nothing more");
+        assert_eq!(
+            RunningLimits { global: 2, per_repo: 1 }.lines(7),
+            vec![("running-repo-7".to_owned(), 1), ("running-all".to_owned(), 2)]
+        );
+        assert!(RunningLimits::default().lines(7).is_empty());
     }
 
     #[test]

@@ -9,16 +9,19 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookwise::events::{DomainEvent, TriggerRejected};
+use hookwise::events::{DomainEvent, ThreadRequestQueued, TriggerRejected};
+use hookwise::sql::SqlDb;
 use hookwise::triggers::limits::LimitsClock;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::helpers::{backend_tests, eventually, Backend, TestApp, TestDatabase};
-use crate::triggers::{body_of, comment_payload, Fakes};
+use crate::triggers::{body_of, callback, comment_payload, finished_batch, Fakes, CALLBACK_KEY};
 
 backend_tests!(
+    the_global_running_limit_makes_the_next_request_wait_for_a_place,
+    the_per_repo_running_limit_makes_the_next_request_wait_for_a_place,
     the_per_user_limit_is_reached_at_its_number_and_resets_at_midnight,
     the_per_repo_limit_is_reached_at_its_number_and_resets_at_midnight
 );
@@ -125,4 +128,67 @@ async fn the_per_user_limit_is_reached_at_its_number_and_resets_at_midnight(back
 async fn the_per_repo_limit_is_reached_at_its_number_and_resets_at_midnight(backend: Backend) {
     reached_at_its_number_and_reset_at_midnight(backend, "--max-per-repo-per-day", "HOOKWISE_MAX_PER_REPO_PER_DAY")
         .await;
+}
+
+/// How many joined the running line `line`.
+async fn joined(app: &TestApp, line: &str) -> usize {
+    app.log().await.iter().filter(|e| e.stream == line && e.event_type == ThreadRequestQueued::TYPE).count()
+}
+
+/// With a running limit of 1 the second request joins the line and starts
+/// nothing until the first conversation ends; a restart meanwhile keeps its place.
+async fn waits_for_a_place(backend: Backend, limit_flag: &str, line: &str) {
+    let fakes = Fakes::start("write").await;
+    fakes.accept_comments().await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations"))
+        .respond_with(NumberedConversations(AtomicUsize::new(0)))
+        .with_priority(1)
+        .mount(&fakes.agent)
+        .await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--per-thread", "parallel", limit_flag, "1"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+    let first = comment_payload(201, "@openhands please fix this");
+    assert_eq!(app.deliver("issue_comment", "d-201", &first).await.status(), 200);
+    eventually(Duration::from_secs(20), "the first request starts", || async { starts(&fakes).await >= 1 }).await;
+    let second = comment_payload(202, "@openhands and this");
+    assert_eq!(app.deliver("issue_comment", "d-202", &second).await.status(), 200);
+    eventually(Duration::from_secs(20), "the second request joins the running line", || async {
+        joined(&app, line).await >= 2
+    })
+    .await;
+    let app = TestApp::spawn_on(app.stop().await, &flags).await;
+    // Once the process manager has handled the join, whatever it decided is in the outbox.
+    let sql = SqlDb::connect(&app.db.url).await.expect("SQL database");
+    let join_position =
+        app.log().await.iter().filter(|e| e.stream == line).map(|e| e.position.0).max().expect("the joins");
+    eventually(Duration::from_secs(20), "the process manager handles the join", || async {
+        let rows = sql
+            .query("SELECT position FROM checkpoints WHERE name = 'process_manager'", vec![])
+            .await
+            .expect("checkpoints");
+        rows.first().and_then(|row| row.get::<u64>(0).ok()).is_some_and(|position| position >= join_position)
+    })
+    .await;
+    let rows =
+        sql.query("SELECT COUNT(*) FROM outbox WHERE step = 'start_conversation'", vec![]).await.expect("the outbox");
+    assert_eq!(rows[0].get::<u64>(0).expect("a count"), 1, "the second request's start waits for a place");
+    assert_eq!(starts(&fakes).await, 1);
+    assert_eq!(callback(&app, CALLBACK_KEY, finished_batch("conv-1")).await.status(), 202);
+    eventually(Duration::from_secs(20), "the second request starts when the first ends", || async {
+        starts(&fakes).await >= 2
+    })
+    .await;
+    app.stop().await;
+}
+
+async fn the_global_running_limit_makes_the_next_request_wait_for_a_place(backend: Backend) {
+    waits_for_a_place(backend, "--max-running", "running-all").await;
+}
+
+async fn the_per_repo_running_limit_makes_the_next_request_wait_for_a_place(backend: Backend) {
+    waits_for_a_place(backend, "--max-running-per-repo", "running-repo-186853002").await;
 }
