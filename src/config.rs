@@ -342,6 +342,10 @@ pub struct ProcessArgs {
     /// Conversations running at once in one repository (0: no limit).
     #[arg(long, env = "HOOKWISE_MAX_RUNNING_PER_REPO", default_value_t = 0)]
     pub max_running_per_repo: u32,
+    /// Proactive suggestions on one pull request, in all (0: no limit; still
+    /// at most one per head commit).
+    #[arg(long, env = "HOOKWISE_MAX_PROACTIVE_PER_PR", default_value_t = 0)]
+    pub max_proactive_per_pr: u32,
 }
 
 /// Validated [`ProcessArgs`].
@@ -363,6 +367,7 @@ pub struct ProcessSettings {
     pub per_thread: PerThread,
     pub daily_limits: DailyLimits,
     pub running_limits: RunningLimits,
+    pub max_proactive_per_pr: u32,
     /// The clock the daily limits count by (the system's; tests set their own).
     pub limits_clock: LimitsClock,
 }
@@ -433,6 +438,7 @@ impl ProcessSettings {
             per_thread: args.per_thread,
             daily_limits: DailyLimits { per_user: args.max_per_user_per_day, per_repo: args.max_per_repo_per_day },
             running_limits: RunningLimits { global: args.max_running, per_repo: args.max_running_per_repo },
+            max_proactive_per_pr: args.max_proactive_per_pr,
             limits_clock: LimitsClock::default(),
         })
     }

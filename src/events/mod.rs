@@ -139,6 +139,12 @@ pub mod streams {
         format!("admissions-{day}")
     }
 
+    /// The proactive suggestions let post on one pull request
+    /// (`RequestAdmitted`, `HOOKWISE_MAX_PROACTIVE_PER_PR`).
+    pub fn proactive(repository_id: u64, number: u64) -> String {
+        format!("proactive-{repository_id}-{number}")
+    }
+
     /// Every running-limit line's name starts with this.
     pub const RUNNING_PREFIX: &str = "running-";
     /// The line of conversations running at once (`HOOKWISE_MAX_RUNNING`;

@@ -191,6 +191,8 @@ pub struct ProcessManager {
     limits_clock: LimitsClock,
     /// `HOOKWISE_MAX_RUNNING`, `HOOKWISE_MAX_RUNNING_PER_REPO`.
     running_limits: RunningLimits,
+    /// `HOOKWISE_MAX_PROACTIVE_PER_PR` (0: no limit).
+    max_proactive_per_pr: u32,
 }
 
 impl ProcessManager {
@@ -205,12 +207,14 @@ impl ProcessManager {
             daily_limits: DailyLimits::default(),
             limits_clock: LimitsClock::default(),
             running_limits: RunningLimits::default(),
+            max_proactive_per_pr: 0,
         }
     }
 
     /// With the operator's running limits (none by default).
-    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
+    pub fn with_running_limits(mut self, limits: RunningLimits, max_proactive_per_pr: u32) -> Self {
         self.running_limits = limits;
+        self.max_proactive_per_pr = max_proactive_per_pr;
         self
     }
 
@@ -310,7 +314,7 @@ impl ProcessManager {
         let enqueue_step = |step: Option<Step>| step.map(|step| enqueue(detected.trigger_id, step, state.retries));
         let next = next_step(state);
         if detected.kind == TriggerKind::FailedWorkflow {
-            return Ok(enqueue_step(next));
+            return Ok(enqueue_step(self.admit_suggestion(state, next).await?));
         }
         if next.is_none() {
             // Done: it leaves the running lines it is in.
@@ -375,23 +379,63 @@ impl ProcessManager {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Admission::Over(limit) => {
-                    let rejected = TriggerRejected {
-                        trigger_id: detected.trigger_id,
-                        reason: crate::triggers::LIMIT.to_owned(),
-                        message: limits::over_limit_message(limit, &detected.requester.login, now),
-                    };
-                    let event_id = derived_id(&["limit-rejected", &detected.trigger_id.to_string()]);
-                    let new_event = rejected.to_new_event(event_id, None)?;
-                    let trigger_stream = streams::trigger(detected.trigger_id);
-                    let expected = state.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                    // The trigger moved meanwhile: its next event decides again.
-                    match self.store.append(&trigger_stream, expected, vec![new_event]).await {
-                        Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => return Ok(None),
+                Admission::Over(limit) => return self.reject_over_limit(state, detected, limit, now).await,
+            }
+        }
+    }
+
+    /// A proactive suggestion, once `HOOKWISE_MAX_PROACTIVE_PER_PR` has had
+    /// its say: admitted on the pull request's stream `proactive-…` (expected
+    /// version, as the daily limits), or rejected silently (nobody asked).
+    async fn admit_suggestion(&self, state: &TriggerState, step: Option<Step>) -> Result<Option<Step>, HandlerError> {
+        let (Some(Step::PostSuggestion), Some(detected)) = (step, &state.detected) else { return Ok(step) };
+        if self.max_proactive_per_pr == 0 {
+            return Ok(step);
+        }
+        let stream = streams::proactive(detected.repository.id, detected.number);
+        loop {
+            let admitted = self.fold_admissions(&stream).await?;
+            match limits::decide_proactive(self.max_proactive_per_pr, &admitted, detected) {
+                Admission::Already => return Ok(step),
+                Admission::Admit(admission) => {
+                    let expected = admitted.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    let new_event = admission.to_new_event(admission.event_id(&stream), None)?;
+                    match self.store.append(&stream, expected, vec![new_event]).await {
+                        Ok(_) => return Ok(step),
+                        Err(StoreError::WrongExpectedVersion { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
                 }
+                Admission::Over(limit) => {
+                    let now = self.limits_clock.now_micros();
+                    return self.reject_over_limit(state, detected, limit, now).await;
+                }
             }
+        }
+    }
+
+    /// `TriggerRejected { reason: "limit" }`, appended on the state it was
+    /// decided on; no step (a request's reply follows from the rejection).
+    async fn reject_over_limit(
+        &self,
+        state: &TriggerState,
+        detected: &crate::events::TriggerDetected,
+        limit: limits::Limit,
+        now: i64,
+    ) -> Result<Option<Step>, HandlerError> {
+        let rejected = TriggerRejected {
+            trigger_id: detected.trigger_id,
+            reason: crate::triggers::LIMIT.to_owned(),
+            message: limits::over_limit_message(limit, &detected.requester.login, now),
+        };
+        let event_id = derived_id(&["limit-rejected", &detected.trigger_id.to_string()]);
+        let new_event = rejected.to_new_event(event_id, None)?;
+        let trigger_stream = streams::trigger(detected.trigger_id);
+        let expected = state.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        // The trigger moved meanwhile: its next event decides again.
+        match self.store.append(&trigger_stream, expected, vec![new_event]).await {
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -34,9 +34,11 @@ impl DailyLimits {
 
 /// Which limit a request is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DailyLimit {
+pub enum Limit {
     PerUser(u32),
     PerRepo(u32),
+    /// Not daily: `HOOKWISE_MAX_PROACTIVE_PER_PR`, for ever.
+    ProactivePerPr(u32),
 }
 
 /// The requests admitted on one day, as its stream tells them.
@@ -146,7 +148,7 @@ pub enum Admission {
     /// Room left: append this, then start.
     Admit(RequestAdmitted),
     /// Over a limit: rejected.
-    Over(DailyLimit),
+    Over(Limit),
 }
 
 /// Whether `trigger` may start today, `today` holding the day's admissions.
@@ -158,16 +160,32 @@ pub fn decide(limits: DailyLimits, today: &DailyAdmissions, trigger: &TriggerDet
     }
     let count = |counts: &HashMap<u64, u32>, key: u64| counts.get(&key).copied().unwrap_or(0);
     if limits.per_user > 0 && count(&today.per_user, trigger.requester.id) >= limits.per_user {
-        return Admission::Over(DailyLimit::PerUser(limits.per_user));
+        return Admission::Over(Limit::PerUser(limits.per_user));
     }
     if limits.per_repo > 0 && count(&today.per_repo, trigger.repository.id) >= limits.per_repo {
-        return Admission::Over(DailyLimit::PerRepo(limits.per_repo));
+        return Admission::Over(Limit::PerRepo(limits.per_repo));
     }
     Admission::Admit(RequestAdmitted {
         trigger_id: trigger.trigger_id,
         repository_id: trigger.repository.id,
         requester_id: trigger.requester.id,
     })
+}
+
+/// Whether one more proactive suggestion may be posted on a pull request
+/// that had those of `admitted` (`max` > 0).
+pub fn decide_proactive(max: u32, admitted: &DailyAdmissions, trigger: &TriggerDetected) -> Admission {
+    if admitted.admitted.contains(&trigger.trigger_id) {
+        Admission::Already
+    } else if admitted.admitted.len() >= max as usize {
+        Admission::Over(Limit::ProactivePerPr(max))
+    } else {
+        Admission::Admit(RequestAdmitted {
+            trigger_id: trigger.trigger_id,
+            repository_id: trigger.repository.id,
+            requester_id: trigger.requester.id,
+        })
+    }
 }
 
 /// The UTC day of `micros` (since the Unix epoch) as `YYYY-MM-DD`.
@@ -191,17 +209,28 @@ pub fn reset_time(micros: i64) -> String {
 
 /// The rejection's message (the reply says "Sorry, I couldn't start working
 /// on this: {message}."): which limit, and when it resets.
-pub fn over_limit_message(limit: DailyLimit, requester: &str, now_micros: i64) -> String {
+pub fn over_limit_message(limit: Limit, requester: &str, now_micros: i64) -> String {
     let reset = reset_time(now_micros);
     match limit {
-        DailyLimit::PerUser(n) => format!(
+        Limit::PerUser(n) => format!(
             "@{requester} has reached today's limit of {n} {} per user (HOOKWISE_MAX_PER_USER_PER_DAY); it resets at {reset}",
             requests(n)
         ),
-        DailyLimit::PerRepo(n) => format!(
+        Limit::ProactivePerPr(n) => {
+            format!("this pull request has had its {n} proactive {} (HOOKWISE_MAX_PROACTIVE_PER_PR)", suggestions(n))
+        }
+        Limit::PerRepo(n) => format!(
             "this repository has reached today's limit of {n} {} (HOOKWISE_MAX_PER_REPO_PER_DAY); it resets at {reset}",
             requests(n)
         ),
+    }
+}
+
+fn suggestions(n: u32) -> &'static str {
+    if n == 1 {
+        "suggestion"
+    } else {
+        "suggestions"
     }
 }
 
@@ -305,7 +334,7 @@ mod tests {
         let (a, b, c) = (trigger(1, 10, 1), trigger(2, 10, 1), trigger(3, 10, 1));
         assert_eq!(admit(limits, &[], &a), Admission::Admit(admitted(&a)));
         assert_eq!(admit(limits, &[admitted(&a)], &b), Admission::Admit(admitted(&b)));
-        assert_eq!(admit(limits, &[admitted(&a), admitted(&b)], &c), Admission::Over(DailyLimit::PerUser(2)));
+        assert_eq!(admit(limits, &[admitted(&a), admitted(&b)], &c), Admission::Over(Limit::PerUser(2)));
         // Someone else, and those already admitted, still start.
         assert!(matches!(admit(limits, &[admitted(&a), admitted(&b)], &trigger(4, 11, 1)), Admission::Admit(_)));
         assert_eq!(admit(limits, &[admitted(&a), admitted(&b)], &b), Admission::Already);
@@ -317,7 +346,7 @@ mod tests {
     fn a_repository_limit_counts_every_requester() {
         let limits = DailyLimits { per_user: 0, per_repo: 2 };
         let day = [admitted(&trigger(1, 10, 1)), admitted(&trigger(2, 11, 1))];
-        assert_eq!(admit(limits, &day, &trigger(3, 12, 1)), Admission::Over(DailyLimit::PerRepo(2)));
+        assert_eq!(admit(limits, &day, &trigger(3, 12, 1)), Admission::Over(Limit::PerRepo(2)));
         assert!(matches!(admit(limits, &day, &trigger(4, 12, 2)), Admission::Admit(_)), "another repository");
         assert!(matches!(admit(DailyLimits::default(), &day, &trigger(5, 10, 1)), Admission::Admit(_)));
     }
@@ -385,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn proactive_suggestions_stop_at_their_number_per_pull_request() {
+        let (a, b, c) = (trigger(1, 10, 1), trigger(2, 10, 1), trigger(3, 10, 1));
+        let decide = |day: &[RequestAdmitted], t: &TriggerDetected| {
+            let events = recorded(day);
+            decide_proactive(2, &DailyAdmissions::fold(&events).expect("fold"), t)
+        };
+        assert!(matches!(decide(&[admitted(&a)], &b), Admission::Admit(_)));
+        assert_eq!(decide(&[admitted(&a), admitted(&b)], &c), Admission::Over(Limit::ProactivePerPr(2)));
+        assert_eq!(decide(&[admitted(&a), admitted(&b)], &b), Admission::Already);
+    }
+
+    #[test]
     fn days_are_utc_and_reset_at_the_next_midnight() {
         // 2026-12-01T23:59:59Z and one second later.
         let late = 1_796_169_599_000_000;
@@ -392,7 +433,7 @@ mod tests {
         assert_eq!(utc_day(late + 1_000_000), "2026-12-02");
         assert_eq!(previous_utc_day(late), "2026-11-30");
         assert_eq!(reset_time(late), "2026-12-02 00:00 UTC");
-        let message = over_limit_message(DailyLimit::PerUser(1), "octo", late);
+        let message = over_limit_message(Limit::PerUser(1), "octo", late);
         assert!(
             message.contains("limit of 1 request per user") && message.contains("2026-12-02 00:00 UTC"),
             "{message}"

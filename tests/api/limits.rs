@@ -17,9 +17,10 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::helpers::{backend_tests, eventually, Backend, TestApp, TestDatabase};
-use crate::triggers::{body_of, callback, comment_payload, finished_batch, Fakes, CALLBACK_KEY};
+use crate::triggers::{base_payload, body_of, callback, comment_payload, finished_batch, Fakes, CALLBACK_KEY, REPO};
 
 backend_tests!(
+    proactive_suggestions_stop_at_their_number_per_pull_request,
     the_global_running_limit_makes_the_next_request_wait_for_a_place,
     the_per_repo_running_limit_makes_the_next_request_wait_for_a_place,
     the_per_user_limit_is_reached_at_its_number_and_resets_at_midnight,
@@ -191,4 +192,53 @@ async fn the_global_running_limit_makes_the_next_request_wait_for_a_place(backen
 
 async fn the_per_repo_running_limit_makes_the_next_request_wait_for_a_place(backend: Backend) {
     waits_for_a_place(backend, "--max-running-per-repo", "running-repo-186853002").await;
+}
+
+/// `HOOKWISE_MAX_PROACTIVE_PER_PR=2`: failed runs on three head commits of
+/// pull request #1 get two suggestions; the third is rejected with reason
+/// `limit`, silently (nobody asked).
+async fn proactive_suggestions_stop_at_their_number_per_pull_request(backend: Backend) {
+    let fakes = Fakes::start("write").await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/actions/runs")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"workflow_runs": [{"name": "CI", "status": "completed", "conclusion": "failure"}]}),
+            ),
+        )
+        .mount(&fakes.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/pulls/1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"head": {"ref": "fix"}, "mergeable": true})))
+        .mount(&fakes.github)
+        .await;
+    fakes.accept_comments().await;
+    let Some(db) = TestDatabase::create(backend).await else { return };
+    let mut flags = fakes.flags();
+    flags.extend(["--proactive", "true", "--max-proactive-per-pr", "2"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_on(db, &flags).await;
+    let failed_run = |sha: &str| {
+        let mut run = base_payload();
+        run["action"] = json!("completed");
+        run["workflow_run"] = json!({"name": "CI", "head_sha": sha, "head_branch": "fix", "conclusion": "failure",
+            "pull_requests": [{"number": 1, "head": {"ref": "fix", "sha": sha}}]});
+        serde_json::to_vec(&run).expect("JSON")
+    };
+    for (n, sha) in [(1, "aaa"), (2, "bbb")] {
+        assert_eq!(app.deliver("workflow_run", &format!("d-run-{sha}"), &failed_run(sha)).await.status(), 200);
+        fakes.wait_for("POST", "/issues/1/comments", n).await;
+    }
+    assert_eq!(app.deliver("workflow_run", "d-run-ccc", &failed_run("ccc")).await.status(), 200);
+    eventually(Duration::from_secs(20), "the third suggestion is rejected", || async {
+        !limit_rejections(&app).await.is_empty()
+    })
+    .await;
+    let rejections = limit_rejections(&app).await;
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    assert!(rejections[0].message.contains("HOOKWISE_MAX_PROACTIVE_PER_PR"), "{}", rejections[0].message);
+    // The rejection took the place of the suggestion's step: nothing more is posted.
+    assert_eq!(fakes.requests("POST", "/issues/1/comments").await.len(), 2);
+    app.stop().await;
 }
