@@ -17,7 +17,8 @@
 //! HOOKWISE_PER_THREAD=queue: start_conversation waits its turn on the issue or PR
 //!   ([`thread`]; post_queued_notice meanwhile)
 //! daily limits: start_conversation admitted on the day's stream, or TriggerRejected
-//!   { reason: limit } ─► post_summary ([`limits`])
+//!   { reason: limit } ─► post_summary ([`limits`]); HOOKWISE_MAX_RUNNING(_PER_REPO): the start
+//!   waits for a place in a running line ([`limits::running_turn`])
 //! ```
 
 pub mod classify;
