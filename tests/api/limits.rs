@@ -1,8 +1,11 @@
-//! Operators' daily limits (`HOOKWISE_MAX_PER_USER_PER_DAY`,
+//! Operators' limits. Daily (`HOOKWISE_MAX_PER_USER_PER_DAY`,
 //! `HOOKWISE_MAX_PER_REPO_PER_DAY`): the request one over the limit starts
 //! nothing and gets one reply naming the limit and when it resets; the count
 //! is read from the log (a restart changes nothing) and a new UTC day, on a
-//! clock the test sets, starts again. wiremock stands in for GitHub and for
+//! clock the test sets, starts again. Running (`HOOKWISE_MAX_RUNNING`,
+//! `HOOKWISE_MAX_RUNNING_PER_REPO`): the request over it waits, across a
+//! restart, until a conversation ends. `HOOKWISE_MAX_PROACTIVE_PER_PR`: the
+//! suggestion over it is not posted. wiremock stands in for GitHub and for
 //! the agent runtime.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
