@@ -114,7 +114,9 @@ impl Application {
         let executor_wake = ExecutorWake::default();
         let rules = rules_with_bot_login(&config.process).await;
         let process_manager = ProcessManager::new(store.clone(), rules.clone(), executor_wake.clone(), db.dialect())
-            .with_per_thread(config.process.per_thread);
+            .with_per_thread(config.process.per_thread)
+            .with_daily_limits(config.process.daily_limits, config.process.limits_clock.clone())
+            .with_running_limits(config.process.running_limits, config.process.max_proactive_per_pr);
         let mut read_model_handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
         for model in read_models() {
             read_model::prepare(&db, model.as_ref()).await?;

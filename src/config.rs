@@ -11,6 +11,7 @@ use crate::forward::{ForwardConfigError, ForwardSettings};
 use crate::github::client::{AppCredentials, GitHubClient};
 use crate::github::signature::{WebhookSecret, WebhookSecrets};
 use crate::triggers::classify::{TriggerRules, TriggerSwitch};
+use crate::triggers::limits::{DailyLimits, LimitsClock, RunningLimits};
 use crate::triggers::thread::PerThread;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -329,6 +330,22 @@ pub struct ProcessArgs {
     /// at a time, later requests wait their turn) or `parallel`.
     #[arg(long, env = "HOOKWISE_PER_THREAD", value_enum, default_value = "queue")]
     pub per_thread: PerThread,
+    /// Conversations one requester may start per UTC day (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_PER_USER_PER_DAY", default_value_t = 0)]
+    pub max_per_user_per_day: u32,
+    /// Conversations one repository may start per UTC day (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_PER_REPO_PER_DAY", default_value_t = 0)]
+    pub max_per_repo_per_day: u32,
+    /// Conversations running at once, in all (0: no limit); more wait their turn.
+    #[arg(long, env = "HOOKWISE_MAX_RUNNING", default_value_t = 0)]
+    pub max_running: u32,
+    /// Conversations running at once in one repository (0: no limit).
+    #[arg(long, env = "HOOKWISE_MAX_RUNNING_PER_REPO", default_value_t = 0)]
+    pub max_running_per_repo: u32,
+    /// Proactive suggestions on one pull request, in all (0: no limit; still
+    /// at most one per head commit).
+    #[arg(long, env = "HOOKWISE_MAX_PROACTIVE_PER_PR", default_value_t = 0)]
+    pub max_proactive_per_pr: u32,
 }
 
 /// Validated [`ProcessArgs`].
@@ -348,6 +365,11 @@ pub struct ProcessSettings {
     pub executor_concurrency: usize,
     pub reply_style: ReplyStyle,
     pub per_thread: PerThread,
+    pub daily_limits: DailyLimits,
+    pub running_limits: RunningLimits,
+    pub max_proactive_per_pr: u32,
+    /// The clock the daily limits count by (the system's; tests set their own).
+    pub limits_clock: LimitsClock,
 }
 
 impl ProcessSettings {
@@ -415,6 +437,10 @@ impl ProcessSettings {
             executor_concurrency: args.executor_concurrency.max(1),
             reply_style: args.reply_style,
             per_thread: args.per_thread,
+            daily_limits: DailyLimits { per_user: args.max_per_user_per_day, per_repo: args.max_per_repo_per_day },
+            running_limits: RunningLimits { global: args.max_running, per_repo: args.max_running_per_repo },
+            max_proactive_per_pr: args.max_proactive_per_pr,
+            limits_clock: LimitsClock::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! stored event (of any schema version) is read back.
 
 pub mod admin;
+mod admission;
 mod agent;
 pub mod pull_request;
 mod reconcile;
@@ -11,6 +12,7 @@ mod thread;
 mod trigger;
 mod webhook;
 
+pub use admission::RequestAdmitted;
 pub use agent::{agent_server_event_id, AgentEventsReceived, AgentOperation, AgentServerEventReceived};
 pub use reconcile::ReconciliationCompleted;
 pub use repository::{RepositorySettings, RepositorySettingsRead, SettingsInForce};
@@ -150,6 +152,27 @@ pub mod streams {
     /// A repository's settings as read (`RepositorySettingsRead`).
     pub fn repository(repository_id: u64) -> String {
         format!("{REPOSITORY_PREFIX}{repository_id}")
+    }
+
+    /// The requests let start on one UTC day (`RequestAdmitted`), `day` as `YYYY-MM-DD`.
+    pub fn admissions(day: &str) -> String {
+        format!("admissions-{day}")
+    }
+
+    /// The proactive suggestions let post on one pull request
+    /// (`RequestAdmitted`, `HOOKWISE_MAX_PROACTIVE_PER_PR`).
+    pub fn proactive(repository_id: u64, number: u64) -> String {
+        format!("proactive-{repository_id}-{number}")
+    }
+
+    /// Every running-limit line's name starts with this.
+    pub const RUNNING_PREFIX: &str = "running-";
+    /// The line of conversations running at once (`HOOKWISE_MAX_RUNNING`;
+    /// `ThreadRequestQueued`, `ThreadRequestReleased`).
+    pub const RUNNING_ALL: &str = "running-all";
+    /// The same, per repository (`HOOKWISE_MAX_RUNNING_PER_REPO`).
+    pub fn running_repo(repository_id: u64) -> String {
+        format!("{RUNNING_PREFIX}repo-{repository_id}")
     }
 
     /// Operators' actions (rebuilds, replays, retries).

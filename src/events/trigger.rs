@@ -162,7 +162,7 @@ pub struct TriggerRejected {
     pub trigger_id: Uuid,
     /// A stable code: `permission_denied`, `installation_missing`,
     /// `installation_suspended`, `agent_not_configured`, `github_not_configured`,
-    /// `conversation_refused`, `nothing_to_do`.
+    /// `conversation_refused`, `nothing_to_do`, `limit` (an operator's daily limit).
     pub reason: String,
     pub message: String,
 }

@@ -23,13 +23,14 @@ use uuid::Uuid;
 use crate::events::pull_request::EnrichmentRetried;
 use crate::events::{
     derived_id, streams, AgentEventsReceived, AgentServerEventReceived, DomainEvent, StopRequested, TriggerDetected,
-    TriggerKind, TriggerRetried, WebhookReceived,
+    TriggerKind, TriggerRejected, TriggerRetried, WebhookReceived,
 };
 use crate::runner::{EventHandler, HandlerError};
 use crate::sql::{coalesce_inserts, Dialect, Migration, Statement};
 use crate::sql_params;
 use crate::store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 use crate::triggers::classify::{classify, TriggerRules};
+use crate::triggers::limits::{self, Admission, DailyAdmissions, DailyLimits, LimitsClock, RunningLimits, RunningTurn};
 use crate::triggers::stop::{self, StopState};
 use crate::triggers::thread::{self, InLine, PerThread, ThreadEvent, ThreadState};
 use crate::triggers::{next_step, Step, TriggerEvent, TriggerState};
@@ -187,6 +188,13 @@ pub struct ProcessManager {
     batch_writes: AtomicBool,
     /// `HOOKWISE_PER_THREAD`: whether a start waits for its thread's line.
     per_thread: PerThread,
+    /// `HOOKWISE_MAX_PER_{USER,REPO}_PER_DAY`, and the clock they count by.
+    daily_limits: DailyLimits,
+    limits_clock: LimitsClock,
+    /// `HOOKWISE_MAX_RUNNING`, `HOOKWISE_MAX_RUNNING_PER_REPO`.
+    running_limits: RunningLimits,
+    /// `HOOKWISE_MAX_PROACTIVE_PER_PR` (0: no limit).
+    max_proactive_per_pr: u32,
 }
 
 impl ProcessManager {
@@ -198,7 +206,25 @@ impl ProcessManager {
             dialect,
             batch_writes: AtomicBool::new(false),
             per_thread: PerThread::Queue,
+            daily_limits: DailyLimits::default(),
+            limits_clock: LimitsClock::default(),
+            running_limits: RunningLimits::default(),
+            max_proactive_per_pr: 0,
         }
+    }
+
+    /// With the operator's running limits (none by default).
+    pub fn with_running_limits(mut self, limits: RunningLimits, max_proactive_per_pr: u32) -> Self {
+        self.running_limits = limits;
+        self.max_proactive_per_pr = max_proactive_per_pr;
+        self
+    }
+
+    /// With the operator's daily limits (none by default).
+    pub fn with_daily_limits(mut self, limits: DailyLimits, clock: LimitsClock) -> Self {
+        self.daily_limits = limits;
+        self.limits_clock = clock;
+        self
     }
 
     /// With `HOOKWISE_PER_THREAD` (the default is `queue`).
@@ -340,19 +366,23 @@ impl ProcessManager {
         let enqueue_step = |step: Option<Step>| step.map(|step| enqueue(detected.trigger_id, step, state.retries));
         let next = next_step(state);
         if detected.kind == TriggerKind::FailedWorkflow {
-            return Ok(enqueue_step(next));
+            return Ok(enqueue_step(self.admit_suggestion(state, next).await?));
+        }
+        if next.is_none() {
+            // Done: it leaves the running lines it is in.
+            self.running_turns(state).await?;
         }
         let stream = streams::thread(detected.repository.id, detected.number);
         let line = self.fold_thread(&stream).await?;
         match thread::in_line(state, &line, self.per_thread) {
-            InLine::Step(step) => Ok(enqueue_step(step)),
+            InLine::Step(step) => Ok(enqueue_step(self.admit(state, step).await?)),
             InLine::Join(queued) => {
                 let joined = queued.to_new_event(queued.event_id(), None)?;
                 self.store.append(&stream, ExpectedVersion::Any, vec![joined]).await?;
                 // In line now: its first step need not wait for the join to come round.
                 let line = self.fold_thread(&stream).await?;
                 match thread::in_line(state, &line, self.per_thread) {
-                    InLine::Step(step) => Ok(enqueue_step(step)),
+                    InLine::Step(step) => Ok(enqueue_step(self.admit(state, step).await?)),
                     // Not taken in (cannot be: the join is in the stream): `thread_moved` decides.
                     InLine::Join(_) | InLine::Leave(_) => Ok(None),
                 }
@@ -363,6 +393,136 @@ impl ProcessManager {
                 Ok(None)
             }
         }
+    }
+
+    /// A start, once the daily limits have had their say: admitted on the
+    /// day's stream (with its expected version, so two instances cannot both
+    /// take the last place), or the trigger is rejected with reason `limit`
+    /// and no step (its reply follows from the rejection).
+    async fn admit(&self, state: &TriggerState, step: Option<Step>) -> Result<Option<Step>, HandlerError> {
+        let (Some(Step::StartConversation), Some(detected)) = (step, &state.detected) else { return Ok(step) };
+        if state.requested.is_some() {
+            return Ok(step);
+        }
+        if !self.running_turns(state).await? {
+            return Ok(None);
+        }
+        if !self.daily_limits.any() {
+            return Ok(step);
+        }
+        let now = self.limits_clock.now_micros();
+        // Admitted just before midnight but not yet started (a crash): still admitted.
+        let yesterday = self.fold_admissions(&streams::admissions(&limits::previous_utc_day(now))).await?;
+        if yesterday.admitted.contains(&detected.trigger_id) {
+            return Ok(step);
+        }
+        let stream = streams::admissions(&limits::utc_day(now));
+        loop {
+            let today = self.fold_admissions(&stream).await?;
+            match limits::decide(self.daily_limits, &today, detected) {
+                Admission::Already => return Ok(step),
+                Admission::Admit(admitted) => {
+                    let expected = today.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    let new_event = admitted.to_new_event(admitted.event_id(&stream), None)?;
+                    match self.store.append(&stream, expected, vec![new_event]).await {
+                        Ok(_) => return Ok(step),
+                        // Another instance admitted meanwhile: count again.
+                        Err(StoreError::WrongExpectedVersion { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Admission::Over(limit) => return self.reject_over_limit(state, detected, limit, now).await,
+            }
+        }
+    }
+
+    /// A proactive suggestion, once `HOOKWISE_MAX_PROACTIVE_PER_PR` has had
+    /// its say: admitted on the pull request's stream `proactive-…` (expected
+    /// version, as the daily limits), or rejected silently (nobody asked).
+    async fn admit_suggestion(&self, state: &TriggerState, step: Option<Step>) -> Result<Option<Step>, HandlerError> {
+        let (Some(Step::PostSuggestion), Some(detected)) = (step, &state.detected) else { return Ok(step) };
+        if self.max_proactive_per_pr == 0 {
+            return Ok(step);
+        }
+        let stream = streams::proactive(detected.repository.id, detected.number);
+        loop {
+            let admitted = self.fold_admissions(&stream).await?;
+            match limits::decide_proactive(self.max_proactive_per_pr, &admitted, detected) {
+                Admission::Already => return Ok(step),
+                Admission::Admit(admission) => {
+                    let expected = admitted.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    let new_event = admission.to_new_event(admission.event_id(&stream), None)?;
+                    match self.store.append(&stream, expected, vec![new_event]).await {
+                        Ok(_) => return Ok(step),
+                        Err(StoreError::WrongExpectedVersion { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Admission::Over(limit) => {
+                    let now = self.limits_clock.now_micros();
+                    return self.reject_over_limit(state, detected, limit, now).await;
+                }
+            }
+        }
+    }
+
+    /// `TriggerRejected { reason: "limit" }`, appended on the state it was
+    /// decided on; no step (a request's reply follows from the rejection).
+    async fn reject_over_limit(
+        &self,
+        state: &TriggerState,
+        detected: &crate::events::TriggerDetected,
+        limit: limits::Limit,
+        now: i64,
+    ) -> Result<Option<Step>, HandlerError> {
+        let rejected = TriggerRejected {
+            trigger_id: detected.trigger_id,
+            reason: crate::triggers::LIMIT.to_owned(),
+            message: limits::over_limit_message(limit, &detected.requester.login, now),
+        };
+        let event_id = derived_id(&["limit-rejected", &detected.trigger_id.to_string()]);
+        let new_event = rejected.to_new_event(event_id, None)?;
+        let trigger_stream = streams::trigger(detected.trigger_id);
+        let expected = state.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        // The trigger moved meanwhile: its next event decides again.
+        match self.store.append(&trigger_stream, expected, vec![new_event]).await {
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes the trigger through its running lines ([`RunningLimits::lines`]):
+    /// joins each it is not in, leaves each when it is done. `false` when its
+    /// start must wait for a place; every release makes the process manager
+    /// look again at the line ([`ProcessManager::thread_moved`]).
+    async fn running_turns(&self, state: &TriggerState) -> Result<bool, HandlerError> {
+        let Some(detected) = &state.detected else { return Ok(true) };
+        for (stream, max) in self.running_limits.lines(detected.repository.id) {
+            loop {
+                let line = self.fold_thread(&stream).await?;
+                let new_event = match limits::running_turn(state, &line, max) {
+                    RunningTurn::Go => break,
+                    RunningTurn::Wait => return Ok(false),
+                    RunningTurn::Join(queued) => {
+                        let id = limits::running_event_id(&stream, "running-queued", queued.trigger_id, queued.retry);
+                        queued.to_new_event(id, None)?
+                    }
+                    RunningTurn::Leave(released) => {
+                        let id =
+                            limits::running_event_id(&stream, "running-released", released.trigger_id, released.retry);
+                        released.to_new_event(id, None)?
+                    }
+                };
+                // Its place is where the log put it: fold again and decide.
+                self.store.append(&stream, ExpectedVersion::Any, vec![new_event]).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn fold_admissions(&self, stream: &str) -> Result<DailyAdmissions, HandlerError> {
+        let history = self.store.read_stream(stream, 0, usize::MAX).await?;
+        DailyAdmissions::fold(&history).map_err(|(event, source)| HandlerError::decode(event, source))
     }
 
     /// A thread's line changed: every trigger in it (and the one that just
@@ -446,6 +606,8 @@ impl EventHandler for ProcessManager {
             _ if event.stream.starts_with(streams::TRIGGER_PREFIX) => self.advance(event).await?,
             _ if event.stream.starts_with(streams::THREAD_PREFIX) => self.thread_moved(event).await?,
             _ if event.stream.starts_with(streams::STOP_PREFIX) => self.stop_moved(event).await?,
+            // A running line is a line like a thread's: the next may start.
+            _ if event.stream.starts_with(streams::RUNNING_PREFIX) => self.thread_moved(event).await?,
             AgentEventsReceived::TYPE => {
                 let received: AgentEventsReceived = decode(event)?;
                 agent_events::record_state_changes(self.store.as_ref(), &received).await?;

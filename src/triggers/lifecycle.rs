@@ -9,6 +9,10 @@ use crate::events::TriggerKind;
 /// missing permission).
 pub const CONVERSATION_REFUSED: &str = "conversation_refused";
 
+/// Why a trigger was rejected when an operator's daily limit was reached
+/// ([`super::limits`]): answered with a reply naming the limit, like a refusal.
+pub const LIMIT: &str = "limit";
+
 /// The steps of a trigger, in order. Each is one outbox command performed by
 /// the executor (`src/process/executor/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,7 +144,7 @@ pub fn next_step(state: &TriggerState) -> Option<Step> {
         return state.rejected.is_none().then_some(Step::PostSuggestion);
     }
     if let Some(rejected) = &state.rejected {
-        return (rejected.reason == CONVERSATION_REFUSED).then_some(Step::PostSummary);
+        return [CONVERSATION_REFUSED, LIMIT].contains(&rejected.reason.as_str()).then_some(Step::PostSummary);
     }
     match &state.permission {
         None => return Some(Step::CheckPermission),

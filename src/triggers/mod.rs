@@ -18,11 +18,15 @@
 //!   ([`thread`]; post_queued_notice meanwhile)
 //! after the last attempt of a step: report_abandonment (the status comment says so)
 //! `{handle} stop` ([`stop`]): stop-{id} ─► stop_conversation ─► ConversationStopped ─► post_summary
+//! daily limits: start_conversation admitted on the day's stream, or TriggerRejected
+//!   { reason: limit } ─► post_summary ([`limits`]); HOOKWISE_MAX_RUNNING(_PER_REPO): the start
+//!   waits for a place in a running line ([`limits::running_turn`])
 //! ```
 
 pub mod classify;
 mod event;
 mod lifecycle;
+pub mod limits;
 pub mod settings;
 mod state;
 pub mod stop;
@@ -62,7 +66,7 @@ pub(crate) mod fixtures {
 }
 
 pub use event::TriggerEvent;
-pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED};
+pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED, LIMIT};
 pub use state::{FoldError, TriggerState};
 
 #[cfg(test)]

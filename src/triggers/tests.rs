@@ -189,6 +189,15 @@ fn a_runtime_that_refuses_to_start_gets_a_reply_and_the_trigger_stays_rejected()
 }
 
 #[test]
+fn a_request_over_a_daily_limit_gets_a_reply_and_stays_rejected() {
+    let mut events = vec![detected(TriggerKind::IssueComment), permission(true), reacted()];
+    events.push(rejected(LIMIT));
+    then(&events, Some(Step::PostSummary), TriggerStatus::Rejected);
+    events.push(summary(LIMIT));
+    then(&events, None, TriggerStatus::Rejected);
+}
+
+#[test]
 fn a_run_that_fails_ends_in_a_short_reply_and_the_failed_status() {
     for state in ["error", "stuck", "timed_out", "start_failed", "sandbox_missing", "rate_limited", "stopped"] {
         let mut events = running();

@@ -132,7 +132,12 @@ impl ThreadState {
         }
     }
 
-    fn retry_of(&self, trigger_id: Uuid) -> Option<u32> {
+    /// Whether `trigger_id` left the line at admin retry `retry`.
+    pub fn has_left(&self, trigger_id: Uuid, retry: u32) -> bool {
+        self.left.contains(&(trigger_id, retry))
+    }
+
+    pub(super) fn retry_of(&self, trigger_id: Uuid) -> Option<u32> {
         self.line.iter().find(|(trigger, _)| *trigger == trigger_id).map(|(_, retry)| *retry)
     }
 }
@@ -177,7 +182,7 @@ pub fn in_line(state: &TriggerState, thread: &ThreadState, mode: PerThread) -> I
 }
 
 /// Why a trigger with nothing more to do is done.
-fn ended(state: &TriggerState) -> &'static str {
+pub(super) fn ended(state: &TriggerState) -> &'static str {
     if state.abandoned.is_some() {
         "abandoned"
     } else if state.stopped.is_some() {

@@ -21,6 +21,7 @@ mod helpers;
 mod hostile;
 mod intake;
 mod kurrent;
+mod limits;
 mod metrics;
 mod one_at_a_time;
 mod pull_request_enrichment;
