@@ -368,8 +368,8 @@ impl ProcessManager {
         if detected.kind == TriggerKind::FailedWorkflow {
             return Ok(enqueue_step(self.admit_suggestion(state, next).await?));
         }
-        if next.is_none() {
-            // Done: it leaves the running lines it is in.
+        if crate::triggers::is_over(state) {
+            // Done or given up: it leaves the running lines it is in.
             self.running_turns(state).await?;
         }
         let stream = streams::thread(detected.repository.id, detected.number);

@@ -166,6 +166,13 @@ pub fn next_step(state: &TriggerState) -> Option<Step> {
     Some(Step::PostSummary)
 }
 
+/// Whether a trigger needs nothing more of the agent or its turn: done, or
+/// given up (saying so where it was asked is all that may be left). A line
+/// it waits or runs in lets the next one go then.
+pub fn is_over(state: &TriggerState) -> bool {
+    matches!(next_step(state), None | Some(Step::ReportAbandonment))
+}
+
 /// Whether an abandonment is said where the request was made: once, only to
 /// someone allowed to ask (never before the permission is granted), never for
 /// a proactive suggestion nobody asked for, and not when saying it is what

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::thread::{self, ThreadState};
-use super::{next_step, TriggerState};
+use super::{is_over, TriggerState};
 use crate::events::{
     derived_id, streams, DecodeError, DomainEvent, RequestAdmitted, ThreadRequestQueued, ThreadRequestReleased,
     TriggerDetected,
@@ -112,7 +112,7 @@ pub fn running_turn(state: &TriggerState, line: &ThreadState, max: u32) -> Runni
     let Some(detected) = &state.detected else { return RunningTurn::Go };
     let trigger_id = detected.trigger_id;
     let position = line.position(trigger_id);
-    if next_step(state).is_none() {
+    if is_over(state) {
         return match position {
             Some(_) => RunningTurn::Leave(ThreadRequestReleased {
                 trigger_id,
@@ -399,6 +399,34 @@ mod tests {
             vec![("running-repo-7".to_owned(), 1), ("running-all".to_owned(), 2)]
         );
         assert!(RunningLimits::default().lines(7).is_empty());
+    }
+
+    #[test]
+    fn a_trigger_that_gave_up_leaves_its_running_line_before_saying_so() {
+        use crate::events::{ConversationRequested, TriggerAbandoned};
+        use crate::triggers::thread::ThreadEvent;
+        use crate::triggers::{next_step, Step, TriggerEvent};
+        let a = Uuid::from_u128(1);
+        let mut events = ready(1);
+        events.push(TriggerEvent::ConversationRequested(ConversationRequested {
+            trigger_id: a,
+            command_id: Uuid::nil(),
+            repository: "o/r".into(),
+            branch: None,
+        }));
+        events.push(TriggerEvent::TriggerAbandoned(TriggerAbandoned {
+            trigger_id: a,
+            step: "start_conversation".into(),
+            error: "boom".into(),
+            attempts: 8,
+        }));
+        let state = TriggerState::from_events(&events);
+        assert_eq!(next_step(&state), Some(Step::ReportAbandonment), "the report is still to come");
+        let line = ThreadState::from_events(&[ThreadEvent::Queued(ThreadRequestQueued { trigger_id: a, retry: 0 })]);
+        assert_eq!(
+            running_turn(&state, &line, 1),
+            RunningTurn::Leave(ThreadRequestReleased { trigger_id: a, retry: 0, reason: "abandoned".into() })
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub(crate) mod fixtures {
 }
 
 pub use event::TriggerEvent;
-pub use lifecycle::{next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED, LIMIT};
+pub use lifecycle::{
+    is_over, next_step, status, AgentOutcome, StatusChange, Step, TriggerStatus, CONVERSATION_REFUSED, LIMIT,
+};
 pub use state::{FoldError, TriggerState};
 
 #[cfg(test)]

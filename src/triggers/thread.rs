@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::state::FoldError;
-use super::{next_step, Step, TriggerState};
+use super::{is_over, next_step, Step, TriggerState};
 use crate::events::{DecodeError, DomainEvent, ThreadRequestQueued, ThreadRequestReleased, TriggerKind};
 use crate::store::RecordedEvent;
 
@@ -163,13 +163,17 @@ pub fn in_line(state: &TriggerState, thread: &ThreadState, mode: PerThread) -> I
         return InLine::Step(next);
     }
     let trigger_id = detected.trigger_id;
-    match (next, thread.position(trigger_id)) {
-        // Done, or given up (the report of it need not hold up the line).
-        (None | Some(Step::ReportAbandonment), Some(_)) => {
+    let position = thread.position(trigger_id);
+    // Done, or given up (saying so need not hold up the line): it leaves.
+    if is_over(state) {
+        if position.is_some() {
             let retry = thread.retry_of(trigger_id).unwrap_or(state.retries);
-            InLine::Leave(ThreadRequestReleased { trigger_id, retry, reason: ended(state).to_owned() })
+            return InLine::Leave(ThreadRequestReleased { trigger_id, retry, reason: ended(state).to_owned() });
         }
-        (None, None) => InLine::Step(None),
+        return InLine::Step(next);
+    }
+    match (next, position) {
+        (None, _) => InLine::Step(None),
         (Some(_), None) if !thread.left.contains(&(trigger_id, state.retries)) => {
             InLine::Join(ThreadRequestQueued { trigger_id, retry: state.retries })
         }
