@@ -1,5 +1,5 @@
 //! `stop_conversation`: a stop's one step (`{handle} stop`). The requester
-//! must may write (as for a request; anyone else gets nothing, not even a
+//! may write (as for a request; anyone else gets nothing, not even a
 //! reply); then every conversation running on the issue or pull request (the
 //! triggers in its line with a started, unended run) is stopped on the
 //! runtime and gets a `ConversationStopped` on its trigger's stream, whose
