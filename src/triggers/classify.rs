@@ -127,6 +127,12 @@ pub fn mentions(text: &str, handle: &str) -> bool {
     occurrences(text, handle).any(|(before, after)| counts_as_mention(before, after))
 }
 
+/// The text after each mention of `handle` in `text` (by the [`mentions`]
+/// rule), for rules about what follows it (`{handle} stop`).
+pub fn after_mentions<'t>(text: &'t str, handle: &'t str) -> impl Iterator<Item = &'t str> + 't {
+    occurrences(text, handle).filter(|(before, after)| counts_as_mention(*before, after)).map(|(_, after)| after)
+}
+
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }

@@ -30,35 +30,19 @@ pub fn asks_to_stop(request: &TriggerDetected, handle: &str) -> bool {
 /// stop.` and `@OpenHands, STOP please` stop; `@openhands stopping`,
 /// `@openhands don't stop` and `x@openhands stop` do not.
 pub fn says_stop(text: &str, handle: &str) -> bool {
-    if handle.is_empty() {
-        return false;
-    }
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let (text_bytes, handle_bytes) = (text.as_bytes(), handle.as_bytes());
-    (0..text_bytes.len().saturating_sub(handle_bytes.len() - 1)).any(|start| {
-        let end = start + handle_bytes.len();
-        if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-            return false;
-        }
-        if !text_bytes[start..end].eq_ignore_ascii_case(handle_bytes) {
-            return false;
-        }
-        let before_ok = text[..start].chars().next_back().is_none_or(|c| !is_word(c) && c != '@');
-        let after = &text[end..];
-        if !after.chars().next().is_none_or(|c| !is_word(c) && c != '-') {
-            return false;
-        }
-        let rest = after.strip_prefix([',', ':']).unwrap_or(after);
-        let word = rest.trim_start();
-        if word.len() == rest.len() && rest.len() == after.len() {
-            // Nothing between the handle and the word: `@openhands!stop` is no stop.
-            return false;
-        }
-        let Some(tail) = word.get(..4).filter(|w| w.eq_ignore_ascii_case("stop")).map(|_| &word[4..]) else {
-            return false;
-        };
-        before_ok && tail.chars().next().is_none_or(|c| !is_word(c) && c != '-')
-    })
+    !handle.is_empty()
+        && super::classify::after_mentions(text, handle).any(|after| {
+            let rest = after.strip_prefix([',', ':']).unwrap_or(after);
+            let word = rest.trim_start();
+            if word.len() == after.len() {
+                // Nothing between the handle and the word: `@openhands!stop` is no stop.
+                return false;
+            }
+            word.get(..4)
+                .filter(|w| w.eq_ignore_ascii_case("stop"))
+                .is_some_and(|_| word[4..].chars().next().is_none_or(|c| !is_word(c) && c != '-'))
+        })
 }
 
 /// Whether a trigger's conversation is running, so a stop can stop it: started,
