@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use coalesce::coalesce_inserts;
 pub use error::{ErrorCode, SqlError};
-pub use postgres::connect_pool;
+pub use postgres::{connect_pool, BACKGROUND_LEASE_LOCK};
 pub use value::{FromSqlValue, SqlRow, SqlValue};
 
 /// One statement and its parameters.

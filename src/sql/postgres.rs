@@ -120,7 +120,7 @@ fn read_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<SqlRow>, SqlError> {
 
 /// The advisory lock whose session holds the background lease ("hookbgnd";
 /// the store's append locks are other keys).
-const BACKGROUND_LEASE_LOCK: i64 = 0x686f_6f6b_6267_6e64;
+pub const BACKGROUND_LEASE_LOCK: i64 = 0x686f_6f6b_6267_6e64;
 
 /// Holding the lease is holding this connection: a server that no longer
 /// hears from it ends the session, and the lock with it.

@@ -81,13 +81,17 @@ async fn the_background_runs_on_one_instance_and_moves_when_it_dies(backend: Bac
     drop(db);
 }
 
-/// The backend process holding the background lease's advisory lock in `db`, if any.
+/// The backend process holding the background lease's advisory lock in `db`,
+/// if any: that key alone (appends take advisory locks of their own, for the
+/// length of their transaction).
 async fn lease_holder_pid(client: &tokio_postgres::Client) -> Option<i32> {
+    let key = hookwise::sql::BACKGROUND_LEASE_LOCK;
     let row = client
         .query_opt(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[],
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND classid::bigint = $1 AND objid::bigint = $2",
+            &[&(key >> 32), &(key & 0xffff_ffff)],
         )
         .await
         .expect("reading pg_locks");
