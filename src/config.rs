@@ -319,7 +319,7 @@ pub struct ProcessArgs {
     pub claim_lease_ms: u64,
     /// Outbox commands one executor performs at the same time (at least 1);
     /// two steps of the same trigger never run at once.
-    #[arg(long, env = "HOOKWISE_EXECUTOR_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "HOOKWISE_EXECUTOR_CONCURRENCY", default_value_t = 32)]
     pub executor_concurrency: usize,
     /// `edit`: one status comment ("I'm on it", then running, then the result
     /// or why there is none), edited in place; `new`: the result in a comment
